@@ -1,0 +1,1 @@
+"""C firmware that sequences the engine through its register map."""

@@ -1,0 +1,1 @@
+"""Amaranth HDL components: the SBPCA power-iteration engine, crossbar drivers, SoC top."""

