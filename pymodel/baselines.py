@@ -136,14 +136,6 @@ class PowerSGD:
         return self.rank
 
 
-def sbpca_array_updates(est: SBPCA) -> int:
-    return est.rank
-
-
-# SBPCA itself satisfies the protocol; give it the same counter name.
-SBPCA.array_updates = property(lambda self: self.rank)  # type: ignore[attr-defined]
-
-
 def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: int = 16,
                    seed: int = 0, fixed=False, error_feedback: bool = True,
                    sigma_min: float | None = None) -> GradientEstimator:

@@ -158,6 +158,11 @@ class SBPCA:
         return [(self.last_batch_size * s[c] * D[:, c], X[:, c]) for c in range(self.rank)]
 
     @property
+    def array_updates(self) -> int:
+        """Rank-1 row/column updates one batch costs on the array: k."""
+        return self.rank
+
+    @property
     def state_numbers(self) -> int:
         """Numbers kept per layer: k(a + b + 1)."""
         return self.rank * (self.rows + self.cols + 1)
