@@ -101,15 +101,18 @@ class Fmt:
         NaN or infinite inputs raise ``ValueError`` naming ``name``.
         """
         arr = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
+        total = float(np.sum(arr)) if arr.size else 0.0
+        if not math.isfinite(total) and not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinite values")
-        scaled = np.ldexp(arr, self.frac)
+        scaled = arr * (2.0 ** self.frac)  # exact: a power-of-two scale
         if self.rounding is Rounding.TRUNCATE:
             r = np.floor(scaled)
         elif self.rounding is Rounding.HALF_UP:
             r = np.floor(scaled + 0.5)
         else:
-            r = np.round(scaled)  # NumPy rounds half to even
+            r = np.rint(scaled)  # IEEE round half to even
+        if r.size and r.min() >= self.min_int and r.max() <= self.max_int:
+            return r.astype(np.int64)
         # clip before the cast so huge floats do not wrap in the conversion itself
         big = float(1 << 62)
         r = np.clip(r, -big, big).astype(np.int64)
@@ -141,10 +144,10 @@ def fit(v: ArrayLike, fmt: Fmt, name: str = "value", flags: SatFlags | None = No
     """Apply ``fmt``'s overflow rule to integers ``v`` (already at ``fmt.frac``)."""
     v = np.asarray(v, dtype=np.int64)
     lo, hi = fmt.min_int, fmt.max_int
+    if v.size == 0 or (v.min() >= lo and v.max() <= hi):
+        return v
     over = (v < lo) | (v > hi)
     n_over = int(np.count_nonzero(over))
-    if n_over == 0:
-        return v
     if fmt.overflow is Overflow.ERROR:
         bad = v[over].ravel()[0]
         raise ValueError(
@@ -166,15 +169,13 @@ def round_shift(v: ArrayLike, shift: int, rounding: Rounding = Rounding.HALF_EVE
     if shift <= 0:
         return v << np.int64(-shift)
     s = np.int64(shift)
-    floor = v >> s
     if rounding is Rounding.TRUNCATE:
-        return floor
+        return v >> s
     half = np.int64(1) << np.int64(shift - 1)
-    rem = v & ((np.int64(1) << s) - 1)
     if rounding is Rounding.HALF_UP:
-        return floor + (rem >= half)
-    up = (rem > half) | ((rem == half) & ((floor & 1) == 1))
-    return floor + up
+        return (v + half) >> s
+    # half-even: adding (half - 1 + lsb_of_floor) carries exactly when rounding up
+    return (v + (half - 1) + ((v >> s) & 1)) >> s
 
 
 def requantize(
@@ -254,15 +255,33 @@ def _bitlen(a: np.ndarray) -> int:
         return 0
     if a.dtype == object:
         return max(abs(int(v)).bit_length() for v in a.ravel())
-    return int(np.max(np.abs(a.astype(np.int64)))).bit_length()
+    return max(int(a.max()), -int(a.min())).bit_length()
 
 
-def exact_matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+def static_fits(bits_a: int, bits_b: int, terms: int = 1, limit: int = 62) -> bool:
+    """True when a sum of ``terms`` products of signed ``bits_a``- and ``bits_b``-bit integers
+    always fits in ``limit`` magnitude bits (62: int64; 52: exact in float64 BLAS)."""
+    return (bits_a - 1) + (bits_b - 1) + max(0, int(terms) - 1).bit_length() <= limit
+
+
+def exact_matmul_f64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer ``a @ b`` through float64 BLAS.
+
+    Only valid when :func:`static_fits` (..., limit=52) holds: every product and partial
+    sum is then an integer below 2**53, which float64 represents exactly in any order.
+    """
+    return (np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64)).astype(np.int64)
+
+
+def exact_matmul(a: ArrayLike, b: ArrayLike, fits: bool = False) -> np.ndarray:
     """Exact integer ``a @ b``: int64 when the worst-case sum fits, else Python ints (object array).
 
     The order of accumulation is irrelevant because nothing is rounded before the sum ends,
     which is what lets the RTL accumulate lanes in any order and still match bit for bit.
+    ``fits=True`` asserts (from the formats, see :func:`static_fits`) that int64 is enough.
     """
+    if fits:
+        return np.asarray(a) @ np.asarray(b)
     a = np.asarray(a)
     b = np.asarray(b)
     inner = a.shape[-1] if a.ndim else 1
@@ -272,8 +291,20 @@ def exact_matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     return a.astype(object) @ b.astype(object)
 
 
-def exact_mul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+def exact_coldot(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Exact column sums of ``a * b`` (``Σ_r a[r, c] b[r, c]``), wide when needed."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    need = _bitlen(a) + _bitlen(b) + max(1, int(a.shape[0]).bit_length())
+    if need <= 62 and a.dtype != object and b.dtype != object:
+        return np.einsum("rc,rc->c", a.astype(np.int64), b.astype(np.int64))
+    return np.sum(a.astype(object) * b.astype(object), axis=0)
+
+
+def exact_mul(a: ArrayLike, b: ArrayLike, fits: bool = False) -> np.ndarray:
     """Exact element-wise product: int64 when it fits, else Python ints (object array)."""
+    if fits:
+        return np.asarray(a) * np.asarray(b)
     a = np.asarray(a)
     b = np.asarray(b)
     if _bitlen(a) + _bitlen(b) <= 62 and a.dtype != object and b.dtype != object:

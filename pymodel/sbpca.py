@@ -15,7 +15,9 @@ from .fixedpoint import (
     SatFlags,
     div_round,
     div_round_int,
+    exact_coldot,
     exact_matmul,
+    exact_matmul_f64,
     exact_mul,
     fit,
     isqrt_int,
@@ -130,6 +132,7 @@ class SBPCA:
             self.X_int = f.state.quantize(X0, "init X")
             self.Delta_int = f.state.quantize(D0, "init Delta")
             self.sigma_int = f.sigma.quantize(s0, "init sigma")
+            self._fits = self._static_widths()
 
     # ------------------------------------------------------------------ state access
     @property
@@ -237,6 +240,27 @@ class SBPCA:
         self.batches += 1
 
     # ------------------------------------------------------------------ fixed algorithm
+    def _static_widths(self) -> dict[str, bool]:
+        """Which exact products/sums provably fit int64, from the formats and dimensions."""
+        f, a, b, s = self.fmts, self.rows, self.cols, self.sub_batch
+        from .fixedpoint import static_fits
+
+        return {
+            "q": static_fits(f.delta.bits, f.state.bits, a),
+            "A": static_fits(f.x.bits, f.proj.bits, s),
+            "p": static_fits(f.x.bits, f.state.bits, b),
+            "D": static_fits(f.delta.bits, f.proj.bits, s),
+            # the per-sample passes are matrix products: exact in float64 BLAS when < 2**53
+            "q_f64": static_fits(f.delta.bits, f.state.bits, a, limit=52),
+            "A_f64": static_fits(f.x.bits, f.proj.bits, s, limit=52),
+            "p_f64": static_fits(f.x.bits, f.state.bits, b, limit=52),
+            "D_f64": static_fits(f.delta.bits, f.proj.bits, s, limit=52),
+            "gs_dot": static_fits(f.mat.bits, f.state.bits, max(a, b)),
+            "gs_mul": static_fits(f.state.bits, f.mat.bits),
+            "n2": static_fits(f.mat.bits, f.mat.bits, max(a, b)),
+            "q_inv": static_fits(f.mat.bits, f.inv.bits),
+        }
+
     def _fixed_batch(self, x: np.ndarray, d: np.ndarray) -> None:
         s = self.sub_batch
         n = s
@@ -249,6 +273,12 @@ class SBPCA:
                                                    self.sigma_int.copy(), n, xs.shape[0]))
         self.last_batch_size = x.shape[0]
         self.batches += 1
+
+    def _imatmul(self, a: np.ndarray, b: np.ndarray, key: str) -> np.ndarray:
+        """Exact integer product for the step ``key``, by the fastest exact route."""
+        if self._fits[key + "_f64"]:
+            return exact_matmul_f64(a, b)
+        return exact_matmul(a, b, self._fits[key])
 
     def _fixed_sub_batch(self, xs: np.ndarray, ds: np.ndarray, n: int) -> None:
         """One sub-batch in exact integer arithmetic (the hardware's definition).
@@ -266,8 +296,8 @@ class SBPCA:
         sat = st.saturation
         m = xs.shape[0]
         # 1-2: pass 1
-        q = requantize(exact_matmul(ds, self.Delta_int), f.delta.frac + f.state.frac, f.proj, "q", sat)
-        A = requantize_wide(exact_matmul(xs.T, q), f.x.frac + f.proj.frac, f.acc, "A", sat)
+        q = requantize(self._imatmul(ds, self.Delta_int, "q"), f.delta.frac + f.state.frac, f.proj, "q", sat)
+        A = requantize_wide(self._imatmul(xs.T, q, "A"), f.x.frac + f.proj.frac, f.acc, "A", sat)
         # 3: reciprocal of n·σ with the guard
         guard = self.sigma_int < f.sigma_min_int
         st.sigma_guard += int(np.count_nonzero(guard))
@@ -277,12 +307,12 @@ class SBPCA:
         # 4: X update
         self.X_int = self._mgs(self._power_step(self.X_int, A, r), "X")
         # 5: pass 2 with the new X
-        p = requantize(exact_matmul(xs, self.X_int), f.x.frac + f.state.frac, f.proj, "p", sat)
-        D = requantize_wide(exact_matmul(ds.T, p), f.delta.frac + f.proj.frac, f.acc, "D", sat)
+        p = requantize(self._imatmul(xs, self.X_int, "p"), f.x.frac + f.state.frac, f.proj, "p", sat)
+        D = requantize_wide(self._imatmul(ds.T, p, "D"), f.delta.frac + f.proj.frac, f.acc, "D", sat)
         # 6: Δ update
         self.Delta_int = self._mgs(self._power_step(self.Delta_int, D, r), "Delta")
         # 7: σ update, S_c = Σ_r Δ'_rc D_rc
-        S = np.sum(exact_mul(self.Delta_int, D), axis=0)
+        S = exact_coldot(self.Delta_int, D)
         S_sig = requantize_wide(np.asarray(S), f.state.frac + f.acc.frac, f.sigma, "S", sat)
         num = n * self.sigma_int + S_sig
         self.sigma_int = fit(div_round(num, np.int64(n + m)), f.sigma, "sigma", sat)
@@ -298,26 +328,37 @@ class SBPCA:
     def _mgs(self, M: np.ndarray, name: str) -> np.ndarray:
         """Modified Gram–Schmidt, column 0 first, with exact integer normalisation.
 
-        For column c: for j = 0..c-1 (in order) h = R_mat(v·q_j), v = sat_mat(v − R_mat(h q_j));
-        then N2 = Σ v², s = isqrt(N2 << 2·guard), inv = sat_inv(div_round(2^(norm_frac+inv.frac), s)),
-        q_c = R_state(v · inv).  A zero column gives q_c = 0 and counts as degenerate.
+        Column c is normalised, then removed from every later column j > c (right-looking
+        form: each column sees the same subtractions, in the same order, as the textbook
+        left-looking MGS, so the integers are identical):
+        N2 = Σ v_c², s = isqrt(N2 << 2·guard), inv = sat_inv(div_round(2^(norm_frac+inv.frac), s)),
+        q_c = R_state(v_c · inv); then for j > c: h = R_mat(v_j · q_c), v_j = sat_mat(v_j − R_mat(h q_c)).
+        A zero column gives q_c = 0 and counts as degenerate.
         """
         f = self.fmts
         sat = self.status.saturation
         rows, k = M.shape
-        Q = np.zeros((rows, k), dtype=np.int64)
+        Vt = np.ascontiguousarray(M.T, dtype=np.int64)  # one row per column: contiguous slices
+        Qt = np.zeros((k, rows), dtype=np.int64)
         fm, fx = f.mat.frac, f.state.frac
+        one = 1 << (f.norm_frac + f.inv.frac)
         for c in range(k):
-            v = M[:, c].astype(np.int64)
-            for j in range(c):
-                h = requantize(exact_matmul(v, Q[:, j]), fm + fx, f.mat, f"{name}_gs_h", sat)
-                v = fit(v - requantize(exact_mul(Q[:, j], h), fx + fm, f.mat), f.mat, f"{name}_gs_v", sat)
-            n2 = int(exact_matmul(v, v))
+            v = Vt[c]
+            n2 = int(exact_matmul(v, v, self._fits["n2"]))
             if n2 == 0:
                 self.status.degenerate += 1
-                continue
-            s = isqrt_int(n2 << (2 * f.norm_guard))
-            inv = div_round_int(1 << (f.norm_frac + f.inv.frac), s)
-            inv = int(fit(np.int64(min(inv, 1 << 62)), f.inv, f"{name}_inv", sat))
-            Q[:, c] = requantize(exact_mul(v, np.int64(inv)), fm + f.inv.frac, f.state, f"{name}_q", sat)
-        return Q
+            else:
+                inv = div_round_int(one, isqrt_int(n2 << (2 * f.norm_guard)))
+                if inv > f.inv.max_int:  # scalar saturation, as fit() would do
+                    sat.add(f"{name}_inv", 1)
+                    inv = f.inv.max_int
+                Qt[c] = requantize(exact_mul(v, np.int64(inv), self._fits["q_inv"]), fm + f.inv.frac,
+                                   f.state, f"{name}_q", sat)
+            if c + 1 < k:
+                q = Qt[c]
+                h = requantize(exact_matmul(Vt[c + 1:], q, self._fits["gs_dot"]), fm + fx, f.mat,
+                               f"{name}_gs_h", sat)
+                corr = requantize(exact_mul(h[:, None], q[None, :], self._fits["gs_mul"]), fx + fm, f.mat,
+                                  f"{name}_gs_c", sat)
+                Vt[c + 1:] = fit(Vt[c + 1:] - corr, f.mat, f"{name}_gs_v", sat)
+        return Qt.T.copy()
