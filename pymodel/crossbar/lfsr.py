@@ -7,9 +7,11 @@ Convention (the RTL in ``hdl/lfsr.py`` implements exactly this):
   ``tapmask`` has bit ``t - 1`` set for every tap ``t`` (taps are 1-indexed as in
   Xilinx XAPP052, the highest tap equals ``width``).
 * Per time slot a lane advances by ``leap`` steps at once (an XOR network, the
-  matrix ``M**leap`` over GF(2)).  With ``leap = width`` successive slots see
+  matrix ``M**leap`` over GF(2)).  With ``leap >= width`` successive slots see
   non-overlapping ``width``-bit chunks of the m-sequence instead of a shifted copy
-  of the previous value.
+  of the previous value.  The leap must be coprime to the period ``2**width - 1`` so
+  a lane still visits every non-zero state; the default is the smallest such
+  ``leap >= width`` (e.g. 16 for widths 12 and 16).
 
 Each lane (every row and every column driver) has its own register seeded with a
 distinct non-zero value; lanes are phases of the same m-sequence.  The step is
@@ -19,6 +21,7 @@ slots of an update in one vectorised pass (:meth:`LfsrBank.advance`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -149,9 +152,19 @@ class LfsrSpec:
         if not is_maximal(w, taps):
             raise ValueError(f"LFSR taps {taps} do not give a maximal-length sequence for width {w}")
         object.__setattr__(self, "taps", taps)
-        leap = w if self.leap is None else self.leap
+        period = (1 << w) - 1
+        leap = self.leap
+        if leap is None:  # smallest leap >= width that keeps the full period per lane
+            leap = w
+            while math.gcd(leap, period) != 1:
+                leap += 1
         if isinstance(leap, bool) or not isinstance(leap, (int, np.integer)) or not 1 <= leap <= 4 * w:
             raise ValueError(f"LFSR leap must be an integer in 1..{4 * w}, not {self.leap!r}")
+        if math.gcd(int(leap), period) != 1:
+            raise ValueError(
+                f"LFSR leap {leap} shares a factor with the period {period}: a lane would repeat "
+                f"after {period // math.gcd(int(leap), period)} slots; pick a leap coprime to it"
+            )
         object.__setattr__(self, "leap", int(leap))
         object.__setattr__(self, "width", int(w))
 
