@@ -272,6 +272,7 @@ class RegisterMap:
     window_bytes: int = 0x100
     prefix: str = "SBPCA"
     constants: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    fifo_flush: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registers", tuple(sorted(self.registers, key=lambda r: r.offset)))
@@ -293,6 +294,12 @@ class RegisterMap:
         for reg in self.registers:
             for f in reg.fields:
                 self._check_ref(reg, f)
+        if self.fifo_flush is not None:
+            reg_name, field_name = self.fifo_flush
+            reg = self._by_name().get(reg_name)
+            if reg is None or field_name not in {f.name for f in reg.fields} \
+                    or reg[field_name].access is not Access.W1S:
+                raise ValueError(f"fifo_flush {self.fifo_flush!r} must name a W1S field")
 
     def _check_ref(self, reg: Register, f: Field) -> None:
         if f.access in (Access.FIFO_SPACE, Access.FIFO_LEVEL):
@@ -601,7 +608,8 @@ def _build_sbpca_map() -> RegisterMap:
         "SCHEME_STOCHASTIC": (0, "UPDATE_CFG.SCHEME: stochastic coincidence"),
         "SCHEME_DETERMINISTIC": (1, "UPDATE_CFG.SCHEME: deterministic pulse count x amplitude"),
     }
-    return RegisterMap(name="sbpca-engine-csr", registers=tuple(regs), window_bytes=0x100, constants=constants)
+    return RegisterMap(name="sbpca-engine-csr", registers=tuple(regs), window_bytes=0x100,
+                       constants=constants, fifo_flush=("CTRL", "SOFT_RESET"))
 
 
 REGS: RegisterMap = _build_sbpca_map()
