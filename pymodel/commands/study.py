@@ -344,7 +344,7 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
                    f"{tune_seeds} seed(s); fixed formats use their float rate")
     else:
         for m, r in tuned:
-            chosen[(m, r)] = grid(m)[0]
+            chosen[(m, r)] = lrs[0] if lrs else DEFAULT_LR[m]
         lr_rule = "each method's default (from the digits sweep), no tuning" if not lrs else f"fixed at {lrs[0]:g}"
 
     jobs = []

@@ -117,6 +117,11 @@ def format_report(res: dict) -> str:
             lines.append(f"  {name}: fixed-point scaling x·2^{st['x_exp']}, δ·2^{st['delta_exp']}; "
                          f"saturations {f['saturation'] or 'none'}, sigma guard {f['sigma_guard']}, "
                          f"degenerate {f['degenerate']}")
+        if "device" in st:
+            dev = st["device"]
+            keys = ("updates", "skipped", "slots", "coincidences", "device_steps", "clipped", "scale_saturated")
+            lines.append(f"  {name}: device " + ", ".join(f"{k.replace('_', ' ')} {int(dev[k])}"
+                                                      for k in keys if k in dev))
     return "\n".join(lines)
 
 

@@ -1,0 +1,89 @@
+"""``sbpca study``: sweep planning, aggregation, tuning on a validation split, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pymodel.cli import main
+from pymodel.commands.study import Setting, aggregate, plan_settings, run_study
+from pymodel.training import TrainConfig
+
+
+def test_plan_runs_fixed_formats_for_sbpca_only_and_mbgd_once():
+    settings, notes = plan_settings(["mbgd", "sbpca", "svd"], [1, 4], ["float", "q16", "q8"])
+    labels = [s.label for s in settings]
+    assert labels.count("mbgd float") == 1
+    assert {s.label for s in settings if s.method == "sbpca"} == {
+        f"sbpca k={k} {f}" for k in (1, 4) for f in ("float", "q16", "q8")}
+    assert {s.fmt for s in settings if s.method == "svd"} == {"float"}
+    assert any("svd runs in float only" in n for n in notes)
+    assert Setting("sbpca", 4, "q12").bits == 12 and Setting("sbpca", 4, "float").bits == 64
+    with pytest.raises(ValueError, match="sweep is empty"):
+        plan_settings(["svd"], [4], ["q8"])
+
+
+def test_aggregate_mean_std_and_diverged_seeds():
+    runs = [{"diverged": False, "test_accuracy": a, "train_accuracy": 1.0, "rank1_per_batch": 12,
+             "grad_error": {"conv1": e}, "time_s": 1.0, "saturations": 0}
+            for a, e in ((0.9, 0.5), (0.8, 0.7))]
+    runs.append({"diverged": True, "error": "loss is nan", "time_s": 0.5})
+    row = aggregate(Setting("sbpca", 4, "float"), 0.1, runs)
+    assert row["seeds"] == 3 and row["diverged"] == 1
+    assert row["test_acc_mean"] == pytest.approx(0.85)
+    assert row["test_acc_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert row["grad_error_conv1"] == pytest.approx(0.6)
+    all_bad = aggregate(Setting("sbpca", 4, "float"), 1.0, runs[2:])
+    assert np.isnan(all_bad["test_acc_mean"]) and all_bad["diverged"] == 1
+
+
+def test_run_study_tunes_on_validation_and_writes_tables_and_plots(tmp_path):
+    base = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100)
+    out = tmp_path / "study"
+    summary = run_study(base, ["mbgd", "sbpca"], [1, 2], ["float", "q8"], seeds=2, out=out,
+                        lrs=[0.05, 0.5], tune=True, workers=2)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["method"], r["rank"], r["format"]) for r in rows] == [
+        ("mbgd", "", "float"), ("sbpca", "1", "float"), ("sbpca", "1", "q8"),
+        ("sbpca", "2", "float"), ("sbpca", "2", "q8")]
+    assert all(int(r["seeds"]) == 2 for r in rows)
+    # the chosen rate is the best validation score of its grid, and fixed formats reuse it
+    tuning = summary["tuning"]
+    for key in {(t["method"], t["rank"]) for t in tuning}:
+        grid = [t for t in tuning if (t["method"], t["rank"]) == key]
+        best = max(grid, key=lambda t: t["score"])
+        assert [t["chosen"] for t in grid].count(True) == 1 and best["chosen"]
+        used = {float(r["lr"]) for r in rows if (r["method"], r["rank"]) == (key[0], str(key[1]))}
+        assert used == {best["lr"]}
+    md = (out / "results.md").read_text()
+    assert "| sbpca | 2 | q8 |" in md and "Learning-rate search" in md
+    for png in ("acc_vs_rank.png", "acc_vs_bits.png", "acc_vs_updates.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert len(runs) == 5 * 2
+    # same seed, same numbers: the pool does not change results
+    one = [r for r in runs if r["method"] == "sbpca" and r["rank"] == 1 and r["format"] == "float"]
+    from pymodel.commands.study import run_one
+    cfg = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100, method="sbpca", rank=1,
+                      lr=one[0]["lr"], seed=one[0]["seed"])
+    assert run_one(cfg)["test_accuracy"] == one[0]["test_accuracy"]
+
+
+def test_cli_study(tmp_path, capsys):
+    out = tmp_path / "s"
+    rc = main(["study", "--dataset", "digits", "--ranks", "2", "--methods", "svd,powersgd",
+               "--formats", "float", "--seeds", "1", "--epochs", "1", "--train-limit", "96",
+               "--no-tune", "--jobs", "1", "--quiet", "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    from pymodel.training import DEFAULT_LR
+    assert f"| svd | 2 | float | {DEFAULT_LR['svd']:g} |" in text  # default rate, no tuning
+    assert f"| powersgd | 2 | float | {DEFAULT_LR['powersgd']:g} |" in text
+    assert (out / "results.csv").exists() and not (out / "tuning.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "--methods", "adam", "-o", str(out)])
+    assert exc.value.code == 2
+    assert "unknown method" in capsys.readouterr().err
