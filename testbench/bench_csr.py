@@ -111,9 +111,17 @@ def run_csr_cosim(build_dir: Path, *, rows: int = 6, cols: int = 5, rank: int = 
                             formats=formats)
     params = dict(library=str(lib), rows=rows, cols=cols, rank=rank, sub_batch=sub_batch, batch=batch,
                   batches=batches, fifo_depth=fifo_depth, seed=seed, formats=formats, stalls=stalls)
-    return run_cocotb(verilog_sources=[verilog], toplevel=TOPLEVEL, test_module="testbench.bench_csr",
-                      build_dir=build_dir / "sim", extra_env={"SBPCA_CSR_BENCH": json.dumps(params)},
-                      waves=waves, testcase=testcase, seed=seed)
+    try:
+        return run_cocotb(verilog_sources=[verilog], toplevel=TOPLEVEL, test_module="testbench.bench_csr",
+                          build_dir=build_dir / "sim", extra_env={"SBPCA_CSR_BENCH": json.dumps(params)},
+                          waves=waves, testcase=testcase, seed=seed)
+    except SystemExit as exc:  # cocotb's runner exits when a test fails under pytest
+        from testbench.simulator import SimulatorError
+
+        log = build_dir / "sim" / "sim.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        lines = [ln.strip() for ln in text.splitlines() if "Error" in ln or " FAIL " in ln]
+        raise SimulatorError(f"firmware co-simulation failed (log: {log}):\n" + "\n".join(lines[-20:])) from exc
 
 
 def input_ports(component: wiring.Component) -> list[str]:

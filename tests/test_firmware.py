@@ -1,0 +1,211 @@
+"""The C firmware driver: strict build, header values, error paths, and the RTL co-simulation."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from firmware.binding import STATUS, FirmwareDriver, FirmwareError
+from firmware.build import FIRMWARE_DIR, STRICT_FLAGS, FirmwareBuildError, build_shared_library, find_compiler
+from hdl.regmap import REGS, Access
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return build_shared_library(tmp_path_factory.mktemp("fw"))
+
+
+def test_builds_with_strict_flags(tmp_path):
+    assert {"-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"} <= set(STRICT_FLAGS)
+    lib = build_shared_library(tmp_path, force=True, extra_flags=("-Wconversion", "-Wshadow"))
+    assert lib.exists() and lib.stat().st_size > 0
+    with pytest.raises(FirmwareBuildError, match="compiling the firmware failed"):
+        build_shared_library(tmp_path / "bad", force=True, extra_flags=("-include", "no_such_header.h"))
+
+
+def test_missing_compiler_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(FirmwareBuildError, match="no C compiler"):
+        find_compiler()
+
+
+def test_header_values_match_regmap(tmp_path):
+    """Compile a C program that prints every macro and compare with the Python map."""
+    lines = ['#include <stdio.h>', '#include <stdint.h>', '#include "sbpca_regs.h"', "int main(void) {"]
+    expected = []
+    for reg in REGS:
+        lines.append(f'    printf("%lu\\n", (unsigned long)SBPCA_{reg.name});')
+        expected.append(reg.offset)
+        lines.append(f'    printf("%lu\\n", (unsigned long)SBPCA_{reg.name}_RESET);')
+        expected.append(reg.reset)
+        for f in reg.fields:
+            lines.append(f'    printf("%lu\\n", (unsigned long)SBPCA_{reg.name}_{f.name}_MASK);')
+            expected.append(f.mask)
+            lines.append(f'    printf("%lu\\n", (unsigned long)SBPCA_GET({reg.name}_{f.name}, 0xFFFFFFFFu));')
+            expected.append((1 << f.width) - 1)
+    lines += ["    return 0;", "}"]
+    src = tmp_path / "check.c"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "check"
+    subprocess.run([find_compiler(), *STRICT_FLAGS, "-I", str(FIRMWARE_DIR), str(src), "-o", str(exe)],
+                   check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    assert [int(v) for v in out] == expected
+
+
+class FakeBank:
+    """A register-level Python stand-in for the bank, for the driver's error paths only.
+
+    (The real RTL is exercised in :func:`test_cosim_firmware_drives_rtl`.)
+    """
+
+    def __init__(self, *, rows=3, cols=2, rank=1, magic=REGS.ID.reset, drop_writes_to=None) -> None:
+        self.values = {r.offset: r.reset for r in REGS}
+        self.values[REGS.ID.offset] = magic
+        self.values[REGS.DIMS.offset] = REGS.DIMS.pack(ROWS=rows, COLS=cols)
+        self.values[REGS.PARAMS.offset] = REGS.PARAMS.pack(RANK=rank, LANES=1, FIFO_DEPTH=4)
+        self.values[REGS.FIFO_STATUS.offset] = REGS.FIFO_STATUS.pack(SAMPLE_SPACE=4)
+        self.drop = drop_writes_to
+        self.pushed: list[int] = []
+        self.pulses: list[str] = []
+        self.log: list[tuple[str, int, int]] = []
+
+    def read(self, addr: int) -> int:
+        self.log.append(("r", addr, self.values.get(addr, 0)))
+        return self.values.get(addr, 0)
+
+    def write(self, addr: int, value: int) -> None:
+        self.log.append(("w", addr, value))
+        reg = REGS.at(addr)
+        if reg is None or addr == self.drop:
+            return
+        if reg.name == "CTRL":
+            self.pulses += [f.name for f in reg.fields if f.get(value)]
+        elif reg.name == "SAMPLE_DATA":
+            self.pushed.append(value)
+        elif reg.name == "ERRORS":
+            self.values[addr] &= ~value
+        elif all(f.access in (Access.RW, Access.CNT) for f in reg.fields):
+            self.values[addr] = value
+
+
+def _driver(library, bank: FakeBank) -> FirmwareDriver:
+    return FirmwareDriver(library, bank.read, bank.write, base=0)
+
+
+def test_init_checks_id(library):
+    drv = _driver(library, FakeBank(rows=5, cols=7, rank=2))
+    dev = drv.init()
+    assert (dev.rows, dev.cols, dev.rank, dev.fifo_depth, dev.x_bits) == (5, 7, 2, 4, 16)
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_ID"):
+        _driver(library, FakeBank(magic=0x12340001)).init()
+    with pytest.raises(ValueError, match="base must be"):
+        FirmwareDriver(library, int, print, base=2)
+    with pytest.raises(FileNotFoundError):
+        FirmwareDriver(library.parent / "missing.so", int, print)
+
+
+def test_configure_validates_and_reads_back(library):
+    bank = FakeBank()
+    drv = _driver(library, bank)
+    drv.init()
+    drv.configure(batch_size=8, sub_batch=4, scheme=1, bl=100, lr_scale=77, seed=5)
+    assert bank.values[REGS.UPDATE_CFG.offset] == REGS.UPDATE_CFG.pack(SCHEME=1, MANAGE=1, BL=100)
+    assert bank.values[REGS.LR_SCALE.offset] == 77
+    n_writes = sum(1 for op, *_ in bank.log if op == "w")
+    for bad in (dict(batch_size=0, sub_batch=1), dict(batch_size=4, sub_batch=5),
+                dict(batch_size=4, sub_batch=1, scheme=2), dict(batch_size=4, sub_batch=1, seed=0),
+                dict(batch_size=4, sub_batch=1, bl=1 << 16)):
+        with pytest.raises(FirmwareError, match="SBPCA_ERR_ARG"):
+            drv.configure(**bad)
+    assert sum(1 for op, *_ in bank.log if op == "w") == n_writes, "a rejected configuration wrote registers"
+    stuck = FakeBank(drop_writes_to=REGS.SEED.offset)
+    drv2 = _driver(library, stuck)
+    drv2.init()
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_READBACK"):
+        drv2.configure(batch_size=4, sub_batch=2, seed=9)
+    busy = FakeBank()
+    busy.values[REGS.STATUS.offset] = REGS.STATUS.pack(BUSY=1)
+    drv3 = _driver(library, busy)
+    drv3.init()
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_STATE"):
+        drv3.configure(batch_size=4, sub_batch=2)
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_STATE"):
+        drv3.start_batch()
+
+
+def test_stream_order_range_and_space(library):
+    bank = FakeBank(rows=3, cols=2)
+    drv = _driver(library, bank)
+    drv.init()
+    x = np.array([[1, -2], [3, -32768]])
+    d = np.array([[4, 5, -6], [32767, 0, -1]])
+    drv.stream_samples(x, d)
+    assert bank.pushed == [w & 0xFFFFFFFF for w in (1, -2, 4, 5, -6, 3, -32768, 32767, 0, -1)]
+    # it asks for space before writing more than SAMPLE_SPACE words
+    reads = [i for i, (op, addr, _) in enumerate(bank.log) if op == "r" and addr == REGS.FIFO_STATUS.offset]
+    assert len(reads) == 3  # 10 words, 4 at a time
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_RANGE"):
+        drv.stream_samples(np.array([[32768, 0]]), np.zeros((1, 3), dtype=int))
+    with pytest.raises(ValueError, match="expected"):
+        drv.stream_samples(np.zeros((1, 3), dtype=int), np.zeros((1, 3), dtype=int))
+    with pytest.raises(TypeError, match="integers"):
+        drv.stream_samples(np.zeros((1, 2)), np.zeros((1, 3)))
+    bank.values[REGS.FIFO_STATUS.offset] = 0
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
+        drv.stream_samples(np.zeros((1, 2), dtype=int), np.zeros((1, 3), dtype=int), max_polls=3)
+
+
+def test_check_errors_classifies_flags(library):
+    bank = FakeBank()
+    drv = _driver(library, bank)
+    drv.init()
+    assert drv.check_errors() == (STATUS["SBPCA_OK"], 0)
+    bank.values[REGS.ERRORS.offset] = REGS.ERRORS.SIGMA_GUARD.mask
+    assert drv.check_errors() == (STATUS["SBPCA_ERR_HW"], REGS.ERRORS.SIGMA_GUARD.mask)
+    assert bank.values[REGS.ERRORS.offset] == 0
+    bank.values[REGS.ERRORS.offset] = REGS.ERRORS.SATURATION.mask | REGS.ERRORS.SAMPLE_OVERFLOW.mask
+    status, flags = drv.check_errors()
+    assert status == STATUS["SBPCA_ERR_PROTOCOL"] and flags & REGS.ERRORS.SAMPLE_OVERFLOW.mask
+
+
+def test_update_counter_is_checked(library):
+    bank = FakeBank(rank=3)
+    drv = _driver(library, bank)
+    drv.init()
+    bank.values[REGS.STATUS.offset] = REGS.STATUS.pack(UPD_DONE=1)
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_UPDATE"):
+        drv.apply_updates(max_polls=4)  # UPDATES never advances in the fake
+    assert bank.pulses == ["APPLY_UPDATE"]
+
+
+def test_callback_exceptions_propagate(library):
+    calls = []
+
+    def read(addr):
+        calls.append(addr)
+        raise KeyError(f"bus fault at {addr:#x}")
+
+    drv = FirmwareDriver(library, read, lambda a, v: None)
+    with pytest.raises(KeyError, match="bus fault at 0x0"):
+        drv.init()
+    assert calls == [0], "accesses after a failed callback must be skipped"
+
+
+@pytest.mark.cosim
+def test_cosim_firmware_drives_rtl(tmp_path):
+    """cocotb + Verilator: the C driver (ctypes) drives the Wishbone bank through real bus cycles."""
+    from testbench.bench_csr import run_csr_cosim
+
+    result = run_csr_cosim(tmp_path, rows=6, cols=5, rank=2, sub_batch=3, batch=7, batches=2,
+                           fifo_depth=8, seed=3)
+    assert (result.passed, result.failed) == (4, 0), result.build_dir
+    rep = result.report
+    assert set(rep) == {"test_registers", "test_loopback", "test_train_batch", "test_firmware_errors"}
+    train = rep["test_train_batch"]
+    assert len(train["batches"]) == 2
+    assert train["events"].count("apply") == 2
+    assert rep["test_loopback"]["words"] == 2 * (6 + 5)
