@@ -85,3 +85,28 @@ def golden_words(params: DriverParams, updates: list[dict]) -> list[list[int]]:
     model = DriverModel(params)
     return [model.run(np.array(up["u"], np.int64), np.array(up["v"], np.int64), config_of(up)).words(params)
             for up in updates]
+
+
+def compare_words(params: DriverParams, updates: list[dict], expected: list[list[int]], got: list[int],
+                  max_reported: int = 8) -> dict:
+    """Scoreboard: compare received slot words with the golden ones, in order.
+
+    Missing words count as mismatches; extra words are reported.  ``first_mismatches``
+    names the update, its kind, the slot and every differing field (RTL vs golden).
+    """
+    from pymodel.crossbar.pulses import unpack_fields
+
+    fields = params.word_fields()
+    flat = [(ui, t, w) for ui, ws in enumerate(expected) for t, w in enumerate(ws)]
+    mismatches, details = 0, []
+    for (ui, t, want), word in zip(flat, got):
+        if word != want:
+            mismatches += 1
+            if len(details) < max_reported:
+                g, w = unpack_fields(fields, word), unpack_fields(fields, want)
+                details.append({"update": ui, "kind": updates[ui]["kind"], "slot": t,
+                                "fields": {k: {"rtl": hex(g[k]), "golden": hex(w[k])} for k in g if g[k] != w[k]}})
+    missing = max(len(flat) - len(got), 0)
+    return {"words_expected": len(flat), "words_compared": min(len(got), len(flat)),
+            "missing_words": missing, "extra_words": max(len(got) - len(flat), 0),
+            "mismatches": mismatches + missing, "first_mismatches": details}
