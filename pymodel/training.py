@@ -29,7 +29,7 @@ from .update_rules import METHODS, LayerRule, RuleConfig
 
 # Default learning rate per method: the best of the sweep on digits documented in
 # docs/TRAINING.md (cnn, batch 64, 40 epochs, rank 4, sub-batch 16, mean of 3 seeds).
-DEFAULT_LR: dict[str, float] = {"mbgd": 0.5, "sbpca": 0.1, "svd": 0.5, "powersgd": 0.5}
+DEFAULT_LR: dict[str, float] = {"mbgd": 0.2, "sbpca": 0.2, "svd": 0.5, "powersgd": 0.2}
 
 
 class TrainingDiverged(RuntimeError):
@@ -176,6 +176,7 @@ class Trainer:
         self.pairs_total = dict.fromkeys(names, 0)
         self.err_sum = dict.fromkeys(names, 0.0)
         self.err_n = dict.fromkeys(names, 0)
+        self.ratio_sum = dict.fromkeys(names, 0.0)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of shuffled mini-batches (the last one may be smaller)."""
@@ -221,6 +222,7 @@ class Trainer:
             if "grad_error" in info:
                 self.err_sum[name] += info["grad_error"]
                 self.err_n[name] += 1
+                self.ratio_sum[name] += info["norm_ratio"]
         self.steps += 1
         self.times["update"] += time.perf_counter() - t0
 
@@ -230,7 +232,12 @@ class Trainer:
                 f"(method {c.method}, lr {self.lr:g}); try a smaller learning rate")
 
     def grad_errors(self) -> dict[str, float]:
+        """Mean relative error ‖G − Ĝ‖/‖G‖ per layer over the batches run."""
         return {k: self.err_sum[k] / self.err_n[k] for k in self.err_sum if self.err_n[k]}
+
+    def norm_ratios(self) -> dict[str, float]:
+        """Mean ‖Ĝ‖/‖G‖ per layer: above 1 means larger steps than MBGD at the same rate."""
+        return {k: self.ratio_sum[k] / self.err_n[k] for k in self.ratio_sum if self.err_n[k]}
 
     def updates_report(self) -> dict:
         """Array update operations: per layer per batch (mean over the batches run; the last
@@ -329,6 +336,7 @@ class Trainer:
                        test_loss=test_loss)
         res["updates"] = self.updates_report()
         res["grad_error"] = self.grad_errors()
+        res["grad_norm_ratio"] = self.norm_ratios()
         res["status"] = {r.layer.name: r.status() for r in self.rules}
         res["time"] = {"wall_s": wall, **{f"{k}_s": v for k, v in self.times.items()}}
         return res
@@ -343,7 +351,8 @@ def train(config: TrainConfig, data: Dataset | None = None, progress: bool = Fal
     Keys: ``test_accuracy``, ``train_accuracy`` (fractions in [0, 1]), ``test_loss``,
     ``train_loss``, ``epochs`` (epochs run), ``history`` (per-epoch records),
     ``updates`` (array update operations, see :meth:`Trainer.updates_report`),
-    ``grad_error`` (mean ‖G − Ĝ‖/‖G‖ per layer over all batches), ``status``
+    ``grad_error`` (mean ‖G − Ĝ‖/‖G‖ per layer over all batches), ``grad_norm_ratio``
+    (mean ‖Ĝ‖/‖G‖ per layer), ``status``
     (fixed-point flags, scaling exponents, device counters), ``time`` (wall, forward,
     backward, update, evaluate seconds), ``config``, ``lr``, ``dataset``, ``model``.
     Raises :class:`TrainingDiverged` when the loss or the weights become NaN/inf.

@@ -183,6 +183,7 @@ class LayerRule:
                 G_hat = self.estimator.gradient() * unscale
             nG = float(np.linalg.norm(G))
             out["grad_error"] = float(np.linalg.norm(G - G_hat) / nG) if nG > 0 else 0.0
+            out["norm_ratio"] = float(np.linalg.norm(G_hat) / nG) if nG > 0 else 1.0
         return out
 
     # -------------------------------------------------------------- reporting

@@ -120,6 +120,7 @@ def run_one(config: TrainConfig) -> dict:
         return {"diverged": True, "error": str(exc), "time_s": time.perf_counter() - t0}
     return {"diverged": False, "test_accuracy": res["test_accuracy"], "train_accuracy": res["train_accuracy"],
             "test_loss": res["test_loss"], "grad_error": res["grad_error"],
+            "grad_norm_ratio": res["grad_norm_ratio"],
             "rank1_per_batch": res["updates"]["rank1_per_batch"],
             "dense_writes_per_batch": res["updates"].get("dense_writes_per_batch"),
             "saturations": sum(sum(st.get("fixed", {}).get("saturation", {}).values())
@@ -179,6 +180,10 @@ def aggregate(setting: Setting, lr: float, runs: list[dict]) -> dict:
     layers = list(dict.fromkeys(k for r in ok for k in r["grad_error"]))
     for name in layers:
         row[f"grad_error_{name}"] = float(np.mean([r["grad_error"][name] for r in ok if name in r["grad_error"]]))
+    for name in layers:
+        vals = [r["grad_norm_ratio"][name] for r in ok if name in r.get("grad_norm_ratio", {})]
+        if vals:
+            row[f"norm_ratio_{name}"] = float(np.mean(vals))
     row["saturations"] = int(sum(r.get("saturations", 0) for r in ok))
     row["time_s_mean"] = float(np.mean([r["time_s"] for r in runs]))
     return row

@@ -97,7 +97,7 @@ def format_report(res: dict) -> str:
     dense = "dense_writes_per_batch" in u
     head = f"  {'layer':<8}{'W (a x b+1)':<13}{'pairs/batch':>12}{'rank-1/batch':>13}{'rank-1 total':>13}"
     head += f"{'dense/batch':>12}" if dense else ""
-    head += f"{'grad error':>12}"
+    head += f"{'grad error':>12}{'|Ĝ|/|G|':>10}"
     lines.append(head)
     for name, row in u["per_layer"].items():
         err = res["grad_error"].get(name)
@@ -105,6 +105,8 @@ def format_report(res: dict) -> str:
                 f"{row['rank1_per_batch']:>13.0f}{row['rank1_total']:>13}")
         line += f"{row['dense_writes_per_batch']:>12}" if dense else ""
         line += f"{err:>12.4f}" if err is not None else f"{'-':>12}"
+        ratio = res.get("grad_norm_ratio", {}).get(name)
+        line += f"{ratio:>10.3f}" if ratio is not None else f"{'-':>10}"
         lines.append(line)
     total = f"  {'total':<8}{'':<13}{'':>12}{u['rank1_per_batch']:>13.0f}{u['rank1_total']:>13}"
     total += f"{u['dense_writes_per_batch']:>12}" if dense else ""
