@@ -1,0 +1,240 @@
+"""Shared RTL arithmetic: the hardware twins of ``pymodel.fixedpoint``.
+
+Combinational helpers (:func:`round_shift`, :func:`fit`, :func:`requant`) build Amaranth
+expressions that compute exactly what ``round_shift`` / ``fit`` / ``requantize`` compute on
+integers, sized from the same :class:`~pymodel.fixedpoint.Fmt` objects.  The iterative units
+(:class:`RoundDivider`, :class:`ISqrt`) are the exact restoring division and digit-by-digit
+square root that ``div_round`` and ``isqrt`` define; they take a few bits per cycle so that
+no long combinational path is built.  :func:`tree_sum` is a pipelined adder tree.
+
+Everything here is general (no SBPCA state): the crossbar driver and later designs reuse it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from pymodel.fixedpoint import Fmt, Overflow, Rounding
+
+__all__ = ["round_shift", "fit", "requant", "RoundDivider", "ISqrt", "tree_sum", "check_hw_format"]
+
+
+def check_hw_format(name: str, fmt: Fmt) -> None:
+    """Reject a format the RTL cannot implement (``Overflow.ERROR`` cannot raise in hardware)."""
+    if not isinstance(fmt, Fmt):
+        raise TypeError(f"format {name!r} must be a pymodel.fixedpoint.Fmt, not {type(fmt).__name__}")
+    if fmt.overflow is Overflow.ERROR:
+        raise ValueError(f"format {name!r} ({fmt}) uses overflow='error', which hardware cannot raise; "
+                         "use 'saturate' or 'wrap'")
+
+
+def round_shift(v: Value, shift: int, rounding: Rounding) -> Value:
+    """``v / 2**shift`` rounded as ``rounding`` says; ``shift <= 0`` is an exact left shift.
+
+    Mirrors :func:`pymodel.fixedpoint.round_shift` bit for bit on signed values:
+    half-up adds half before the arithmetic shift; half-even adds ``half - 1 + lsb(floor)``.
+    """
+    v = Value.cast(v)
+    rounding = Rounding(rounding)
+    if shift <= 0:
+        return v << -shift
+    if rounding is Rounding.TRUNCATE:
+        return v >> shift
+    half = 1 << (shift - 1)
+    if rounding is Rounding.HALF_UP:
+        return (v + half) >> shift
+    odd = v[shift]  # lsb of floor(v / 2**shift)
+    return (v + (half - 1) + odd) >> shift
+
+
+def fit(v: Value, fmt: Fmt) -> tuple[Value, Value]:
+    """Apply ``fmt``'s overflow rule to ``v`` (already at ``fmt.frac``): ``(value, out_of_range)``.
+
+    The value has shape ``signed(fmt.bits)``; ``out_of_range`` is the saturation/wrap flag
+    the golden model counts in its ``SatFlags``.
+    """
+    v = Value.cast(v)
+    lo, hi = fmt.min_int, fmt.max_int
+    vs = v.as_signed() if not v.shape().signed else v
+    over = vs > hi
+    under = vs < lo
+    if fmt.overflow is Overflow.WRAP:
+        out = vs[:fmt.bits].as_signed()
+    else:
+        out = Mux(over, Const(hi, signed(fmt.bits)), Mux(under, Const(lo, signed(fmt.bits)), vs[:fmt.bits].as_signed()))
+    return out, over | under
+
+
+def requant(v: Value, from_frac: int, fmt: Fmt) -> tuple[Value, Value]:
+    """The one narrowing step (:func:`pymodel.fixedpoint.requantize`): round, then fit."""
+    return fit(round_shift(v, from_frac - fmt.frac, fmt.rounding), fmt)
+
+
+def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int = 2,
+             enable: Value | None = None, name: str = "tree") -> tuple[Value, int]:
+    """Sum ``values`` (signed) in a balanced adder tree, registered every ``levels_per_stage`` levels.
+
+    Returns ``(sum, latency)`` where ``sum`` has shape ``signed(width)`` and ``latency`` is the
+    number of register stages inserted (0 for a single value).  ``width`` must hold the exact sum.
+    """
+    if not values:
+        raise ValueError("tree_sum needs at least one value")
+    if levels_per_stage < 1:
+        raise ValueError(f"levels_per_stage must be >= 1, not {levels_per_stage!r}")
+    level = [Value.cast(v) for v in values]
+    latency = 0
+    depth = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level), 2):
+            if i + 1 < len(level):
+                nxt.append(level[i] + level[i + 1])
+            else:
+                nxt.append(level[i])
+        level = nxt
+        depth += 1
+        if depth % levels_per_stage == 0 and len(level) > 1:
+            regs = []
+            for idx, val in enumerate(level):
+                r = Signal(signed(width), name=f"{name}_l{depth}_{idx}")
+                m.d.sync += r.eq(val)
+                regs.append(r)
+            level = regs
+            latency += 1
+    out = Signal(signed(width), name=f"{name}_out")
+    m.d.comb += out.eq(level[0])
+    return out, latency
+
+
+class RoundDivider(wiring.Component):
+    """Iterative restoring divider: ``q = floor((2·num + den) / (2·den))`` on unsigned operands.
+
+    This is :func:`pymodel.fixedpoint.div_round` on magnitudes.  The unit computes
+    ``q2 = floor(2·num / den)`` with ``quot_bits`` bits, ``bits_per_cycle`` quotient bits per
+    clock, then rounds ``q = (q2 + 1) >> 1``.  ``overflow`` is set when ``q2 >= 2**quot_bits``
+    (then ``q >= 2**(quot_bits-1)``, and ``quotient`` is not meaningful): a caller that saturates
+    to a signed ``W``-bit result uses ``quot_bits = W + 1`` and saturates on ``overflow``.
+
+    Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result,
+    which then holds until the next start.  Latency: ``ceil(quot_bits / bits_per_cycle) + 1``.
+    ``den == 0`` reports ``overflow``.
+    """
+
+    def __init__(self, *, num_width: int, den_width: int, quot_bits: int, bits_per_cycle: int = 1):
+        for nm, val in (("num_width", num_width), ("den_width", den_width), ("quot_bits", quot_bits),
+                        ("bits_per_cycle", bits_per_cycle)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"RoundDivider {nm} must be a positive integer, not {val!r}")
+        self.num_width = num_width
+        self.den_width = den_width
+        self.quot_bits = quot_bits
+        self.bits_per_cycle = bits_per_cycle
+        self.steps = -(-quot_bits // bits_per_cycle)
+        super().__init__({
+            "start": In(1),
+            "num": In(unsigned(num_width)),
+            "den": In(unsigned(den_width)),
+            "busy": Out(1),
+            "done": Out(1),
+            "quotient": Out(unsigned(quot_bits)),
+            "overflow": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        qp = self.steps * self.bits_per_cycle  # padded quotient bits
+        nw = self.num_width + 1  # width of 2*num
+        dw = self.den_width
+        den = Signal(dw)
+        rem = Signal(dw + 1)
+        low = Signal(max(qp, 1))  # the low qp bits of 2*num, shifted out MSB first
+        q2 = Signal(qp)
+        count = Signal(range(self.steps + 1))
+        two_num = Signal(nw)
+        m.d.comb += two_num.eq(self.num << 1)
+        high = two_num >> qp  # bits of 2*num above the quotient window
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [
+                den.eq(self.den),
+                low.eq(two_num[:qp] if nw > qp else two_num),
+                q2.eq(0),
+                count.eq(self.steps),
+            ]
+            with m.If(high >= self.den):
+                # quotient does not fit in qp bits (also den == 0)
+                m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0)]
+            with m.Else():
+                m.d.sync += [self.overflow.eq(0), self.busy.eq(1), rem.eq(high)]
+        with m.Elif(self.busy):
+            r = rem
+            lo = low
+            q = q2
+            for _ in range(self.bits_per_cycle):
+                shifted = Cat(lo[qp - 1], r[:dw])  # (r << 1) | next bit; r < den so fits dw+1
+                ge = shifted >= den
+                r = Mux(ge, shifted - den, shifted)[:dw + 1]
+                lo = Cat(Const(0, 1), lo[:qp - 1]) if qp > 1 else Const(0, 1)
+                q = Cat(ge, q[:qp - 1]) if qp > 1 else ge
+            m.d.sync += [rem.eq(r), low.eq(lo), q2.eq(q), count.eq(count - 1)]
+            with m.If(count == 1):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                # overflow if the padded quotient exceeds quot_bits
+                if qp > self.quot_bits:
+                    m.d.sync += self.overflow.eq(q[self.quot_bits:] != 0)
+        # rounding: (q2 + 1) >> 1 ; q2 < 2**quot_bits so the result fits quot_bits bits
+        m.d.comb += self.quotient.eq((q2[:self.quot_bits] + 1) >> 1)
+        return m
+
+
+class ISqrt(wiring.Component):
+    """Iterative digit-by-digit integer square root: ``root = floor(sqrt(value))``.
+
+    Exactly :func:`pymodel.fixedpoint.isqrt_int` for unsigned ``value`` of ``width`` bits,
+    ``bits_per_cycle`` root bits per clock.  Same handshake as :class:`RoundDivider`.
+    """
+
+    def __init__(self, *, width: int, bits_per_cycle: int = 1):
+        for nm, val in (("width", width), ("bits_per_cycle", bits_per_cycle)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"ISqrt {nm} must be a positive integer, not {val!r}")
+        self.width = width
+        self.bits_per_cycle = bits_per_cycle
+        self.root_bits = -(-width // 2)
+        self.steps = -(-self.root_bits // bits_per_cycle)
+        super().__init__({
+            "start": In(1),
+            "value": In(unsigned(width)),
+            "busy": Out(1),
+            "done": Out(1),
+            "root": Out(unsigned(self.root_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rb = self.steps * self.bits_per_cycle  # padded root bits
+        vw = 2 * rb
+        val = Signal(vw)
+        rem = Signal(rb + 2)
+        root = Signal(rb)
+        count = Signal(range(self.steps + 1))
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [val.eq(self.value), rem.eq(0), root.eq(0), count.eq(self.steps),
+                         self.busy.eq(1)]
+        with m.Elif(self.busy):
+            v, r, q = val, rem, root
+            for _ in range(self.bits_per_cycle):
+                cur = Cat(v[vw - 2:vw], r)[:rb + 3]  # (r << 2) | top pair
+                trial = Cat(Const(1, 2), q)[:rb + 3]  # (q << 2) | 1
+                ge = cur >= trial
+                r = Mux(ge, cur - trial, cur)[:rb + 2]
+                q = Cat(ge, q)[:rb]
+                v = Cat(Const(0, 2), v[:vw - 2])
+            m.d.sync += [val.eq(v), rem.eq(r), root.eq(q), count.eq(count - 1)]
+            with m.If(count == 1):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+        m.d.comb += self.root.eq(root)
+        return m

@@ -1,0 +1,865 @@
+"""The SBPCA power-iteration engine (SPEC §2/§4), bit-exact to ``pymodel.sbpca`` fixed mode.
+
+Architecture (details, port formats and timing in ``docs/ENGINE.md``):
+
+* **Input** — two streams, ``x`` and ``d`` (δ), one lane-wide chunk of ``P`` elements per
+  beat; ``x.payload.last`` on a sample's final chunk marks the end of a batch.  Samples go
+  into a double-buffered sample memory (2 × s samples) so that one sub-batch is received
+  while the previous one is computed.
+* **Lanes** — ``P`` multiply/accumulate lanes behind one issue stage.  A per-sub-batch
+  *program* (``hdl.engine_params.build_program``) lists jobs: ``PROJ`` (projections
+  q_j = Δᵀδ_j or p_j = X'ᵀx_j, reduced across lanes), ``ACC`` (A = Σ x qᵀ accumulated in
+  the lanes, then the power step M = X + R(A·r) and the first Gram–Schmidt dot in the
+  same pass), ``GS`` (one modified Gram–Schmidt step fused with the next dot or the
+  norm) and ``SCALE`` (q_c = R(v/‖v‖), state write, σ's S_c dot).  Work is column-major,
+  so column c of pass 2 only needs X'_c, and the orthogonalisation of one column overlaps
+  the projections of the others.  A scoreboard makes each job wait for its inputs.
+* **Scalar unit** — an iterative square root and a restoring divider serve the
+  normalisations 1/‖v‖, the reciprocals r_c = 1/(n·max(σ_c, σ_min)) and the σ update.
+* **Outputs** — ``factors`` streams factor pairs (σ_c, Δ_c, X_c) on request at a batch
+  boundary; ``trace`` streams every state word as it is written (verification);
+  status signals give sticky saturation flags, σ-guard and degenerate-column counts and
+  sample/sub-batch/batch/cycle counters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from pymodel.formats import SBPCAFormats
+from pymodel.sbpca import SBPCA
+
+from .arith import ISqrt, RoundDivider, fit, requant, tree_sum
+from .engine_params import (
+    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
+)
+
+__all__ = ["SBPCAEngine", "EngineParams", "engine_manifest", "engine_layouts", "initial_state", "SAT_NAMES"]
+
+KIND_X, KIND_D, KIND_SIGMA = 0, 1, 2
+
+
+def _w(n: int) -> int:
+    """Bits of an index in range(n) (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+def engine_layouts(params: EngineParams) -> dict[str, data.StructLayout]:
+    """Payload layouts of the engine's streams (also what the manifest documents)."""
+    p, f = params, params.fmts
+    colw, chw = _w(p.k), _w(p.chunks_max)
+    return {
+        "x": data.StructLayout({"data": data.ArrayLayout(signed(f.x.bits), p.P), "last": 1}),
+        "d": data.StructLayout({"data": data.ArrayLayout(signed(f.delta.bits), p.P)}),
+        "factor_req": data.StructLayout({"col": unsigned(colw), "all": 1}),
+        "factors": data.StructLayout({
+            "data": data.ArrayLayout(signed(f.state.bits), p.P), "sigma": signed(f.sigma.bits),
+            "col": unsigned(colw), "kind": 1, "chunk": unsigned(chw), "last": 1}),
+        "trace": data.StructLayout({
+            "data": data.ArrayLayout(signed(f.state.bits), p.P), "sigma": signed(f.sigma.bits),
+            "col": unsigned(colw), "kind": 2, "chunk": unsigned(chw)}),
+    }
+
+
+def initial_state(params: EngineParams, init=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer initial state (X b×k, Δ a×k, σ k): ``init`` as given, else the golden model's seeded one."""
+    p, f = params, params.fmts
+    if init is None:
+        g = SBPCA(p.rows, p.cols, p.rank, p.sub_batch, seed=seed, fixed=f)
+        return g.X_int.copy(), g.Delta_int.copy(), g.sigma_int.copy()
+    if len(init) != 3:
+        raise ValueError("init must be (X_int, Delta_int, sigma_int)")
+    X, D, sg = (np.asarray(v) for v in init)
+    for name, arr, shape, fmt in (("X", X, (p.cols, p.rank), f.state), ("Delta", D, (p.rows, p.rank), f.state),
+                                  ("sigma", sg, (p.rank,), f.sigma)):
+        if arr.shape != shape:
+            raise ValueError(f"init {name} has shape {arr.shape}, expected {shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"init {name} must be an integer array (format {fmt})")
+        if arr.size and (arr.min() < fmt.min_int or arr.max() > fmt.max_int):
+            raise ValueError(f"init {name} integers out of range for {fmt}")
+    return X.astype(np.int64), D.astype(np.int64), sg.astype(np.int64)
+
+
+class SBPCAEngine(wiring.Component):
+    """Streaming SBPCA power-iteration engine.  See the module docstring and ``docs/ENGINE.md``.
+
+    ``params`` — :class:`EngineParams` (a, b, k, s, P, formats ...); ``init`` — optional integer
+    initial state ``(X_int, Delta_int, sigma_int)``, else the golden model's seeded state for
+    ``seed``.  The initial state is the reset content of the state memories.
+    """
+
+    def __init__(self, params: EngineParams, *, init=None, seed: int = 0):
+        if not isinstance(params, EngineParams):
+            raise TypeError(f"params must be an EngineParams, not {type(params).__name__}")
+        self.params = params
+        self.program: list[Job] = build_program(params)
+        self.init_state = initial_state(params, init, seed)
+        p, f = params, params.fmts
+        lay = engine_layouts(params)
+        self.layouts = lay
+        super().__init__({
+            "x": In(stream.Signature(lay["x"])),
+            "d": In(stream.Signature(lay["d"])),
+            "factor_req": In(stream.Signature(lay["factor_req"])),
+            "factors": Out(stream.Signature(lay["factors"])),
+            "trace": Out(stream.Signature(lay["trace"])),
+            "trace_en": In(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "in_batch": Out(1),
+            "sat": Out(len(SAT_NAMES)),
+            "error": Out(1),
+            "sigma_guard": Out(32),
+            "degenerate": Out(32),
+            "samples": Out(32),
+            "sub_batches": Out(32),
+            "batches": Out(32),
+            "batch_size": Out(32),
+            "cycles": Out(32),
+            "sigma": Out(data.ArrayLayout(signed(f.sigma.bits), p.k)),
+        })
+
+    # ------------------------------------------------------------------ elaboration
+    def elaborate(self, platform):  # noqa: C901 - one datapath, written stage by stage
+        m = Module()
+        p, f = self.params, self.params.fmts
+        P, k, s = p.P, p.k, p.s
+        Ra, Rb, Rm = p.chunks_a, p.chunks_b, p.chunks_max
+        xw, dw, sw, pw, aw, mw = f.x.bits, f.delta.bits, f.state.bits, f.proj.bits, f.acc.bits, f.mat.bits
+        iw, rw, gw = f.inv.bits, f.recip.bits, f.sigma.bits
+        colw, chw, smpw = _w(k), _w(Rm), _w(s)
+        RW = p.red_bits
+        LW = p.acc_exact_bits
+        sat_bit = {name: i for i, name in enumerate(SAT_NAMES)}
+        sat_now = Signal(len(SAT_NAMES))  # flags raised this cycle (OR-ed into the sticky ``sat``)
+
+        def raise_sat(name: str, cond):
+            """Raise flag ``name`` when ``cond`` holds, in the current control context."""
+            with m.If(cond):
+                m.d.comb += sat_now[sat_bit[name]].eq(1)
+
+        X0, D0, S0 = self.init_state
+
+        # ---------------------------------------------------------------- memories
+        def state_rows(M: np.ndarray, R: int) -> list:
+            rows = []
+            for i in range(R):
+                rows.append([[int(M[i * P + l, c]) if i * P + l < M.shape[0] else 0 for l in range(P)]
+                             for c in range(k)])
+            return rows
+
+        lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
+        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=2 * s * Rb, init=[])
+        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=2 * s * Ra, init=[])
+        m.submodules.sx = sx = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Rb,
+                                             init=state_rows(X0, Rb))
+        m.submodules.sd = sd = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Ra,
+                                             init=state_rows(D0, Ra))
+        m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=2 * k * s, init=[])
+        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[])
+        m.submodules.drm = drm = memory.Memory(shape=lane(signed(aw)), depth=k * Ra, init=[])
+        xb_r, xb_w = xb.read_port(), xb.write_port()
+        db_r, db_w = db.read_port(), db.write_port()
+        sx_r, sx_w = sx.read_port(), sx.write_port(granularity=1)
+        sd_r, sd_w = sd.read_port(), sd.write_port(granularity=1)
+        pq_r, pq_w = pq.read_port(), pq.write_port()
+        wm_r, wm_w = wm.read_port(), wm.write_port()
+        dr_r, dr_w = drm.read_port(), drm.write_port()
+
+        # ---------------------------------------------------------------- scoreboard & scalar state
+        def flags(name, n, init=0):
+            sigs = [Signal(name=f"{name}{i}", init=init) for i in range(n)]
+            return sigs, Array(sigs)
+
+        col_ready_l, col_ready = flags("col_ready", 2 * k, init=1)
+        proj_done_l, proj_done = flags("proj_done", 2 * k)
+        h_valid_l, h_valid = flags("h_valid", 2 * k)
+        inv_valid_l, inv_valid = flags("inv_valid", 2 * k)
+        r_valid_l, r_valid = flags("r_valid", k)
+        r_sat_l, r_sat = flags("r_sat", k)
+        r_guard_l, r_guard = flags("r_guard", k)
+        H = Array([Signal(signed(mw), name=f"h{i}") for i in range(2 * k)])
+        INV = Array([Signal(signed(iw), name=f"inv{i}") for i in range(2 * k)])
+        RC = Array([Signal(signed(rw), name=f"r{i}") for i in range(k)])
+        SIG = Array([Signal(signed(gw), name=f"sigma{i}", init=int(S0[i])) for i in range(k)])
+        for c in range(k):
+            m.d.comb += self.sigma[c].eq(SIG[c])
+
+        sat = Signal(len(SAT_NAMES))
+        guard_cnt = Signal(32)
+        degen_cnt = Signal(32)
+        error = Signal()
+        guard_inc = Signal()
+        degen_inc = Signal()
+
+        # ---------------------------------------------------------------- input side
+        in_slot = Signal()
+        slot_free_l = [Signal(name=f"slot_free{i}", init=1) for i in range(2)]
+        slot_full_l = [Signal(name=f"slot_full{i}") for i in range(2)]
+        desc_m_l = [Signal(smpw + 1, name=f"desc_m{i}") for i in range(2)]
+        desc_last_l = [Signal(name=f"desc_last{i}") for i in range(2)]
+        slot_free, slot_full = Array(slot_free_l), Array(slot_full_l)
+        desc_m, desc_last = Array(desc_m_l), Array(desc_last_l)
+        x_smp = Signal(range(s + 1))
+        x_chunk = Signal(range(Rb))
+        x_closed = Signal()
+        d_smp = Signal(range(s + 1))
+        d_chunk = Signal(range(Ra))
+        x_done = x_closed | (x_smp == s)
+        free_now = slot_free[in_slot]
+        m.d.comb += [
+            self.x.ready.eq(free_now & ~x_done),
+            self.d.ready.eq(free_now & Mux(x_done, d_smp < x_smp, d_smp <= x_smp)),
+        ]
+
+        def masked(payload, chunk, n):
+            if n % P == 0:
+                return payload
+            return Cat(*[Mux(chunk * P + l < n, payload[l], 0) for l in range(P)])
+
+        x_take = self.x.valid & self.x.ready
+        d_take = self.d.valid & self.d.ready
+        m.d.comb += [
+            xb_w.addr.eq((in_slot * s + x_smp) * Rb + x_chunk),
+            xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
+            xb_w.en.eq(x_take),
+            db_w.addr.eq((in_slot * s + d_smp) * Ra + d_chunk),
+            db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
+            db_w.en.eq(d_take),
+        ]
+        with m.If(x_take):
+            with m.If(x_chunk == Rb - 1):
+                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last)]
+            with m.Else():
+                m.d.sync += x_chunk.eq(x_chunk + 1)
+        with m.If(d_take):
+            with m.If(d_chunk == Ra - 1):
+                m.d.sync += [d_chunk.eq(0), d_smp.eq(d_smp + 1)]
+            with m.Else():
+                m.d.sync += d_chunk.eq(d_chunk + 1)
+        samples = Signal(32)
+        batch_acc = Signal(32)
+        batch_size = Signal(32)
+        in_batches = Signal(32)  # batches fully received
+        in_mid = (x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_acc != 0)
+        close = free_now & x_done & (d_smp == x_smp)
+        with m.If(close & x_closed):
+            m.d.sync += in_batches.eq(in_batches + 1)
+        with m.If(close):
+            m.d.sync += [
+                slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
+                desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
+                in_slot.eq(~in_slot),
+                x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
+                samples.eq(samples + x_smp),
+            ]
+            with m.If(batch_acc + x_smp > p.max_batch):
+                m.d.sync += error.eq(1)
+            with m.If(x_closed):
+                m.d.sync += [batch_size.eq(batch_acc + x_smp), batch_acc.eq(0)]
+            with m.Else():
+                m.d.sync += batch_acc.eq(batch_acc + x_smp)
+
+        # ---------------------------------------------------------------- sequencer (stage 0)
+        prog = self.program
+        NJ = len(prog)
+        release_idx = max(i for i, j in enumerate(prog) if j.op in (OP_PROJ, OP_ACC))
+        pc = Signal(range(NJ + 1))
+        running = Signal()
+        active = Signal()
+        maxn = max(Rm, s)
+        inner = Signal(range(maxn + 1))
+        outer = Signal(range(maxn + 1))
+        cur_m = Signal(range(s + 1))
+        cur_slot = Signal()
+        cmp_slot = Signal()
+        in_batch = Signal()
+        dumping = Signal()
+        j_op = Signal(2)
+        j_mat = Signal()
+        j_col = Signal(colw)
+        j_step = Signal(colw)
+        j_norm = Signal()
+        with m.Switch(pc):
+            for idx, job in enumerate(prog):
+                with m.Case(idx):
+                    norm = (job.op == OP_ACC and job.col == 0) or (job.op == OP_GS and job.step + 1 == job.col)
+                    m.d.comb += [j_op.eq(job.op), j_mat.eq(job.mat), j_col.eq(job.col),
+                                 j_step.eq(job.step), j_norm.eq(int(norm))]
+        j_idx = j_mat * k + j_col
+        other_idx = (~j_mat) * k + j_col
+        chunks_mat = Mux(j_mat, Ra, Rb)
+        chunks_oth = Mux(j_mat, Rb, Ra)
+        is_proj, is_acc = j_op == OP_PROJ, j_op == OP_ACC
+        is_gs, is_scale = j_op == OP_GS, j_op == OP_SCALE
+        n_in = Signal(range(maxn + 1))
+        n_out = Signal(range(maxn + 1))
+        m.d.comb += [
+            n_in.eq(Mux(is_proj, chunks_oth, Mux(is_acc, cur_m, chunks_mat))),
+            n_out.eq(Mux(is_proj, cur_m, Mux(is_acc, chunks_mat, 1))),
+        ]
+        # trace credits
+        tdepth = 2 * Rm + 2 * k + 2
+        credit = Signal(range(tdepth + 1), init=tdepth)
+        job_tr = Signal()
+        wait_ok = Signal()
+        with m.Switch(j_op):
+            with m.Case(OP_PROJ):
+                m.d.comb += wait_ok.eq(col_ready[other_idx])
+            with m.Case(OP_ACC):
+                m.d.comb += wait_ok.eq(proj_done[j_idx] & col_ready[j_idx] & r_valid[j_col]
+                                       & ((j_col == 0) | col_ready[j_mat * k]))
+            with m.Case(OP_GS):
+                m.d.comb += wait_ok.eq(h_valid[j_idx] & col_ready[j_mat * k + j_step]
+                                       & (j_norm | col_ready[j_mat * k + j_step + 1]))
+            with m.Case(OP_SCALE):
+                m.d.comb += wait_ok.eq(inv_valid[j_idx] & (~self.trace_en | (credit >= chunks_mat)))
+        start = running & ~active & (pc < NJ) & wait_ok
+        issue = active | start
+        in_first = inner == 0
+        in_last = inner == n_in - 1
+        out_last = outer == n_out - 1
+        ci = Mux(is_acc, outer, inner)
+        cj = Mux(is_proj, outer, Mux(is_acc, inner, 0))
+        seq_take = Signal(range(tdepth + 1))
+        with m.If(start):
+            m.d.sync += [active.eq(1), job_tr.eq(self.trace_en)]
+            with m.Switch(j_op):
+                with m.Case(OP_PROJ):
+                    m.d.sync += proj_done[j_idx].eq(0)
+                with m.Case(OP_ACC):
+                    m.d.sync += col_ready[j_idx].eq(0)
+                    with m.If(j_mat == MAT_D):
+                        m.d.sync += r_valid[j_col].eq(0)
+                    with m.Else():
+                        raise_sat("recip", r_sat[j_col])
+                        m.d.comb += guard_inc.eq(r_guard[j_col])
+                with m.Case(OP_GS):
+                    m.d.sync += h_valid[j_idx].eq(0)
+                with m.Case(OP_SCALE):
+                    m.d.sync += inv_valid[j_idx].eq(0)
+                    with m.If(self.trace_en):
+                        m.d.comb += seq_take.eq(chunks_mat)
+        with m.If(issue):
+            with m.If(in_last):
+                m.d.sync += inner.eq(0)
+                with m.If(out_last):
+                    m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc + 1)]
+                    with m.If(pc == release_idx):
+                        m.d.sync += slot_free[cur_slot].eq(1)
+                    with m.If(pc == NJ - 1):
+                        m.d.sync += running.eq(0)
+                with m.Else():
+                    m.d.sync += outer.eq(outer + 1)
+            with m.Else():
+                m.d.sync += inner.eq(inner + 1)
+
+        # program start (one sub-batch)
+        desc_fifo = fifo.SyncFIFOBuffered(width=smpw + 2, depth=4)
+        m.submodules.desc_fifo = desc_fifo
+        # factor requests are latched with the input-side batch they refer to (the batch being
+        # received, or the last one received when the input sits at a batch boundary)
+        req_pending = Signal()
+        req_col = Signal(colw)
+        req_all = Signal()
+        req_target = Signal(32)
+        cmp_batches = Signal(32)  # batches whose last sub-batch has begun
+        m.d.comb += self.factor_req.ready.eq(~req_pending)
+        with m.If(self.factor_req.valid & ~req_pending):
+            m.d.sync += [req_pending.eq(1), req_col.eq(self.factor_req.payload.col),
+                         req_all.eq(self.factor_req.payload.all), req_target.eq(in_batches + in_mid)]
+        req_block = req_pending & (cmp_batches == req_target)
+        begin = ~running & slot_full[cmp_slot] & ~dumping & ~req_block & desc_fifo.w_rdy
+        with m.If(begin):
+            m.d.sync += [
+                running.eq(1), pc.eq(0), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
+                slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot), in_batch.eq(~desc_last[cmp_slot]),
+            ]
+            with m.If(desc_last[cmp_slot]):
+                m.d.sync += cmp_batches.eq(cmp_batches + 1)
+        m.d.comb += [
+            desc_fifo.w_en.eq(begin),
+            desc_fifo.w_data.eq(Cat(desc_m[cmp_slot], desc_last[cmp_slot])),
+        ]
+
+        # ---------------------------------------------------------------- uop tags
+        uop = data.StructLayout({
+            "valid": 1, "op": 2, "mat": 1, "c": colw, "step": colw, "i": chw, "smp": smpw,
+            "rfirst": 1, "rlast": 1, "red": 1, "fj": 1, "lj": 1, "norm": 1, "jlast": 1, "tr": 1,
+        })
+        u0 = Signal(uop)
+        m.d.comb += [
+            u0.valid.eq(issue), u0.op.eq(j_op), u0.mat.eq(j_mat), u0.c.eq(j_col), u0.step.eq(j_step),
+            u0.i.eq(ci), u0.smp.eq(cj), u0.norm.eq(j_norm),
+            u0.jlast.eq(in_last & out_last),
+            u0.tr.eq(Mux(start, self.trace_en, job_tr)),
+            u0.fj.eq(is_acc & in_first), u0.lj.eq(is_acc & in_last),
+            u0.red.eq(is_proj | is_gs | (is_acc & in_last) | (is_scale & (j_mat == MAT_D))),
+            u0.rfirst.eq(Mux(is_acc, outer == 0, in_first)),
+            u0.rlast.eq(Mux(is_acc, out_last, in_last)),
+        ]
+        # memory read addresses (stage 0)
+        dump_addr = Signal(chw)
+        dump_adv = Signal()
+        m.d.comb += [
+            xb_r.addr.eq((cur_slot * s + cj) * Rb + ci),
+            db_r.addr.eq((cur_slot * s + cj) * Ra + ci),
+            sx_r.addr.eq(Mux(dumping, dump_addr, ci)),
+            sd_r.addr.eq(Mux(dumping, dump_addr, ci)),
+            sx_r.en.eq(~dumping | dump_adv),
+            sd_r.en.eq(~dumping | dump_adv),
+            pq_r.addr.eq((j_idx * s) + cj),
+            wm_r.addr.eq(j_idx * Rm + ci),
+            dr_r.addr.eq(j_col * Ra + ci),
+        ]
+
+        def stage(prev, name):
+            u = Signal(uop, name=name)
+            m.d.sync += u.eq(prev)
+            return u
+
+        def reg(shape, value, name):
+            r = Signal(shape, name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        # ---------------------------------------------------------------- stage 1: operands
+        u1 = stage(u0, "u1")
+        A1W = max(xw, dw, mw)
+        B1W = max(sw, pw, iw)
+        idx1 = u1.mat * k + u1.c
+        a1, b1, cv2, cb2, cx2, cdr2 = [], [], [], [], [], []
+        h_sel = H[idx1]
+        inv_sel = INV[idx1]
+        for l in range(P):
+            s_own_c = Mux(u1.mat, sd_r.data[u1.c][l], sx_r.data[u1.c][l])
+            s_oth_c = Mux(u1.mat, sx_r.data[u1.c][l], sd_r.data[u1.c][l])
+            s_j = Mux(u1.mat, sd_r.data[u1.step][l], sx_r.data[u1.step][l])
+            s_j1 = Mux(u1.mat, sd_r.data[u1.step + 1][l], sx_r.data[u1.step + 1][l])
+            s_0 = Mux(u1.mat, sd_r.data[0][l], sx_r.data[0][l])
+            x_l, d_l = xb_r.data[l], db_r.data[l]
+            av = Signal(signed(A1W), name=f"a1_{l}")
+            bv = Signal(signed(B1W), name=f"b1_{l}")
+            with m.Switch(u1.op):
+                with m.Case(OP_PROJ):
+                    m.d.comb += [av.eq(Mux(u1.mat, x_l, d_l)), bv.eq(s_oth_c)]
+                with m.Case(OP_ACC):
+                    m.d.comb += [av.eq(Mux(u1.mat, d_l, x_l)), bv.eq(pq_r.data)]
+                with m.Case(OP_GS):
+                    m.d.comb += [av.eq(h_sel), bv.eq(s_j)]
+                with m.Case(OP_SCALE):
+                    m.d.comb += [av.eq(wm_r.data[l]), bv.eq(inv_sel)]
+            a1.append(reg(signed(A1W), av, f"s2_a1_{l}"))
+            b1.append(reg(signed(B1W), bv, f"s2_b1_{l}"))
+            cv2.append(reg(signed(mw), wm_r.data[l], f"s2_v_{l}"))
+            cb2.append(reg(signed(sw), Mux(u1.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
+            cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
+            cdr2.append(reg(signed(aw), dr_r.data[l], f"s2_dr_{l}"))
+        u2 = stage(u1, "u2")
+
+        # ---------------------------------------------------------------- stage 3: first product
+        u3 = stage(u2, "u3")
+        p1 = [reg(signed(A1W + B1W), a1[l] * b1[l], f"s3_p1_{l}") for l in range(P)]
+        cv3 = [reg(signed(mw), cv2[l], f"s3_v_{l}") for l in range(P)]
+        cb3 = [reg(signed(sw), cb2[l], f"s3_qn_{l}") for l in range(P)]
+        cx3 = [reg(signed(sw), cx2[l], f"s3_x_{l}") for l in range(P)]
+        cdr3 = [reg(signed(aw), cdr2[l], f"s3_dr_{l}") for l in range(P)]
+
+        # ---------------------------------------------------------------- stage 4
+        u4 = stage(u3, "u4")
+        lacc = [Signal(signed(LW), name=f"lacc_{l}") for l in range(P)]
+        v3_valid_acc = u3.valid & (u3.op == OP_ACC)
+        v3_scale = u3.valid & (u3.op == OP_SCALE)
+        t4, q4, pr4 = [], [], []
+        qsat = []
+        for l in range(P):
+            with m.If(v3_valid_acc):
+                m.d.sync += lacc[l].eq(Mux(u3.fj, p1[l], lacc[l] + p1[l]))
+            t_val, _ = requant(p1[l], f.state.frac + f.mat.frac, f.mat)  # silent (golden passes no flags)
+            q_val, q_sat = requant(p1[l], f.mat.frac + f.inv.frac, f.state)
+            qsat.append(q_sat)
+            t4.append(reg(signed(mw), t_val, f"s4_t_{l}"))
+            q4.append(reg(signed(sw), q_val, f"s4_q_{l}"))
+            pr4.append(reg(signed(A1W + B1W), p1[l], f"s4_pr_{l}"))
+        any_qsat = Cat(*qsat).any()
+        raise_sat("X_q", v3_scale & (u3.mat == MAT_X) & any_qsat)
+        raise_sat("Delta_q", v3_scale & (u3.mat == MAT_D) & any_qsat)
+        cv4 = [reg(signed(mw), cv3[l], f"s4_v_{l}") for l in range(P)]
+        cb4 = [reg(signed(sw), cb3[l], f"s4_qn_{l}") for l in range(P)]
+        cx4 = [reg(signed(sw), cx3[l], f"s4_x_{l}") for l in range(P)]
+        cdr4 = [reg(signed(aw), cdr3[l], f"s4_dr_{l}") for l in range(P)]
+
+        # ---------------------------------------------------------------- stage 5
+        u5 = stage(u4, "u5")
+        acc_last4 = u4.valid & (u4.op == OP_ACC) & u4.lj
+        gs4 = u4.valid & (u4.op == OP_GS)
+        ar5, v5, q5 = [], [], []
+        asat, vsat = [], []
+        for l in range(P):
+            arx, sx_ = requant(lacc[l], f.x.frac + f.proj.frac, f.acc)
+            ard, sd_ = requant(lacc[l], f.delta.frac + f.proj.frac, f.acc)
+            asat.append(Mux(u4.mat, sd_, sx_))
+            ar5.append(reg(signed(aw), Mux(u4.mat, ard, arx), f"s5_ar_{l}"))
+            vv, vs_ = fit(cv4[l] - t4[l], f.mat)
+            vsat.append(vs_)
+            v5.append(reg(signed(mw), vv, f"s5_v_{l}"))
+            q5.append(reg(signed(sw), q4[l], f"s5_q_{l}"))
+        any_asat = Cat(*asat).any()
+        raise_sat("A", acc_last4 & (u4.mat == MAT_X) & any_asat)
+        raise_sat("D", acc_last4 & (u4.mat == MAT_D) & any_asat)
+        any_vsat = Cat(*vsat).any()
+        raise_sat("X_gs_v", gs4 & (u4.mat == MAT_X) & any_vsat)
+        raise_sat("Delta_gs_v", gs4 & (u4.mat == MAT_D) & any_vsat)
+        cb5 = [reg(signed(sw), cb4[l], f"s5_qn_{l}") for l in range(P)]
+        cx5 = [reg(signed(sw), cx4[l], f"s5_x_{l}") for l in range(P)]
+        cdr5 = [reg(signed(aw), cdr4[l], f"s5_dr_{l}") for l in range(P)]
+        # state write, trace, D_r write (stage 5)
+        scale5 = u5.valid & (u5.op == OP_SCALE)
+        qrow = Cat(*q5)
+        m.d.comb += [
+            sx_w.addr.eq(u5.i), sd_w.addr.eq(u5.i),
+            sx_w.data.eq(Cat(*[qrow] * k)), sd_w.data.eq(Cat(*[qrow] * k)),
+            sx_w.en.eq(Cat(*[scale5 & (u5.mat == MAT_X) & (u5.c == c) for c in range(k)])),
+            sd_w.en.eq(Cat(*[scale5 & (u5.mat == MAT_D) & (u5.c == c) for c in range(k)])),
+            dr_w.addr.eq(u5.c * Ra + u5.i),
+            dr_w.data.eq(Cat(*ar5)),
+            dr_w.en.eq(u5.valid & (u5.op == OP_ACC) & u5.lj & (u5.mat == MAT_D)),
+        ]
+        with m.If(scale5 & u5.jlast):
+            m.d.sync += col_ready[u5.mat * k + u5.c].eq(1)
+        pipe_push = scale5 & u5.tr
+        # m_r multiplier operands at stage 5
+        MRB = max(rw, sw)
+        acc5 = u5.op == OP_ACC
+        r_sel = RC[u5.c]
+        u6 = stage(u5, "u6")
+        pr6 = [reg(signed(aw + MRB), Mux(acc5, ar5[l], cdr5[l]) * Mux(acc5, r_sel, q5[l]), f"s6_pr_{l}")
+               for l in range(P)]
+        v6 = [reg(signed(mw), v5[l], f"s6_v_{l}") for l in range(P)]
+        cb6 = [reg(signed(sw), cb5[l], f"s6_qn_{l}") for l in range(P)]
+        cx6 = [reg(signed(sw), cx5[l], f"s6_x_{l}") for l in range(P)]
+
+        # ---------------------------------------------------------------- stage 7
+        u7 = stage(u6, "u7")
+        acc_last6 = u6.valid & (u6.op == OP_ACC) & u6.lj
+        upd7, usat = [], []
+        for l in range(P):
+            uv, us_ = requant(pr6[l], f.acc.frac + f.recip.frac, f.mat)
+            usat.append(us_)
+            upd7.append(reg(signed(mw), uv, f"s7_upd_{l}"))
+        raise_sat("M_update", acc_last6 & Cat(*usat).any())
+        prs7 = [reg(signed(aw + MRB), pr6[l], f"s7_pr_{l}") for l in range(P)]
+        v7 = [reg(signed(mw), v6[l], f"s7_v_{l}") for l in range(P)]
+        cb7 = [reg(signed(sw), cb6[l], f"s7_qn_{l}") for l in range(P)]
+        cx7 = [reg(signed(sw), cx6[l], f"s7_x_{l}") for l in range(P)]
+
+        # ---------------------------------------------------------------- stage 8
+        u8 = stage(u7, "u8")
+        acc_last7 = u7.valid & (u7.op == OP_ACC) & u7.lj
+        shift = f.mat.frac - f.state.frac
+        v8, msat = [], []
+        for l in range(P):
+            mv, ms_ = fit((cx7[l] << shift) + upd7[l], f.mat)
+            msat.append(ms_)
+            v8.append(reg(signed(mw), Mux(u7.op == OP_ACC, mv, v7[l]), f"s8_v_{l}"))
+        raise_sat("M", acc_last7 & Cat(*msat).any())
+        prs8 = [reg(signed(aw + MRB), prs7[l], f"s8_pr_{l}") for l in range(P)]
+        cb8 = [reg(signed(sw), cb7[l], f"s8_qn_{l}") for l in range(P)]
+        w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
+        m.d.comb += [
+            wm_w.addr.eq((u8.mat * k + u8.c) * Rm + u8.i),
+            wm_w.data.eq(Cat(*v8)),
+            wm_w.en.eq(w8),
+        ]
+
+        # ---------------------------------------------------------------- stage 9: second product
+        u9 = stage(u8, "u9")
+        p2 = [reg(signed(2 * mw), v8[l] * Mux(u8.norm, v8[l], cb8[l]), f"s9_p2_{l}") for l in range(P)]
+        prs9 = [reg(signed(aw + MRB), prs8[l], f"s9_pr_{l}") for l in range(P)]
+        # the projection product, carried from stage 4 to stage 9
+        pr = pr4
+        for st in range(5, 10):
+            pr = [reg(signed(A1W + B1W), pr[l], f"s{st}_pp_{l}") for l in range(P)]
+        red_in = []
+        for l in range(P):
+            rv = Signal(signed(RW), name=f"red_in_{l}")
+            m.d.comb += rv.eq(Mux(u9.op == OP_PROJ, pr[l], Mux(u9.op == OP_SCALE, prs9[l], p2[l])))
+            red_in.append(rv)
+
+        # ---------------------------------------------------------------- reduction
+        tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
+        assert tlat == p.tree_latency, (tlat, p.tree_latency)
+        ut = u9
+        for t in range(tlat):
+            ut = stage(ut, f"ut{t}")
+        racc = Signal(signed(RW))
+        with m.If(ut.valid & ut.red):
+            m.d.sync += racc.eq(Mux(ut.rfirst, tsum, racc + tsum))
+        uf = stage(ut, "uf")
+        fin = uf.valid & uf.red & uf.rlast
+        idxf = uf.mat * k + uf.c
+        # PROJ -> projection memory
+        qx, qxs = requant(racc, f.delta.frac + f.state.frac, f.proj)
+        qd, qds = requant(racc, f.x.frac + f.state.frac, f.proj)
+        fin_proj = fin & (uf.op == OP_PROJ)
+        m.d.comb += [
+            pq_w.addr.eq(idxf * s + uf.smp),
+            pq_w.data.eq(Mux(uf.mat, qd, qx)),
+            pq_w.en.eq(fin_proj),
+        ]
+        raise_sat("q", fin_proj & (uf.mat == MAT_X) & qxs)
+        raise_sat("p", fin_proj & (uf.mat == MAT_D) & qds)
+        with m.If(fin_proj & uf.jlast):
+            m.d.sync += proj_done[idxf].eq(1)
+        # Gram–Schmidt dot -> h register
+        hv, hs = requant(racc, f.mat.frac + f.state.frac, f.mat)
+        fin_dot = fin & ((uf.op == OP_ACC) | (uf.op == OP_GS))
+        with m.If(fin_dot & ~uf.norm):
+            m.d.sync += [H[idxf].eq(hv), h_valid[idxf].eq(1)]
+        raise_sat("X_gs_h", fin_dot & ~uf.norm & (uf.mat == MAT_X) & hs)
+        raise_sat("Delta_gs_h", fin_dot & ~uf.norm & (uf.mat == MAT_D) & hs)
+        # scalar tasks: NORM (N2) and SIGMA (S)
+        sv, ss = requant(racc, f.state.frac + f.acc.frac, f.sigma)
+        fin_scale = fin & (uf.op == OP_SCALE)
+        raise_sat("S", fin_scale & ss)
+        VW = max(p.norm2_bits + 1, gw)
+        task = data.StructLayout({"sigma": 1, "mat": 1, "c": colw, "value": signed(VW)})
+        m.submodules.task_fifo = task_fifo = fifo.SyncFIFOBuffered(width=task.size, depth=3 * k + 2)
+        tw = Signal(task)
+        m.d.comb += [
+            tw.sigma.eq(fin_scale), tw.mat.eq(uf.mat), tw.c.eq(uf.c),
+            tw.value.eq(Mux(fin_scale, sv, racc)),
+            task_fifo.w_data.eq(tw),
+            task_fifo.w_en.eq((fin_dot & uf.norm) | fin_scale),
+        ]
+
+        # ---------------------------------------------------------------- scalar unit
+        m.submodules.sqrt = sq = ISqrt(width=p.radicand_bits, bits_per_cycle=p.iter_bits)
+        m.submodules.div = dv = RoundDivider(num_width=p.div_num_bits, den_width=p.div_den_bits,
+                                             quot_bits=p.div_quot_bits, bits_per_cycle=p.iter_bits)
+        tr_ = data.View(task, task_fifo.r_data)
+        sc_mat = Signal()
+        sc_c = Signal(colw)
+        sc_val = Signal(signed(VW))
+        sc_num = Signal(signed(p.div_num_bits + 1))
+        sc_den = Signal(p.div_den_bits)
+        sc_neg = Signal()
+        sc_guard = Signal()
+        sn = Signal(p.n_bits, init=s)
+        rn = Signal(p.n_bits)
+        recip_pending = Signal(k, init=(1 << k) - 1)
+        desc_view = desc_fifo.r_data
+        d_m = desc_view[:smpw + 1]
+        d_last = desc_view[smpw + 1]
+        sc_push = Signal()
+        sc_idle = Signal()
+        sub_batches = Signal(32)
+        batches = Signal(32)
+        smin = f.sigma_min_int
+        inv_max, rc_max = f.inv.max_int, f.recip.max_int
+        num_inv = 1 << (f.norm_frac + f.inv.frac)
+        num_rc = 1 << (f.sigma.frac + f.recip.frac)
+        lowest = Signal(colw)
+        for c in reversed(range(k)):
+            with m.If(recip_pending[c]):
+                m.d.comb += lowest.eq(c)
+        with m.FSM(name="scalar"):
+            with m.State("IDLE"):
+                m.d.comb += sc_idle.eq(1)
+                with m.If(task_fifo.r_rdy):
+                    m.d.comb += task_fifo.r_en.eq(1)
+                    m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value)]
+                    with m.If(tr_.sigma):
+                        m.next = "SIG_NUM"
+                    with m.Elif(tr_.value == 0):
+                        m.d.sync += [INV[tr_.mat * k + tr_.c].eq(0), inv_valid[tr_.mat * k + tr_.c].eq(1)]
+                        m.d.comb += degen_inc.eq(1)
+                    with m.Else():
+                        m.d.comb += [sq.start.eq(1), sq.value.eq(tr_.value.as_unsigned() << (2 * f.norm_guard))]
+                        m.next = "SQRT"
+                with m.Elif(recip_pending != 0):
+                    m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
+                    m.next = "RCP_MUL"
+            with m.State("SQRT"):
+                with m.If(sq.done):
+                    m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
+                    m.next = "NDIV"
+            with m.State("NDIV"):
+                with m.If(dv.done):
+                    big = dv.overflow | (dv.quotient > inv_max)
+                    m.d.sync += [INV[sc_mat * k + sc_c].eq(Mux(big, inv_max, dv.quotient)),
+                                 inv_valid[sc_mat * k + sc_c].eq(1)]
+                    raise_sat("X_inv", big & (sc_mat == MAT_X))
+                    raise_sat("Delta_inv", big & (sc_mat == MAT_D))
+                    m.next = "IDLE"
+            with m.State("SIG_NUM"):
+                m.d.sync += sc_num.eq(sn * SIG[sc_c] + sc_val)
+                m.next = "SIG_DIV0"
+            with m.State("SIG_DIV0"):
+                m.d.comb += [dv.start.eq(1), dv.num.eq(Mux(sc_num < 0, -sc_num, sc_num)),
+                             dv.den.eq(sn + d_m)]
+                m.d.sync += sc_neg.eq(sc_num < 0)
+                m.next = "SIG_DIV"
+            with m.State("SIG_DIV"):
+                with m.If(dv.done):
+                    qv = Signal(signed(p.div_quot_bits + 2))
+                    m.d.comb += qv.eq(Mux(sc_neg, -dv.quotient, dv.quotient))
+                    sv2, ss2 = fit(qv, f.sigma)
+                    big = dv.overflow | ss2
+                    lim = Mux(sc_neg, f.sigma.min_int, f.sigma.max_int)
+                    m.d.sync += SIG[sc_c].eq(Mux(dv.overflow, lim, sv2))
+                    raise_sat("sigma", big)
+                    m.next = "SIG_TR"
+            with m.State("SIG_TR"):
+                can = ~self.trace_en | ((credit - seq_take >= 1) & ~pipe_push)
+                with m.If(can):
+                    m.d.comb += sc_push.eq(self.trace_en)
+                    n_next = Mux(d_last, s, sn + d_m)
+                    m.d.sync += rn.eq(n_next)
+                    with m.If(sc_c == k - 1):
+                        m.d.comb += desc_fifo.r_en.eq(1)
+                        m.d.sync += [sn.eq(n_next), sub_batches.eq(sub_batches + 1)]
+                        with m.If(d_last):
+                            m.d.sync += batches.eq(batches + 1)
+                    m.next = "RCP_MUL"
+            with m.State("RCP_MUL"):
+                low = SIG[sc_c] < smin
+                m.d.sync += [sc_den.eq(rn * Mux(low, smin, SIG[sc_c])), sc_guard.eq(low)]
+                m.next = "RCP_DIV0"
+            with m.State("RCP_DIV0"):
+                m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
+                m.next = "RCP_DIV"
+            with m.State("RCP_DIV"):
+                with m.If(dv.done):
+                    big = dv.overflow | (dv.quotient > rc_max)
+                    m.d.sync += [RC[sc_c].eq(Mux(big, rc_max, dv.quotient)), r_sat[sc_c].eq(big),
+                                 r_guard[sc_c].eq(sc_guard), r_valid[sc_c].eq(1)]
+                    m.next = "IDLE"
+
+        # ---------------------------------------------------------------- trace output
+        tlay = self.layouts["trace"]
+        m.submodules.trace_fifo = tfifo = fifo.SyncFIFOBuffered(width=tlay.size, depth=tdepth)
+        tw_ = Signal(tlay)
+        with m.If(pipe_push):
+            m.d.comb += [tw_.kind.eq(u5.mat), tw_.col.eq(u5.c), tw_.chunk.eq(u5.i), tw_.data.eq(qrow),
+                         tfifo.w_en.eq(1)]
+        with m.Elif(sc_push):
+            m.d.comb += [tw_.kind.eq(KIND_SIGMA), tw_.col.eq(sc_c), tw_.sigma.eq(SIG[sc_c]),
+                         tfifo.w_en.eq(1)]
+        m.d.comb += [
+            tfifo.w_data.eq(tw_),
+            self.trace.valid.eq(tfifo.r_rdy),
+            self.trace.payload.eq(tfifo.r_data),
+            tfifo.r_en.eq(self.trace.ready),
+        ]
+        pop = tfifo.r_rdy & self.trace.ready
+        m.d.sync += credit.eq(credit - seq_take - sc_push + pop)
+
+        # ---------------------------------------------------------------- factor dump
+        stages_valid = Cat(u1.valid, u2.valid, u3.valid, u4.valid, u5.valid, u6.valid, u7.valid,
+                           u8.valid, u9.valid, ut.valid, uf.valid)
+        quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
+        d_col = Signal(colw)
+        d_end = Signal(colw)
+        d_kind = Signal()
+        f_valid = Signal()
+        f_col = Signal(colw)
+        f_kind = Signal()
+        f_chunk = Signal(chw)
+        f_last = Signal()
+        f_sigma = Signal(signed(gw))
+        d_more = Signal()
+        with m.If(~dumping & req_block & quiet):
+            m.d.sync += [
+                dumping.eq(1), d_more.eq(1), d_kind.eq(0), dump_addr.eq(0), req_pending.eq(0),
+                d_col.eq(Mux(req_all, 0, req_col)), d_end.eq(Mux(req_all, k - 1, req_col)),
+            ]
+        m.d.comb += dump_adv.eq(dumping & (~f_valid | self.factors.ready))
+        with m.If(dump_adv):
+            with m.If(d_more):
+                chunks_k = Mux(d_kind, Rb, Ra)
+                last_chunk = dump_addr == chunks_k - 1
+                m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(dump_addr),
+                             f_sigma.eq(SIG[d_col]),
+                             f_last.eq(last_chunk & d_kind & (d_col == d_end))]
+                with m.If(last_chunk):
+                    m.d.sync += [dump_addr.eq(0), d_kind.eq(~d_kind)]
+                    with m.If(d_kind == 1):
+                        m.d.sync += d_col.eq(d_col + 1)
+                        with m.If(d_col == d_end):
+                            m.d.sync += d_more.eq(0)
+                with m.Else():
+                    m.d.sync += dump_addr.eq(dump_addr + 1)
+            with m.Else():
+                m.d.sync += [f_valid.eq(0), dumping.eq(0)]
+        fl = self.factors.payload
+        m.d.comb += [
+            self.factors.valid.eq(f_valid),
+            fl.data.eq(Mux(f_kind, sx_r.data[f_col], sd_r.data[f_col])),
+            fl.sigma.eq(f_sigma), fl.col.eq(f_col), fl.kind.eq(f_kind), fl.chunk.eq(f_chunk),
+            fl.last.eq(f_last),
+        ]
+
+        # ---------------------------------------------------------------- status
+        cycles = Signal(32)
+        with m.If(self.clear):
+            m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), error.eq(0), cycles.eq(0)]
+        with m.Else():
+            m.d.sync += [sat.eq(sat | sat_now), guard_cnt.eq(guard_cnt + guard_inc),
+                         degen_cnt.eq(degen_cnt + degen_inc)]
+            with m.If(self.busy):
+                m.d.sync += cycles.eq(cycles + 1)
+        busy = running | stages_valid.any() | ~sc_idle | dumping | (task_fifo.level != 0)
+        m.d.comb += [
+            self.busy.eq(busy), self.in_batch.eq(in_batch),
+            self.sat.eq(sat), self.error.eq(error),
+            self.sigma_guard.eq(guard_cnt), self.degenerate.eq(degen_cnt),
+            self.samples.eq(samples), self.sub_batches.eq(sub_batches), self.batches.eq(batches),
+            self.batch_size.eq(batch_size), self.cycles.eq(cycles),
+        ]
+        return m
+
+
+def engine_manifest(params: EngineParams, *, name: str = "sbpca_engine", seed: int = 0,
+                    init=None) -> dict:
+    """Everything a wrapper needs without reading the Verilog: parameters, formats, ports
+    (Verilog names, directions, widths; stream payload fields with bit offsets), status
+    flag bits, the job program and the throughput bound."""
+    eng = SBPCAEngine(params, init=init, seed=seed)
+    ports = []
+    for path, member in eng.signature.members.flatten():
+        if not member.is_port:
+            continue
+        ports.append({"name": "__".join(str(x) for x in path),
+                      "direction": "input" if member.flow is In else "output",
+                      "width": Shape.cast(member.shape).width})
+    layouts = {}
+    for key, lay in eng.layouts.items():
+        fields = []
+        for fname, fld in lay:
+            shape = fld.shape
+            entry = {"name": fname, "offset": fld.offset, "width": fld.width}
+            if isinstance(shape, data.ArrayLayout):
+                entry.update(elements=shape.length, element_width=data.Layout.cast(shape).size // shape.length,
+                             signed=True)
+            else:
+                entry["signed"] = bool(getattr(shape, "signed", False))
+            fields.append(entry)
+        layouts[key] = {"width": lay.size, "fields": fields}
+    return {
+        "design": "sbpca_engine",
+        "top": name,
+        "params": params.to_dict(),
+        "formats": {k: str(v) for k, v in params.fmts.items()},
+        "ports": ports,
+        "payloads": layouts,
+        "status_sat_bits": {n: i for i, n in enumerate(SAT_NAMES)},
+        "program": [str(j) for j in eng.program],
+        "chunks": {"x": params.chunks_b, "d": params.chunks_a},
+        "bound_cycles_per_sample": params.bound_cycles_per_sample,
+        "scalar_unit": {"sqrt_cycles": params.sqrt_cycles, "div_cycles": params.div_cycles},
+    }
