@@ -213,41 +213,47 @@ class _TinyNet(nn.Module):
 
 
 def _check_step(rank: int, world: int, out_dir: str, cfg: dict) -> None:
-    torch.manual_seed(0)
-    model = _TinyNet().double()
-    tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"], record=True)
-    state = SBPCAHookState(tr, combine=cfg["combine"])
-    ddp = DDP(model)
-    ddp.register_comm_hook(state, sbpca_hook)
-    g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
-    saved = []
-    for _ in range(cfg["steps"]):
-        init = {n: (l.state.X.clone(), l.state.Delta.clone(), l.state.sigma.clone()) for n, l in tr.layers.items()}
-        x = torch.randn(cfg["local_batch"], 2, 6, 6, generator=g, dtype=torch.float64)
-        y = torch.randn(cfg["local_batch"], 6, generator=g, dtype=torch.float64)
-        ddp.zero_grad(set_to_none=True)
-        F.mse_loss(ddp(x), y).backward()
-        saved.append({"init": init,
-                      "stream": {n: l.last_stream for n, l in tr.layers.items()},
-                      "grads": {n: p.grad.clone() for n, p in model.named_parameters()},
-                      "bytes": state.bytes_per_step[-1]})
-        with torch.no_grad():
-            for p in model.parameters():
-                p -= 0.05 * p.grad
+    saved = {}
+    for combine in cfg["combines"]:
+        torch.manual_seed(0)
+        model = _TinyNet().double()
+        tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"], record=True)
+        state = SBPCAHookState(tr, combine=combine)
+        ddp = DDP(model)
+        ddp.register_comm_hook(state, sbpca_hook)
+        g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+        steps = []
+        for _ in range(cfg["steps"]):
+            init = {n: (l.state.X.clone(), l.state.Delta.clone(), l.state.sigma.clone())
+                    for n, l in tr.layers.items()}
+            x = torch.randn(cfg["local_batch"], 2, 6, 6, generator=g, dtype=torch.float64)
+            y = torch.randn(cfg["local_batch"], 6, generator=g, dtype=torch.float64)
+            ddp.zero_grad(set_to_none=True)
+            F.mse_loss(ddp(x), y).backward()
+            steps.append({"init": init,
+                          "stream": {n: l.last_stream for n, l in tr.layers.items()},
+                          "grads": {n: p.grad.clone() for n, p in model.named_parameters()},
+                          "bytes": state.bytes_per_step[-1]})
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.05 * p.grad
+        saved[combine] = steps
     torch.save(saved, Path(out_dir, f"check{rank}.pt"))
 
 
 def ddp_exactness_check(out_dir: str | os.PathLike, world_size: int = 2, steps: int = 2, rank: int = 2,
-                        sub_batch: int = 8, local_batch: int = 5, combine: str = "sum", seed: int = 3,
-                        timeout_s: float = 120.0) -> list[list[dict]]:
-    """Run ``steps`` float64 DDP steps of a tiny conv+linear net with the SBPCA hook.
+                        sub_batch: int = 8, local_batch: int = 5, combines: tuple[str, ...] = ("sum", "truncate"),
+                        seed: int = 3, timeout_s: float = 120.0) -> dict[str, list[list[dict]]]:
+    """Run ``steps`` float64 DDP steps of a tiny conv+linear net with the SBPCA hook, per combine.
 
-    Returns per rank, per step: the layers' states before the step, the local streams, the
-    final gradients and the bytes sent, for an independent recomputation.
+    Returns ``{combine: [per rank: [per step: record]]}``; a record holds the layers' states
+    before the step, the local streams, the final gradients and the bytes sent, for an
+    independent recomputation.
     """
-    cfg = {"rank": rank, "sub_batch": sub_batch, "seed": seed, "combine": combine, "steps": steps,
+    cfg = {"rank": rank, "sub_batch": sub_batch, "seed": seed, "combines": list(combines), "steps": steps,
            "local_batch": local_batch, "timeout_s": timeout_s}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _spawn("check", world_size, str(out), cfg, timeout_s)
-    return [torch.load(Path(out, f"check{r}.pt"), weights_only=False) for r in range(world_size)]
+    per_rank = [torch.load(Path(out, f"check{r}.pt"), weights_only=False) for r in range(world_size)]
+    return {c: [pr[c] for pr in per_rank] for c in combines}
