@@ -144,8 +144,49 @@ class SynthReport:
 
 
 # ----------------------------------------------------------------------------- tools
+_WARM: set[str] = set()
+
+
+def _cache_dir() -> Path:
+    import os
+
+    try:
+        import platformdirs
+
+        default = platformdirs.user_cache_dir("YoWASP", appauthor=False)
+    except ImportError:  # pragma: no cover - a dependency of yowasp-runtime
+        default = str(Path.home() / ".cache" / "YoWASP")
+    return Path(os.environ.get("YOWASP_CACHE_DIR", default))
+
+
+def _warm_up(tool: str, timeout_s: float) -> None:
+    """Compile the tool's WebAssembly once per machine, one process at a time.
+
+    YoWASP compiles on first use and caches the result; two processes starting cold
+    at once (pytest-xdist workers) would both compile.  An exclusive file lock around
+    a ``--version`` run makes the second wait and then load the cache.
+    """
+    if tool in _WARM:
+        return
+    module, func = _TOOLS[tool]
+    code = f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"
+    flag = "-V" if tool == "yosys" else "--version"
+    cache = _cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        import fcntl
+
+        with open(cache / f".sbpca-{tool}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subprocess.run([sys.executable, "-c", code, flag], capture_output=True, timeout=timeout_s)
+    except (ImportError, OSError, subprocess.TimeoutExpired):
+        pass  # no locking available: the real run compiles on its own
+    _WARM.add(tool)
+
+
 def _run_tool(tool: str, args: list[str], *, cwd: Path, step: str, log: Path, timeout_s: float) -> float:
     """Run a YoWASP tool through its Python entry point in a child process."""
+    _warm_up(tool, timeout_s)
     module, func = _TOOLS[tool]
     code = f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"
     start = time.monotonic()

@@ -1,0 +1,155 @@
+"""The YoWASP synthesis flow: wrapper generation, real Yosys + nextpnr runs, errors, ``sbpca synth``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.designs import DESIGNS, DesignUnavailable, _construct, _import, add_design_args, build
+from hdl.synth import Port, SynthError, io_wrapper_verilog, parse_portlist, synthesize
+from pymodel.cli import main
+
+
+class MacLanes(wiring.Component):
+    """P signed multiply-accumulate lanes with registered inputs and products (a tiny DSP design)."""
+
+    def __init__(self, *, lanes: int, width: int, acc_width: int) -> None:
+        if lanes < 1 or width < 2 or acc_width < 2 * width:
+            raise ValueError("lanes >= 1, width >= 2, acc_width >= 2*width")
+        self._lanes, self._w, self._acc = lanes, width, acc_width
+        super().__init__({
+            "a": In(signed(width)).array(lanes),
+            "b": In(signed(width)),
+            "clear": In(1),
+            "acc": Out(signed(acc_width)).array(lanes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self._lanes):
+            ra = Signal(signed(self._w), name=f"ra{i}")
+            rb = Signal(signed(self._w), name=f"rb{i}")
+            prod = Signal(signed(2 * self._w), name=f"p{i}")
+            m.d.sync += [ra.eq(self.a[i]), rb.eq(self.b), prod.eq(ra * rb)]
+            with m.If(self.clear):
+                m.d.sync += self.acc[i].eq(0)
+            with m.Else():
+                m.d.sync += self.acc[i].eq(self.acc[i] + prod)
+        return m
+
+
+def test_parse_portlist_and_wrapper():
+    text = "module top\ninput [15:0] a\ninput [0:0] clk\ninput [0:0] rst\noutput [39:0] acc\ninput [3:1] b\nendmodule\n"
+    ports = parse_portlist(text)
+    assert ports == [Port("a", "input", 16), Port("clk", "input", 1), Port("rst", "input", 1),
+                     Port("acc", "output", 40), Port("b", "input", 3)]
+    verilog, info = io_wrapper_verilog("top", ports)
+    assert info == {"in_bits": 19, "out_bits": 40, "clock": "clk", "reset": "rst"}
+    assert ".a(ish[15:0])" in verilog and ".b(ish[18:16])" in verilog and ".acc(outs[39:0])" in verilog
+    assert ".rst(rst_q)" in verilog and ".clk(clk)" in verilog
+    with pytest.raises(ValueError, match="inout"):
+        io_wrapper_verilog("top", ports + [Port("pad", "inout", 1)])
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown target"):
+        synthesize("x.v", "top", target="xc7", build_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown ecp5 device"):
+        synthesize("x.v", "top", device="999k", build_dir=tmp_path)
+    with pytest.raises(ValueError, match="freq_mhz"):
+        synthesize("x.v", "top", freq_mhz=0, build_dir=tmp_path)
+    with pytest.raises(ValueError, match="io must be"):
+        synthesize("x.v", "top", io="pins", build_dir=tmp_path)
+    with pytest.raises(FileNotFoundError):
+        synthesize(tmp_path / "missing.v", "top", build_dir=tmp_path)
+    with pytest.raises(ValueError, match="no module named 'top'"):
+        synthesize("module other(input a); endmodule", "top", build_dir=tmp_path)
+    with pytest.raises(TypeError, match="design must be"):
+        synthesize(42, "top", build_dir=tmp_path)
+
+
+def test_mac_ecp5_uses_dsps_and_meets_100mhz(tmp_path):
+    report = synthesize(MacLanes(lanes=2, width=16, acc_width=40), "mac_lanes", target="ecp5", device="85k",
+                        build_dir=tmp_path, freq_mhz=100)
+    d = report.to_dict()
+    for key in ("luts", "ffs", "dsps", "brams", "fmax_mhz"):
+        assert key in d
+    assert report.dsps == 2, report.utilization  # one MULT18X18D per 16x16 product
+    # the design's own flip-flops, wrapper excluded: per lane a (16), product (32), acc (40),
+    # and one shared copy of b (Yosys merges the identical per-lane b registers)
+    assert report.ffs == 2 * (16 + 32 + 40) + 16
+    assert report.wrapper["in_bits"] == 2 * 16 + 16 + 1 and report.wrapper["out_bits"] == 80
+    assert report.totals["ffs"] == report.ffs + report.wrapper["ffs"]
+    assert 0 < report.luts < 1000
+    assert report.brams == 0
+    assert report.fmax_mhz is not None and report.fmax_mhz >= 100 and report.timing_met
+    cp = report.critical_path
+    assert cp is not None and cp["delay_ns"] > 0 and cp["logic_levels"] >= 1
+    assert cp["delay_ns"] == pytest.approx(1000 / report.fmax_mhz, rel=0.05)
+    for key in ("verilog", "netlist", "yosys_log", "nextpnr_log", "nextpnr_report"):
+        assert (tmp_path / d["files"][key].split("/")[-1]).exists()
+    assert "Fmax" in report.table()
+
+
+def test_mac_ice40_and_failures(tmp_path):
+    mac = MacLanes(lanes=1, width=8, acc_width=20)
+    report = synthesize(mac, "mac8", target="ice40", device="up5k", build_dir=tmp_path / "ok", freq_mhz=24)
+    assert report.dsps == 1 and report.ffs == 8 + 8 + 16 + 20
+    assert report.luts > 0 and report.fmax_mhz and report.fmax_mhz > 24
+    assert report.totals["ios"] == 5  # clk, rst, si, cap, so
+    # straight to pins: the 39 pins of the SG48 package cannot hold 27 input + 40 output bits
+    with pytest.raises(SynthError, match="nextpnr-ice40 failed") as info:
+        synthesize(MacLanes(lanes=2, width=8, acc_width=20), "mac8", target="ice40", device="up5k",
+                   build_dir=tmp_path / "pins", io="none")
+    assert info.value.log is not None and info.value.log.name == "nextpnr.log"
+    assert "ERROR" in str(info.value)
+    # a Verilog syntax error is reported by the Yosys step
+    with pytest.raises(SynthError, match="yosys.* failed"):
+        synthesize("module broken(input a, output b); assign b = ; endmodule", "broken",
+                   build_dir=tmp_path / "broken")
+
+
+def test_sbpca_synth_command_on_register_bank(tmp_path, capsys):
+    out = tmp_path / "csr.json"
+    status = main(["synth", "--target", "ecp5", "--device", "85k", "--top", "csr", "--rows", "64", "--cols", "64",
+                   "--rank", "4", "--lanes", "8", "--build-dir", str(tmp_path / "build"), "--json", str(out),
+                   "--require-timing"])
+    assert status == 0
+    data = json.loads(out.read_text())
+    for key in ("luts", "ffs", "dsps", "brams", "fmax_mhz"):
+        assert key in data
+    assert data["parameters"]["top"] == "csr" and data["parameters"]["rows"] == 64
+    assert data["ffs"] >= 32 * 9  # at least the RW registers and counters
+    assert data["luts"] > 0 and data["dsps"] == 0
+    assert data["fmax_mhz"] >= 100 and data["timing_met"]
+    assert "LUTs" in capsys.readouterr().out
+    assert (tmp_path / "build" / "yosys.log").exists() and (tmp_path / "build" / "nextpnr.log").exists()
+
+
+def test_design_registry():
+    assert {"engine", "driver", "soc", "csr"} <= set(DESIGNS)
+    parser = argparse.ArgumentParser()
+    add_design_args(parser)
+    args = parser.parse_args(["--rows", "8", "--cols", "6", "--rank", "2", "--fifo-depth", "4"])
+    bank, name = build("csr", args)
+    bank._MustUse__silence = True  # built to inspect, not to elaborate
+    assert name == "sbpca_csr" and bank.fifo_depth == 4
+    assert bank.const_values[("DIMS", "COLS")] == 6
+    with pytest.raises(ValueError, match="unknown design"):
+        build("gpu", args)
+    with pytest.raises(DesignUnavailable, match="hdl.no_such_design, which is not in this checkout"):
+        _import("hdl.no_such_design", "x")
+
+    class NeedsMagic(wiring.Component):
+        def __init__(self, rows, magic):
+            super().__init__({"o": Out(1)})
+
+    with pytest.raises(DesignUnavailable, match=r"needs \['magic'\]"):
+        _construct(NeedsMagic, {"rows": 3}, "x")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rows", "0"])
