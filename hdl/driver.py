@@ -18,8 +18,9 @@ Ports (all streams are Amaranth ``lib.stream``: payload/valid/ready):
 * ``loaded`` -- vectors loaded, waiting for ``cfg``; ``busy`` -- not accepting vectors.
 
 Timing per update: ``rows + cols`` load cycles (one per accepted element), one cycle
-to accept ``cfg``, ``rows + cols + 1`` cycles computing thresholds through one
-pipelined multiplier, then ``BL`` slot words (one per accepted ``o`` transfer).
+to accept ``cfg``, ``rows + cols + 3`` cycles computing thresholds through one
+4-stage multiply/round pipeline, then ``BL`` slot words (one per accepted ``o``
+transfer): ``2 (rows + cols) + 4 + BL`` cycles without stalls.
 Ready/valid outputs depend only on the state register, never combinationally on
 the partner's valid/ready.
 """
@@ -35,6 +36,7 @@ from pymodel.crossbar.params import DriverParams
 from .lfsr import LfsrBank
 
 MAX_WORD_BITS = 1 << 16
+MUL_SLICE = 17  # scale bits per partial product: an unsigned 17-bit operand fits an 18x18 DSP
 
 
 def cfg_layout(params: DriverParams) -> data.StructLayout:
@@ -88,7 +90,7 @@ class CrossbarDriver(wiring.Component):
         mag = [Signal(p.mag_bits, name=f"mag{k}") for k in range(n)]
         neg = [Signal(1, name=f"neg{k}") for k in range(n)]
         thr = [Signal(p.thr_bits, name=f"thr{k}") for k in range(n)]
-        idx = Signal(range(n + 1))
+        idx = Signal(range(n + 3))
         umax = Signal(p.mag_bits)
         vmax = Signal(p.mag_bits)
         row_scale = Signal(p.scale_bits)
@@ -99,13 +101,24 @@ class CrossbarDriver(wiring.Component):
         m.d.comb += [self.u_absmax.eq(umax), self.v_absmax.eq(vmax)]
 
         # ---------------------------------------------------------------- threshold pipeline
-        # stage 1: product of the chain head and its scale; stage 2: round half up, saturate
+        # stage 1: register the chain head and its scale; stage 2: partial products of
+        # the magnitude with 17-bit slices of the scale (one DSP multiplier each);
+        # stage 3: their sum plus the rounding half; stage 4: shift, saturate, and shift
+        # into the threshold chain
         sh = p.threshold_shift
-        prod = Signal(p.mag_bits + p.scale_bits)
+        op_mag = Signal(p.mag_bits)
+        op_scale = Signal(p.scale_bits)
+        op_row = Signal()
+        op_valid = Signal()
+        slices = [(lo, min(lo + MUL_SLICE, p.scale_bits)) for lo in range(0, p.scale_bits, MUL_SLICE)]
+        part = [Signal(p.mag_bits + hi - lo, name=f"part{i}") for i, (lo, hi) in enumerate(slices)]
+        part_row = Signal()
+        part_valid = Signal()
+        prod = Signal(p.mag_bits + p.scale_bits + 1)  # |x| * scale + 2**(sh-1)
         prod_row = Signal()
         prod_valid = Signal()
         rounded = Signal(p.mag_bits + p.scale_bits + 1)
-        m.d.comb += rounded.eq((prod + (1 << (sh - 1))) >> sh)
+        m.d.comb += rounded.eq(prod >> sh)
         if p.stochastic:
             cap = Const(1 << p.prob_bits, p.thr_bits)
             cap_now = cap
@@ -171,7 +184,8 @@ class CrossbarDriver(wiring.Component):
                     c = self.cfg.payload
                     eff_bl = Mux(c.bl == 0, 1, Mux(c.bl > p.bl_max, p.bl_max, c.bl))
                     m.d.sync += [row_scale.eq(c.row_scale), col_scale.eq(c.col_scale),
-                                 bl.eq(eff_bl), negate.eq(c.negate), idx.eq(0), prod_valid.eq(0)]
+                                 bl.eq(eff_bl), negate.eq(c.negate), idx.eq(0),
+                                 op_valid.eq(0), part_valid.eq(0), prod_valid.eq(0)]
                     m.next = "SCALE"
             with m.State("SCALE"):
                 m.d.comb += self.busy.eq(1)
@@ -180,16 +194,24 @@ class CrossbarDriver(wiring.Component):
                     m.d.sync += mag[k].eq(mag[k + 1])
                 m.d.sync += [
                     mag[n - 1].eq(mag[0]),
-                    prod.eq(mag[0] * Mux(idx < a, row_scale, col_scale)),
-                    prod_row.eq(idx < a),
-                    prod_valid.eq(idx < n),
+                    op_mag.eq(mag[0]),
+                    op_scale.eq(Mux(idx < a, row_scale, col_scale)),
+                    op_row.eq(idx < a),
+                    op_valid.eq(idx < n),
+                    part_row.eq(op_row),
+                    part_valid.eq(op_valid),
+                    prod.eq(sum((pt << lo) for pt, (lo, _) in zip(part, slices)) + (1 << (sh - 1))),
+                    prod_row.eq(part_row),
+                    prod_valid.eq(part_valid),
                     idx.eq(idx + 1),
                 ]
+                for pt, (lo, hi) in zip(part, slices):
+                    m.d.sync += pt.eq(op_mag * op_scale[lo:hi])
                 with m.If(prod_valid):
                     for k in range(n - 1):
                         m.d.sync += thr[k].eq(thr[k + 1])
                     m.d.sync += thr[n - 1].eq(thr_new)
-                with m.If(idx == n):
+                with m.If(idx == n + 2):
                     m.d.sync += [idx.eq(0), slot.eq(0)]
                     m.next = "FIRE"
             with m.State("FIRE"):

@@ -106,8 +106,8 @@ def manifest(component, name: str, verilog: str | None = None) -> dict:
         "lfsr": {**p.lfsr.to_dict(), "row_seeds": list(p.row_seeds), "col_seeds": list(p.col_seeds)}
         if p.stochastic else None,
         "timing": {
-            "load_cycles": p.lanes, "cfg_cycles": 1, "scale_cycles": p.lanes + 1,
+            "load_cycles": p.lanes, "cfg_cycles": 1, "scale_cycles": p.lanes + 3,
             "slot_cycles": "BL (one per accepted o word)",
-            "cycles_per_update_no_stall": f"{2 * p.lanes + 2} + BL",
+            "cycles_per_update_no_stall": f"{2 * p.lanes + 4} + BL",
         },
     }

@@ -191,7 +191,8 @@ def test_choose_bl_as_aihwkit():
     assert choose_bl(1000.0, p) == 31
     assert choose_bl(1000.0, p, bl_max=7) == 7
     d = p.with_scheme("deterministic")
-    assert choose_bl(20.0, d) == 3  # ceil(20 / 7)
+    assert choose_bl(20.0, d) == 5  # ceil(sqrt(20)): level 4.5 x count 4.5
+    assert choose_bl(100.0, d) == 15  # ceil(100 / 7): levels saturate at 7
     with pytest.raises(ValueError):
         choose_bl(float("nan"), p)
 

@@ -220,7 +220,9 @@ def choose_bl(k_steps: float, params: DriverParams, bl_max: int | None = None) -
     """Shortest burst that can deliver ``k_steps`` device steps to the largest cell.
 
     Stochastic (aihwkit ``update_bl_management``): ``BL = ceil(K)`` so that no
-    probability exceeds 1; deterministic: ``BL = ceil(K / level_max)``.  Clipped to
+    probability exceeds 1; deterministic: ``BL = ceil(max(sqrt(K), K / level_max))``,
+    the fewest slots that still allow the balanced split of :func:`real_scales`
+    (largest level and largest count both about ``sqrt(K)``).  Clipped to
     ``1 .. bl_max``.  ``K = η · max|u| · max|v| / Δw_min``.
     """
     if not math.isfinite(k_steps) or k_steps < 0:
@@ -228,8 +230,11 @@ def choose_bl(k_steps: float, params: DriverParams, bl_max: int | None = None) -
     hi = params.bl_max if bl_max is None else int(bl_max)
     if not 1 <= hi <= params.bl_max:
         raise ValueError(f"bl_max must be in 1..{params.bl_max}, not {bl_max!r}")
-    per_slot = 1.0 if params.stochastic else float(params.level_max)
-    return int(min(hi, max(1, math.ceil(k_steps / per_slot - 1e-12))))
+    if params.stochastic:
+        need = k_steps
+    else:
+        need = max(math.sqrt(k_steps), k_steps / params.level_max)
+    return int(min(hi, max(1, math.ceil(need - 1e-12))))
 
 
 def real_scales(k_steps: float, bl: int, params: DriverParams, update_management: bool = True,
