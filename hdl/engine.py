@@ -51,7 +51,7 @@ def engine_layouts(params: EngineParams) -> dict[str, data.StructLayout]:
     """Payload layouts of the engine's streams (also what the manifest documents)."""
     p, f = params, params.fmts
     colw, chw = _w(p.k), _w(p.chunks_max)
-    return {
+    out = {
         "x": data.StructLayout({"data": data.ArrayLayout(signed(f.x.bits), p.P), "last": 1}),
         "d": data.StructLayout({"data": data.ArrayLayout(signed(f.delta.bits), p.P)}),
         "factor_req": data.StructLayout({"col": unsigned(colw), "all": 1}),
@@ -62,6 +62,8 @@ def engine_layouts(params: EngineParams) -> dict[str, data.StructLayout]:
             "data": data.ArrayLayout(signed(f.state.bits), p.P), "sigma": signed(f.sigma.bits),
             "col": unsigned(colw), "kind": 2, "chunk": unsigned(chw)}),
     }
+    out["load"] = out["trace"]  # a state word written in: same fields as one traced out
+    return out
 
 
 def initial_state(params: EngineParams, init=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,6 +109,7 @@ class SBPCAEngine(wiring.Component):
             "factor_req": In(stream.Signature(lay["factor_req"])),
             "factors": Out(stream.Signature(lay["factors"])),
             "trace": Out(stream.Signature(lay["trace"])),
+            "load": In(stream.Signature(lay["load"])),
             "trace_en": In(1),
             "clear": In(1),
             "busy": Out(1),
@@ -520,11 +523,18 @@ class SBPCAEngine(wiring.Component):
         # state write, trace, D_r write (stage 5)
         scale5 = u5.valid & (u5.op == OP_SCALE)
         qrow = Cat(*q5)
+        # state load (only while the engine is idle at a batch boundary, so never with a SCALE)
+        ld = self.load.payload
+        load_take = self.load.valid & self.load.ready
+        wrow = Mux(load_take, ld.data.as_value(), qrow)
+        wcol = Mux(load_take, ld.col, u5.c)
+        wx = Mux(load_take, ld.kind == KIND_X, scale5 & (u5.mat == MAT_X))
+        wd = Mux(load_take, ld.kind == KIND_D, scale5 & (u5.mat == MAT_D))
         m.d.comb += [
-            sx_w.addr.eq(u5.i), sd_w.addr.eq(u5.i),
-            sx_w.data.eq(Cat(*[qrow] * k)), sd_w.data.eq(Cat(*[qrow] * k)),
-            sx_w.en.eq(Cat(*[scale5 & (u5.mat == MAT_X) & (u5.c == c) for c in range(k)])),
-            sd_w.en.eq(Cat(*[scale5 & (u5.mat == MAT_D) & (u5.c == c) for c in range(k)])),
+            sx_w.addr.eq(Mux(load_take, ld.chunk, u5.i)), sd_w.addr.eq(Mux(load_take, ld.chunk, u5.i)),
+            sx_w.data.eq(Cat(*[wrow] * k)), sd_w.data.eq(Cat(*[wrow] * k)),
+            sx_w.en.eq(Cat(*[wx & (wcol == c) for c in range(k)])),
+            sd_w.en.eq(Cat(*[wd & (wcol == c) for c in range(k)])),
             dr_w.addr.eq(u5.c * Ra + u5.i),
             dr_w.data.eq(Cat(*ar5)),
             dr_w.en.eq(u5.valid & (u5.op == OP_ACC) & u5.lj & (u5.mat == MAT_D)),
@@ -763,6 +773,11 @@ class SBPCAEngine(wiring.Component):
         stages_valid = Cat(u1.valid, u2.valid, u3.valid, u4.valid, u5.valid, u6.valid, u7.valid,
                            u8.valid, u9.valid, ut.valid, uf.valid)
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
+        load_ok = quiet & ~in_batch & ~in_mid & ~slot_full[0] & ~slot_full[1] & ~dumping & ~req_pending
+        m.d.comb += self.load.ready.eq(load_ok)
+        with m.If(load_take & (ld.kind == KIND_SIGMA)):
+            m.d.sync += [SIG[ld.col].eq(ld.sigma), r_valid[ld.col].eq(0),
+                         recip_pending.bit_select(ld.col, 1).eq(1)]
         d_col = Signal(colw)
         d_end = Signal(colw)
         d_kind = Signal()
@@ -830,6 +845,7 @@ def engine_manifest(params: EngineParams, *, name: str = "sbpca_engine", seed: i
     (Verilog names, directions, widths; stream payload fields with bit offsets), status
     flag bits, the job program and the throughput bound."""
     eng = SBPCAEngine(params, init=init, seed=seed)
+    eng._MustUse__silence = True  # only the signature is needed here
     ports = []
     for path, member in eng.signature.members.flatten():
         if not member.is_port:

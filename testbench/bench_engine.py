@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
@@ -91,7 +92,7 @@ class Scoreboard:
 @cocotb.test()
 async def engine_cosim(dut):
     """Random stream through the engine, every state and factor word checked."""
-    job = json.loads(open(os.environ["SBPCA_ENGINE_JOB"]).read())
+    job = json.loads(Path(os.environ["SBPCA_ENGINE_JOB"]).read_text())
     prm = job["params"]
     P, k = prm["lanes"], prm["rank"]
     a, b = prm["rows"], prm["cols"]
@@ -103,10 +104,23 @@ async def engine_cosim(dut):
     rng = random.Random(job["stim_seed"])
     sb = Scoreboard()
 
-    # ---- input beats, with the batch boundaries where a factor dump is requested
-    x_beats, d_beats, bounds = [], [], []
+    # ---- input beats; the stream is cut into segments at batches that load a state first
+    # (the load waits for the engine to be idle) and after batches that dump their factors
+    x_beats, d_beats, ld_beats = [], [], []
+    segments = []  # dicts: load (start, end) into ld_beats, x_end, d_end, dump
     samples = 0
     for bi, batch in enumerate(job["batches"]):
+        if bi == 0 or batch["load"] is not None or job["batches"][bi - 1]["dump"]:
+            ls = len(ld_beats)
+            if batch["load"] is not None:
+                LX, LD, LS = batch["load"]
+                for kind, M, R in ((0, LX, Rb), (1, LD, Ra)):
+                    for c in range(k):
+                        for ci, ch in enumerate(_chunks([row[c] for row in M], P)):
+                            ld_beats.append(lay["load"].pack(kind=kind, col=c, chunk=ci, data=ch))
+                for c in range(k):
+                    ld_beats.append(lay["load"].pack(kind=2, col=c, sigma=LS[c]))
+            segments.append({"load": (ls, len(ld_beats)), "dump": False})
         n = len(batch["x"])
         for j in range(n):
             ch = _chunks(batch["x"][j], P)
@@ -115,13 +129,13 @@ async def engine_cosim(dut):
             for c in _chunks(batch["d"][j], P):
                 d_beats.append(lay["d"].pack(data=c))
         samples += n
-        bounds.append((len(x_beats), len(d_beats), bool(batch["dump"])))
+        segments[-1].update(x_end=len(x_beats), d_end=len(d_beats), dump=bool(batch["dump"]))
 
     period_ns = 10
     cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
     dut.rst.value = 1
     for sig in (dut.x__valid, dut.d__valid, dut.factor_req__valid, dut.trace__ready, dut.factors__ready,
-                dut.clear):
+                dut.load__valid, dut.clear):
         sig.value = 0
     dut.trace_en.value = int(job["trace"])
     for _ in range(3):
@@ -129,10 +143,10 @@ async def engine_cosim(dut):
     dut.rst.value = 0
 
     # ---- state of the single per-cycle coroutine
-    xi = di = 0  # next beat to present
-    xv = dv = 0  # valid currently driven
-    gate = 0  # index into bounds: beats up to bounds[gate] may be sent
-    req_state = 0  # 0 idle, 1 requesting, 2 accepted
+    xi = di = li = 0  # next beat to present
+    xv = dv = lv = 0  # valid currently driven
+    seg = 0  # current segment
+    phase = "load"  # load -> stream -> request (when the segment dumps) -> next segment
     tr_ready = fr_ready = 0
     n_x = [0] * k  # X column sets received per column (= sub-batch index)
     n_d = [0] * k
@@ -167,8 +181,10 @@ async def engine_cosim(dut):
             dv = 0
             if t_first is None:
                 t_first = cyc
-        if req_state == 1 and dut.factor_req__ready.value:
-            req_state = 2
+        if lv and dut.load__ready.value:
+            li += 1
+            lv = 0
+        req_accepted = phase == "request" and dut.factor_req__ready.value
         if tr_ready and dut.trace__valid.value:
             w = lay["trace"].unpack(int(dut.trace__payload.value))
             kind, col, chunk = w["kind"], w["col"], w["chunk"]
@@ -211,24 +227,31 @@ async def engine_cosim(dut):
                     dump_idx += 1
             else:
                 sb.check("unexpected factor word", 1, 0)
-        # ---- factor request / input gating at dumped batch boundaries
-        while gate < len(bounds) and not bounds[gate][2]:
-            gate += 1
-        limit_x, limit_d = (bounds[gate][0], bounds[gate][1]) if gate < len(bounds) else (len(x_beats), len(d_beats))
-        if gate < len(bounds) and xi >= limit_x and di >= limit_d:
-            if req_state == 0:
-                req_state = 1
-            elif req_state == 2:
-                req_state = 0
-                gate += 1  # the next batch is sent from the next cycle on
-        dut.factor_req__valid.value = int(req_state == 1)
+        # ---- segment phases: load the state, stream the batches, request the factors
+        sg = segments[seg] if seg < len(segments) else None
+        if sg is not None and phase == "load" and li >= sg["load"][1]:
+            phase = "stream"
+        if sg is not None and phase == "stream" and xi >= sg["x_end"] and di >= sg["d_end"]:
+            phase = "request" if sg["dump"] else "next"
+        if req_accepted or phase == "next":
+            seg += 1
+            phase = "load"
+            sg = segments[seg] if seg < len(segments) else None
+        dut.factor_req__valid.value = int(phase == "request")
         dut.factor_req__payload.value = lay["factor_req"].pack(col=0, all=1)
+        lim_l = sg["load"][1] if sg is not None and phase == "load" else li
+        lim_x = sg["x_end"] if sg is not None and phase == "stream" else xi
+        lim_d = sg["d_end"] if sg is not None and phase == "stream" else di
         # ---- drive the next beats (a presented beat is held until accepted)
-        if not xv and xi < limit_x and rng.random() >= p_stall:
+        if not lv and li < lim_l and rng.random() >= p_stall:
+            lv = 1
+            dut.load__payload.value = ld_beats[li]
+        dut.load__valid.value = lv
+        if not xv and xi < lim_x and rng.random() >= p_stall:
             xv = 1
             dut.x__payload.value = x_beats[xi]
         dut.x__valid.value = xv
-        if not dv and di < limit_d and rng.random() >= p_stall:
+        if not dv and di < lim_d and rng.random() >= p_stall:
             dv = 1
             dut.d__payload.value = d_beats[di]
         dut.d__valid.value = dv
@@ -238,7 +261,7 @@ async def engine_cosim(dut):
         dut.factors__ready.value = fr_ready
         # ---- done?
         inputs_done = xi >= len(x_beats) and di >= len(d_beats)
-        if inputs_done and tr_got >= tr_total and dump_got >= dump_words_total and gate >= len(bounds):
+        if inputs_done and tr_got >= tr_total and dump_got >= dump_words_total and seg >= len(segments):
             break
         if cyc > max_cycles:
             timeout = True

@@ -9,6 +9,8 @@ The CLI (``sbpca cosim engine``), the tests, the benchmark and later the SoC/dem
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,12 +34,17 @@ TOPLEVEL = "sbpca_engine"
 
 @dataclass
 class EngineBatch:
-    """One batch of the input stream: integer x (B×b) and δ (B×a); ``dump`` asks for the
-    factor pairs after this batch (the bench holds the next batch back until they are out)."""
+    """One batch of the input stream: integer x (B×b) and δ (B×a).
+
+    ``dump`` asks for the factor pairs after this batch (the bench holds the next batch back
+    until they are out); ``load`` is an optional integer state ``(X, Delta, sigma)`` written
+    through the engine's ``load`` port before this batch (the golden model takes it too).
+    """
 
     x: np.ndarray
     d: np.ndarray
     dump: bool = True
+    load: tuple | None = None
 
 
 def random_stream(params: EngineParams, batches: int, batch_size: int, seed: int,
@@ -93,6 +100,8 @@ def _check_batches(params: EngineParams, batches: Sequence[EngineBatch]) -> None
                 raise TypeError(f"batch {i}: {name} must be an integer array in format {fmt}")
             if v.min() < fmt.min_int or v.max() > fmt.max_int:
                 raise ValueError(f"batch {i}: {name} integers out of range for {fmt}")
+        if b.load is not None:
+            initial_state(params, b.load)  # validates shapes, integer type and ranges
 
 
 def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], init) -> dict:
@@ -107,6 +116,9 @@ def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], ini
         raise AssertionError("initial state does not round-trip through the golden model's init")
     history, dumps = [], []
     for bi, b in enumerate(batches):
+        if b.load is not None:
+            lx, ld, ls = initial_state(params, b.load)
+            g.X_int, g.Delta_int, g.sigma_int = lx.copy(), ld.copy(), ls.copy()
         start = len(g.history)
         g.update_int(np.asarray(b.x, dtype=np.int64), np.asarray(b.d, dtype=np.int64))
         for h in g.history[start:]:
@@ -125,17 +137,24 @@ def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], ini
     }
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("SBPCA_ENGINE_CACHE", Path(tempfile.gettempdir()) / "sbpca_engine_cache"))
+
+
 def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, init=None, seed: int = 0,
                      stall_prob: float = 0.0, stim_seed: int = 1, waves: bool = False,
                      build_dir: "str | Path | None" = None, trace: bool = True,
-                     max_cycles: int | None = None) -> dict:
+                     max_cycles: int | None = None, fast_build: bool = False) -> dict:
     """Run ``batches`` through the RTL on Verilator and the golden model; return the report.
 
-    ``init`` — integer initial state, else the golden model's seeded state for ``seed``;
-    ``stall_prob`` — probability of a valid gap on each input and of ready low on each
-    output, every cycle; ``waves`` — write an FST waveform into ``build_dir``.  The report
-    holds ``mismatches`` (count), ``mismatch_details``, ``words_compared``, ``samples``,
-    ``cycles``, ``cycles_per_sample``, ``bound_cycles_per_sample`` and more.
+    ``init`` — integer initial state (reset content of the state memories), else the golden
+    model's seeded state for ``seed``; ``stall_prob`` — probability of a valid gap on each
+    input and of ready low on each output, every cycle; ``waves`` — write an FST waveform
+    (path in the report); ``build_dir`` — where to build, else a cache directory keyed by the
+    Verilog (``$SBPCA_ENGINE_CACHE``, default under the system temp dir) so an unchanged
+    design is not compiled twice; ``fast_build`` — compile the C++ at -O0 (short runs).
+    The report holds ``mismatches`` (count), ``mismatch_details``, ``words_compared``,
+    ``samples``, ``cycles``, ``cycles_per_sample``, ``bound_cycles_per_sample`` and more.
     """
     from testbench.simulator import run_cocotb
 
@@ -148,14 +167,18 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     t0 = time.time()
     expected = golden_expectation(params, batches, state0)
     t_golden = time.time() - t0
-    tmp = None
+    engine = SBPCAEngine(params, init=state0)
+    with tempfile.TemporaryDirectory(prefix="sbpca_engine_v_") as vtmp:
+        vtext = write_verilog(engine, TOPLEVEL, Path(vtmp)).read_text()
+    opt_flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0" if fast_build else ""
     if build_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="sbpca_engine_")
-        build_dir = tmp.name
+        key = hashlib.sha1(f"{vtext}|{waves}|{opt_flags}".encode()).hexdigest()[:16]
+        build_dir = _cache_root() / key
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    engine = SBPCAEngine(params, init=state0)
-    vpath = write_verilog(engine, TOPLEVEL, build_dir)
+    vpath = build_dir / f"{TOPLEVEL}.v"
+    if not vpath.exists() or vpath.read_text() != vtext:
+        vpath.write_text(vtext)
     manifest = engine_manifest(params, init=state0)
     n_samples = int(sum(np.asarray(b.x).shape[0] for b in batches))
     if max_cycles is None:
@@ -166,7 +189,9 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         "params": params.to_dict(),
         "payloads": manifest["payloads"],
         "sat_names": list(SAT_NAMES),
-        "batches": [{"x": np.asarray(b.x).tolist(), "d": np.asarray(b.d).tolist(), "dump": bool(b.dump)}
+        "batches": [{"x": np.asarray(b.x).tolist(), "d": np.asarray(b.d).tolist(), "dump": bool(b.dump),
+                     "load": None if b.load is None else [np.asarray(v).tolist()
+                                                          for v in initial_state(params, b.load)]}
                     for b in batches],
         "expected": expected,
         "stall_prob": float(stall_prob),
@@ -174,13 +199,25 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         "trace": bool(trace),
         "max_cycles": int(max_cycles),
     }
-    job_path = build_dir / "engine_job.json"
-    job_path.write_text(json.dumps(job))
     _pch_workaround()
+    old_flags = os.environ.get("MAKEFLAGS")
     t1 = time.time()
-    res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_engine",
-                     build_dir=build_dir / "sim", extra_env={"SBPCA_ENGINE_JOB": str(job_path)},
-                     waves=waves, seed=stim_seed)
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time per build directory
+        try:
+            if opt_flags:
+                os.environ["MAKEFLAGS"] = f"{old_flags or ''} {opt_flags}".strip()
+            job_path = build_dir / "engine_job.json"
+            job_path.write_text(json.dumps(job))
+            res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_engine",
+                             build_dir=build_dir / "sim", extra_env={"SBPCA_ENGINE_JOB": str(job_path)},
+                             waves=waves, seed=stim_seed)
+        finally:
+            if old_flags is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old_flags
+            fcntl.flock(lock, fcntl.LOCK_UN)
     report = dict(res.report)
     report.setdefault("mismatches", None)
     report["passed"] = res.passed
@@ -195,7 +232,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         report["waves"] = [str(p) for p in (build_dir / "sim").glob("*.fst")]
     if report["mismatches"] is None:
         report["mismatches"] = -1  # the bench did not report: count as a failure
-        report["error"] = "bench produced no report (see sim.log in the build directory)"
-    if tmp is not None:
-        tmp.cleanup()
+        report["mismatch_details"] = [f"bench produced no report (see {build_dir / 'sim' / 'sim.log'})"]
+        report.setdefault("words_compared", 0)
+    report["build_dir"] = str(build_dir)
     return report
