@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pymodel.crossbar import DriverModel, DriverParams, UpdateConfig, choose_bl, plan_update, update_config
+from pymodel.crossbar import (
+    DriverModel,
+    DriverParams,
+    UpdateConfig,
+    choose_bl,
+    config_for_vectors,
+    plan_update,
+    update_config,
+)
 from pymodel.crossbar.lfsr import LfsrBank
 from pymodel.crossbar.pulses import pack_fields, thresholds, unpack_fields
 
@@ -253,3 +261,21 @@ def test_params_validation_and_json_roundtrip():
     from pymodel.fixedpoint import Fmt
     with pytest.raises(ValueError, match="fraction bits"):
         _params(scale=Fmt(16, -3))
+
+
+def test_config_for_integer_vectors_gives_the_mean_update():
+    """Firmware path: Δ_c, X_c as state integers, gain η·B·σ_c; expected steps = gain·u·v/dw."""
+    p = _params(bl_max=63)
+    rng = np.random.default_rng(8)
+    u = rng.integers(-3000, 3000, 6)
+    v = rng.integers(-9000, 9000, 5)
+    gain, dw = -0.05, 0.001
+    cfg, info = config_for_vectors(u, v, gain, dw, p)
+    assert cfg.negate
+    s = DriverModel(p).run(u, v, cfg)
+    prob_u = s.row_thr / 2 ** p.prob_bits
+    prob_v = s.col_thr / 2 ** p.prob_bits
+    expected = s.bl * np.outer(prob_u, prob_v) * np.sign(np.outer(u, v))  # steps up (negated update)
+    want = -gain * np.outer(u, v) * p.state.lsb ** 2 / dw
+    np.testing.assert_allclose(expected, want, atol=s.bl * 2.0 ** -p.prob_bits * 2 + 1e-9)
+    assert info["k_steps"] == pytest.approx(abs(gain) * np.abs(u).max() * np.abs(v).max() * p.state.lsb ** 2 / dw)

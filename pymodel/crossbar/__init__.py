@@ -13,13 +13,14 @@ from .pulses import (
     Schedule,
     UpdateConfig,
     choose_bl,
+    config_for_vectors,
     plan_update,
     update_config,
 )
 
 __all__ = [
     "MAXIMAL_TAPS", "LfsrBank", "LfsrSpec", "is_maximal", "lane_seeds", "SCHEMES", "DriverParams",
-    "DriverModel", "Plan", "Schedule", "UpdateConfig", "choose_bl", "plan_update", "update_config",
+    "DriverModel", "Plan", "Schedule", "UpdateConfig", "choose_bl", "config_for_vectors", "plan_update", "update_config",
 ]
 
 from .array import DEVICE_MODELS, CrossbarArray, DeviceConfig, DeviceModel, make_array  # noqa: E402

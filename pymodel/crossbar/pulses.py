@@ -320,6 +320,20 @@ def update_config(u_absmax: float, v_absmax: float, gain: float, dw_min: float, 
     return cfg, info
 
 
+def config_for_vectors(u_int, v_int, gain: float, dw_min: float, params: DriverParams,
+                       bl: int | None = None, update_management: bool = True) -> tuple[UpdateConfig, dict]:
+    """:func:`update_config` for vectors already in the state format (the engine's Δ_c, X_c).
+
+    This is what firmware does after the driver reports ``u_absmax``/``v_absmax``:
+    ``gain = η · B · σ_c`` for the SBPCA update ``W -= η B σ_c Δ_c X_cᵀ``.
+    """
+    u = _check_vec("u", u_int, params.rows, params)
+    v = _check_vec("v", v_int, params.cols, params)
+    lsb = params.state.lsb
+    return update_config(float(np.abs(u).max()) * lsb, float(np.abs(v).max()) * lsb, gain, dw_min, params,
+                         bl=bl, update_management=update_management)
+
+
 def input_unit(params: DriverParams) -> float:
     """Largest power of two the state format holds: normalised vectors peak there."""
     return 2.0 ** math.floor(math.log2(params.state.max_value))

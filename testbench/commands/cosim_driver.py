@@ -32,6 +32,7 @@ def register(designs) -> None:
 def run(args: argparse.Namespace) -> int:
     from hdl.driver_config import params_from_args
     from testbench.driver_cosim import run_driver_cosim
+    from testbench.simulator import SimulatorError
 
     if args.updates < 1:
         raise ValueError(f"--updates must be >= 1, not {args.updates}")
@@ -39,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--waves needs --build-dir to keep the waveform")
     params = params_from_args(args)
     stalls = args.stall if args.stall else [0.3]
-    report = run_driver_cosim(params, updates=args.updates, seed=args.seed, stall_prob=stalls,
-                              build_dir=args.build_dir, waves=args.waves)
+    try:
+        report = run_driver_cosim(params, updates=args.updates, seed=args.seed, stall_prob=stalls,
+                                  build_dir=args.build_dir, waves=args.waves)
+    except SimulatorError as exc:
+        print(f"sbpca cosim driver: error: {exc}", file=sys.stderr)
+        return 1
     ok = report["mismatches"] == 0 and report["failed"] == 0
     if args.json:
         print(json.dumps(report, indent=2))
