@@ -92,25 +92,81 @@ def _common(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _params_dataclass(cls, available: dict[str, object], overrides: dict[str, object], top: str):
+    """Build a parameter dataclass (EngineParams ...) from the fields it declares."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"--param {unknown} are not fields of {cls.__name__}; choose from {sorted(names)}")
+    kwargs = {k: v for k, v in available.items() if k in names}
+    kwargs.update(overrides)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise DesignUnavailable(f"cannot build {cls.__name__} for {top!r}: {exc}") from exc
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``--param KEY=VALUE`` pairs, values parsed as int, float or kept as text."""
+    out: dict[str, object] = {}
+    for item in getattr(args, "param", None) or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--param expects KEY=VALUE, not {item!r}")
+        value: object = text
+        for conv in (int, float):
+            try:
+                value = conv(text)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    return out
+
+
 def build_engine(args: argparse.Namespace):
     """The SBPCA power-iteration engine (``hdl.engine``)."""
     mod = _import("hdl.engine", "engine")
     if hasattr(mod, "build_from_args"):
         return mod.build_from_args(args)
     cls = _find_component_class(mod, ("SBPCAEngine", "SbpcaEngine", "Engine", "PowerIterationEngine"))
-    return _construct(cls, _common(args), "engine"), "sbpca_engine"
+    available = _common(args)
+    params_cls = getattr(mod, "EngineParams", None)
+    if params_cls is not None:
+        fmt = available["formats"]
+        available = {**available, "formats": fmt,
+                     "params": _params_dataclass(params_cls, available, _overrides(args), "engine")}
+    elif _overrides(args):
+        raise ValueError("--param needs a parameter dataclass (EngineParams) in hdl.engine")
+    return _construct(cls, available, "engine"), "sbpca_engine"
 
 
 def build_driver(args: argparse.Namespace):
-    """The crossbar row/column pulse driver (``hdl.driver``)."""
+    """The crossbar row/column pulse driver (``hdl.driver``), parameters as ``sbpca gen driver``."""
     mod = _import("hdl.driver", "driver")
     if hasattr(mod, "build_from_args"):
         return mod.build_from_args(args)
-    params_mod = _import("pymodel.crossbar.params", "driver")
-    fmt = _formats(args)
-    params = params_mod.DriverParams(rows=args.rows, cols=args.cols, scheme=args.scheme,
-                                     bl_max=args.bl_max, state=fmt.state, seed=args.seed)
     cls = _find_component_class(mod, ("CrossbarDriver", "Driver"))
+    try:
+        config = importlib.import_module("hdl.driver_config")
+    except ModuleNotFoundError:
+        config = None
+    if config is not None and hasattr(config, "params_from_args") and hasattr(config, "add_driver_args"):
+        # the driver's own argument defaults, overlaid with ours where both exist
+        own = argparse.ArgumentParser(add_help=False)
+        config.add_driver_args(own)
+        merged = vars(own.parse_args([]))
+        merged.update({k: v for k, v in vars(args).items() if k in merged})
+        merged.update(_overrides(args))
+        params = config.params_from_args(argparse.Namespace(**merged))
+    else:
+        params_mod = _import("pymodel.crossbar.params", "driver")
+        fmt = _formats(args)
+        available = {"rows": args.rows, "cols": args.cols, "scheme": args.scheme, "bl_max": args.bl_max,
+                     "state": fmt.state, "seed": args.seed}
+        params = _params_dataclass(params_mod.DriverParams, available, _overrides(args), "driver")
     return _construct(cls, {"params": params, **_common(args)}, "driver"), "sbpca_driver"
 
 
@@ -178,6 +234,9 @@ def add_design_args(parser: argparse.ArgumentParser, top: str | None = None) -> 
                        help="crossbar pulse scheme (default stochastic)")
         g.add_argument("--bl-max", type=_positive, default=31, help="longest pulse train BL (default 31)")
         g.add_argument("--seed", type=int, default=0, help="seed of the LFSR lane seeds (default 0)")
+    if top in (None, "engine", "driver", "soc"):
+        g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a field of the design's parameter dataclass (e.g. iter_bits=2); repeatable")
 
 
 def build(top: str, args: argparse.Namespace):
@@ -185,7 +244,7 @@ def build(top: str, args: argparse.Namespace):
     if top not in DESIGNS:
         raise ValueError(f"unknown design {top!r}; choose one of {sorted(DESIGNS)}")
     for name, default in (("fifo_depth", 16), ("scheme", "stochastic"), ("bl_max", 31), ("seed", 0),
-                          ("data_bits", None)):
+                          ("data_bits", None), ("param", [])):
         if not hasattr(args, name):
             setattr(args, name, default)
     return DESIGNS[top](args)
