@@ -111,9 +111,14 @@ def test_fixed_point_rule_scales_by_powers_of_two_and_reports_status():
     assert all(-24 <= s["delta_exp"] <= 24 for s in res["status"].values())
 
 
-def test_capture_stream_reproduces_the_fixed_point_engine_state():
+def test_capture_stream_reproduces_the_fixed_point_engine_state(tmp_path):
     cfg = quick(method="sbpca", fixed="q16", rank=2, sub_batch=8)
     cap = capture_stream(cfg, layer="fc", step=2, data=DIGITS)
+    cap.to_npz(tmp_path / "fc.npz")
+    saved = np.load(tmp_path / "fc.npz")
+    np.testing.assert_array_equal(saved["x_int"], cap.x_int)
+    np.testing.assert_array_equal(saved["state_after_int_sigma"], cap.state_after_int[2])
+    assert str(saved["meta_layer"]) == "fc" and int(saved["meta_step"]) == 2
     assert cap.layer == "fc" and cap.x.shape == (32, 65) and cap.delta.shape == (32, 10)
     assert cap.x_int.dtype == np.int64 and cap.x_int.shape == cap.x.shape
     X0, D0, s0 = cap.state_before

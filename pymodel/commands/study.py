@@ -291,6 +291,10 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
         if pts:
             ax.errorbar([r["rank1_per_batch"] for r in pts], [100 * r["test_acc_mean"] for r in pts],
                         yerr=[100 * r["test_acc_std"] for r in pts], fmt="o", capsize=3, label=m)
+            for r in pts:
+                if r["rank"] != "":
+                    ax.annotate(f"k={r['rank']}", (r["rank1_per_batch"], 100 * r["test_acc_mean"]),
+                                textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("rank-1 array updates per batch (all layers)")
     ax.set_ylabel("test accuracy (%)")
