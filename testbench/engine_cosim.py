@@ -137,6 +137,19 @@ def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], ini
     }
 
 
+def _result_after_exit(sim_dir: Path):
+    """The bench's report and pass/fail counts when the runner exited instead of returning."""
+    from testbench.simulator import CocotbResult, _count_results
+
+    report_path = sim_dir / f"report_{TOPLEVEL}.json"
+    xmls = sorted(sim_dir.glob("*.xml"), key=lambda p: p.stat().st_mtime)  # name depends on pytest
+    results = xmls[-1] if xmls else sim_dir / "results.xml"
+    if not report_path.exists() or not results.exists():
+        raise RuntimeError(f"cocotb bench failed without a report; see {sim_dir / 'sim.log'}")
+    passed, failed = _count_results(results)
+    return CocotbResult(passed=passed, failed=failed, report=json.loads(report_path.read_text()), build_dir=sim_dir)
+
+
 def _cache_root() -> Path:
     return Path(os.environ.get("SBPCA_ENGINE_CACHE", Path(tempfile.gettempdir()) / "sbpca_engine_cache"))
 
@@ -209,9 +222,13 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
                 os.environ["MAKEFLAGS"] = f"{old_flags or ''} {opt_flags}".strip()
             job_path = build_dir / "engine_job.json"
             job_path.write_text(json.dumps(job))
-            res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_engine",
-                             build_dir=build_dir / "sim", extra_env={"SBPCA_ENGINE_JOB": str(job_path)},
-                             waves=waves, seed=stim_seed)
+            try:
+                res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL,
+                                 test_module="testbench.bench_engine", build_dir=build_dir / "sim",
+                                 extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=waves, seed=stim_seed)
+            except SystemExit:
+                # under pytest the cocotb runner exits on a failing bench: keep its report
+                res = _result_after_exit(build_dir / "sim")
         finally:
             if old_flags is None:
                 os.environ.pop("MAKEFLAGS", None)
