@@ -326,6 +326,7 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
 
     chosen: dict[tuple, float] = {}
     tuning_rows: list[dict] = []
+    tuning_runs: list[dict] = []
     tuned = sorted({(s.method, s.rank) for s in settings}, key=lambda t: (METHODS.index(t[0]), t[1] or 0))
     if tune:
         jobs = []
@@ -335,8 +336,9 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
                     jobs.append(((m, r, lr), _config(base, Setting(m, r, FLOAT), lr, seed, validation)))
         results = execute(jobs, workers, "tuning", progress)
         by: dict[tuple, list[dict]] = {}
-        for (key, _), res in zip(jobs, results):
+        for (key, cfg), res in zip(jobs, results):
             by.setdefault(key, []).append(res)
+            tuning_runs.append({"method": key[0], "rank": key[1], "lr": key[2], "seed": cfg.seed, **res})
         for m, r in tuned:
             scores = {lr: _score(by[(m, r, lr)]) for lr in grid(m)}
             best = max(scores, key=lambda lr: (scores[lr], -lr))
@@ -376,7 +378,8 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
               "epochs": base.epochs, "seeds": seeds, "lr_rule": lr_rule}
     write_tables(out, rows, tuning_rows, header, notes)
     plots = write_plots(out, rows)
-    summary = {"header": header, "rows": rows, "tuning": tuning_rows, "runs": runs_out, "notes": notes,
+    summary = {"header": header, "rows": rows, "tuning": tuning_rows, "runs": runs_out,
+               "tuning_runs": tuning_runs, "notes": notes,
                "plots": plots, "wall_s": time.perf_counter() - t0, "workers": workers}
     (out / "runs.json").write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
     return summary
