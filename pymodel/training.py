@@ -406,7 +406,8 @@ class CapturedStream:
         np.savez(path, **arrays, **{f"meta_{k}": np.asarray(v) for k, v in meta.items()})
 
 
-def _sbpca_state(est) -> tuple[tuple, tuple | None]:
+def _sbpca_state(est) -> tuple[tuple | None, tuple | None]:
+    """(float state, integer state) of an SBPCA estimator; (None, None) for the others."""
     if not hasattr(est, "sigma") or not hasattr(est, "Delta"):
         return None, None
     flt = (est.X, est.Delta, est.sigma)
@@ -429,8 +430,8 @@ def capture_stream(config: TrainConfig, layer: "int | str" = 0, step: int = 0,
     target = tr.model.layer(layer)
     index = tr.model.weight_layers.index(target)
     rule = tr.rules[index]
-    done = 0
-    for epoch in range(10 ** 9):
+    done, epoch = 0, 0
+    while True:  # epochs, as many as it takes to reach batch number `step`
         for b, (xb, yb) in enumerate(tr.batches()):
             tr.forward_backward(xb, yb, epoch, b)
             if done == step:
@@ -449,4 +450,4 @@ def capture_stream(config: TrainConfig, layer: "int | str" = 0, step: int = 0,
                     state_before_int=before_int, state_after_int=after_int)
             tr.apply_updates(len(xb), epoch, b)
             done += 1
-    raise AssertionError("unreachable")  # pragma: no cover
+        epoch += 1

@@ -133,6 +133,9 @@ def test_capture_stream_reproduces_the_fixed_point_engine_state(tmp_path):
     est = SBPCA(8, 10, 4, 16, init=cap.state_before)
     est.update(cap.x, cap.delta)
     np.testing.assert_allclose(est.X, cap.state_after[0], atol=1e-12)
+    # a step past the first epoch (6 batches per epoch here), and a baseline without SBPCA state
+    cap = capture_stream(quick(method="mbgd"), layer="conv2", step=7, data=DIGITS)
+    assert cap.step == 7 and cap.x.shape == (32 * 16, 73) and cap.state_before is None
 
 
 def test_divergence_stops_with_a_clear_message(tmp_path, capsys):

@@ -77,8 +77,9 @@ class Sequential:
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         """Logits for ``x`` in chunks (no caches kept)."""
         x = np.asarray(x, dtype=np.float64)
-        return np.concatenate([self.forward(x[i:i + batch], train=False) for i in range(0, len(x), batch)]) \
-            if len(x) else np.zeros((0, self.shapes[-1][0]))
+        if len(x) == 0:
+            return np.zeros((0, *self.shapes[-1]))
+        return np.concatenate([self.forward(x[i:i + batch], train=False) for i in range(0, len(x), batch)])
 
     def get_weights(self) -> list[np.ndarray]:
         return [layer.W.copy() for layer in self.weight_layers]
