@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import cocotb
@@ -92,6 +93,7 @@ class Scoreboard:
 @cocotb.test()
 async def engine_cosim(dut):
     """Random stream through the engine, every state and factor word checked."""
+    wall0 = time.perf_counter()
     job = json.loads(Path(os.environ["SBPCA_ENGINE_JOB"]).read_text())
     prm = job["params"]
     P, k = prm["lanes"], prm["rank"]
@@ -316,6 +318,8 @@ async def engine_cosim(dut):
         "steady_cycles_per_sub_batch": steady,
         "steady_cycles_per_sample": (steady / prm["sub_batch"]) if steady else None,
         "sim_cycles_total": cyc,
+        "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
+        "sim_cycles_per_second": round(cyc / max(time.perf_counter() - wall0, 1e-9), 1),
         "rtl_busy_cycles": int(dut.cycles.value),
         "rtl_status": {"sat": rtl_sat, "sigma_guard": int(dut.sigma_guard.value),
                        "degenerate": int(dut.degenerate.value), "error": int(dut.error.value)},
