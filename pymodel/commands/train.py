@@ -34,7 +34,8 @@ def add_training_arguments(p: argparse.ArgumentParser, study: bool = False) -> N
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="network (default: cnn)")
     p.add_argument("--sub-batch", type=int, default=16, help="SBPCA sub-batch s in stream pairs (default 16)")
     p.add_argument("--batch", type=int, default=64, help="mini-batch size in samples (default 64)")
-    p.add_argument("--epochs", type=int, default=20 if not study else 40, help="epochs")
+    epochs = 40 if study else 20
+    p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
     p.add_argument("--no-error-feedback", dest="error_feedback", action="store_false",
                    help="powersgd without error feedback")
     p.add_argument("--sigma-min", type=float, default=None,
