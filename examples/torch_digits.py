@@ -1,6 +1,6 @@
 """Train a small CNN on scikit-learn's bundled 8×8 digits with SBPCA rank-k gradients.
 
-    python examples/torch_digits.py --epochs 20 --rank 4 --sub-batch 16 --lr 0.2
+    python examples/torch_digits.py --epochs 30 --rank 4 --sub-batch 16 --lr 0.1
 
 Every Conv2d/Linear weight gradient is replaced by its SBPCA estimate built from the
 layer's per-sample stream; biases keep their exact gradient.  No torchvision needed.
@@ -33,11 +33,11 @@ class SmallCNN(nn.Module):
 
 def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--sub-batch", type=int, default=16, help="streamed pairs per sub-batch")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny tensors: 1 is fastest)")
     args = p.parse_args(argv)

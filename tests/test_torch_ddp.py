@@ -17,8 +17,9 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def exactness_runs(tmp_path_factory):
     """One 2-process float64 run per combine mode (one spawn for both, to save start-up time)."""
+    modes = {"sum": ("sum", 0), "truncate": ("truncate", 0), "warmup": ("sum", 1)}
     return ddp_exactness_check(tmp_path_factory.mktemp("ddp_check"), world_size=2, steps=2, rank=2,
-                               sub_batch=8, combines=("sum", "truncate"))
+                               sub_batch=8, modes=modes)
 
 
 @pytest.mark.parametrize("combine", ["sum", "truncate"])
@@ -58,6 +59,32 @@ def test_hook_gradient_is_the_mean_of_the_ranks_pymodel_estimates(exactness_runs
                 torch.testing.assert_close(v0, v1, rtol=0, atol=0)
     else:  # each rank keeps its own warm-started local state
         assert not torch.equal(res[0][1]["init"]["fc"][0], res[1][1]["init"]["fc"][0])
+
+
+def test_hook_start_iter_sends_exact_gradients_while_states_warm_up(exactness_runs):
+    """start_iter = 1: step 0 is an exact all-reduce (mean of Σ δ xᵀ) but SBPCA already ran on
+    the stream; step 1 is SBPCA from that warmed-up state."""
+    k, s, world = 2, 8, 2
+    res = exactness_runs["warmup"]
+    layers = {"conv": (5, 18), "fc": (6, 80)}
+    full = sum(a * b + a for a, b in layers.values())
+    assert [res[r][0]["bytes"] for r in range(world)] == [8 * full] * world
+    for name, (a, b) in layers.items():
+        G = np.mean([res[r][0]["stream"][name][1].numpy().T @ res[r][0]["stream"][name][0].numpy()
+                     for r in range(world)], axis=0)
+        G_r = []
+        for r in range(world):
+            got = res[r][0]["grads"][f"{name}.weight"].numpy().reshape(a, b)
+            np.testing.assert_allclose(got, G, rtol=1e-12, atol=1e-14)
+            X, D, sig = (v.numpy() for v in res[r][0]["init"][name])
+            ref = SBPCA(a, b, k, s, init=(X, D, sig))
+            ref.update(*(v.numpy() for v in res[r][0]["stream"][name]))
+            np.testing.assert_allclose(res[r][1]["init"][name][0].numpy(), ref.X, atol=1e-10)
+            ref.update(*(v.numpy() for v in res[r][1]["stream"][name]))
+            G_r.append(ref.gradient())
+        for r in range(world):
+            got = res[r][1]["grads"][f"{name}.weight"].numpy().reshape(a, b)
+            np.testing.assert_allclose(got, np.mean(G_r, axis=0), rtol=1e-6, atol=1e-10)
 
 
 def test_two_process_training_matches_plain_ddp_accuracy(tmp_path):

@@ -214,11 +214,11 @@ class _TinyNet(nn.Module):
 
 def _check_step(rank: int, world: int, out_dir: str, cfg: dict) -> None:
     saved = {}
-    for combine in cfg["combines"]:
+    for mode, (combine, start_iter) in cfg["modes"].items():
         torch.manual_seed(0)
         model = _TinyNet().double()
         tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"], record=True)
-        state = SBPCAHookState(tr, combine=combine)
+        state = SBPCAHookState(tr, combine=combine, start_iter=start_iter)
         ddp = DDP(model)
         ddp.register_comm_hook(state, sbpca_hook)
         g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
@@ -237,23 +237,25 @@ def _check_step(rank: int, world: int, out_dir: str, cfg: dict) -> None:
             with torch.no_grad():
                 for p in model.parameters():
                     p -= 0.05 * p.grad
-        saved[combine] = steps
+        saved[mode] = steps
     torch.save(saved, Path(out_dir, f"check{rank}.pt"))
 
 
 def ddp_exactness_check(out_dir: str | os.PathLike, world_size: int = 2, steps: int = 2, rank: int = 2,
-                        sub_batch: int = 8, local_batch: int = 5, combines: tuple[str, ...] = ("sum", "truncate"),
+                        sub_batch: int = 8, local_batch: int = 5, modes: dict | None = None,
                         seed: int = 3, timeout_s: float = 120.0) -> dict[str, list[list[dict]]]:
-    """Run ``steps`` float64 DDP steps of a tiny conv+linear net with the SBPCA hook, per combine.
+    """Run ``steps`` float64 DDP steps of a tiny conv+linear net with the SBPCA hook, per mode.
 
-    Returns ``{combine: [per rank: [per step: record]]}``; a record holds the layers' states
-    before the step, the local streams, the final gradients and the bytes sent, for an
-    independent recomputation.
+    ``modes`` maps a name to (combine, start_iter); default ``{"sum": ("sum", 0),
+    "truncate": ("truncate", 0)}``.  Returns ``{mode: [per rank: [per step: record]]}``; a
+    record holds the layers' states before the step, the local streams, the final
+    gradients and the bytes sent, for an independent recomputation.
     """
-    cfg = {"rank": rank, "sub_batch": sub_batch, "seed": seed, "combines": list(combines), "steps": steps,
+    modes = dict(modes or {"sum": ("sum", 0), "truncate": ("truncate", 0)})
+    cfg = {"rank": rank, "sub_batch": sub_batch, "seed": seed, "modes": modes, "steps": steps,
            "local_batch": local_batch, "timeout_s": timeout_s}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _spawn("check", world_size, str(out), cfg, timeout_s)
     per_rank = [torch.load(Path(out, f"check{r}.pt"), weights_only=False) for r in range(world_size)]
-    return {c: [pr[c] for pr in per_rank] for c in combines}
+    return {m: [pr[m] for pr in per_rank] for m in modes}
