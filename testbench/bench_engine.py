@@ -122,7 +122,7 @@ async def engine_cosim(dut):
                             ld_beats.append(lay["load"].pack(kind=kind, col=c, chunk=ci, data=ch))
                 for c in range(k):
                     ld_beats.append(lay["load"].pack(kind=2, col=c, sigma=LS[c]))
-            segments.append({"load": (ls, len(ld_beats)), "dump": False})
+            segments.append({"load": (ls, len(ld_beats)), "dump": False, "dump_col": None})
         n = len(batch["x"])
         for j in range(n):
             ch = _chunks(batch["x"][j], P)
@@ -131,7 +131,8 @@ async def engine_cosim(dut):
             for c in _chunks(batch["d"][j], P):
                 d_beats.append(lay["d"].pack(data=c))
         samples += n
-        segments[-1].update(x_end=len(x_beats), d_end=len(d_beats), dump=bool(batch["dump"]))
+        segments[-1].update(x_end=len(x_beats), d_end=len(d_beats), dump=bool(batch["dump"]),
+                            dump_col=batch.get("dump_col"))
 
     period_ns = 10
     cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
@@ -155,7 +156,7 @@ async def engine_cosim(dut):
     n_s = [0] * k
     tr_total = len(hist) * k * (Rb + Ra + 1) if job["trace"] else 0
     tr_got = 0
-    dump_words_total = len(dumps) * k * (Ra + Rb)
+    dump_words_total = sum(len(e["cols"]) for e in dumps) * (Ra + Rb)
     dump_got = 0
     dump_idx = 0
     cyc = 0
@@ -219,6 +220,8 @@ async def engine_cosim(dut):
             dump_got += 1
             if dump_idx < len(dumps):
                 e = dumps[dump_idx]
+                if w["col"] not in e["cols"]:
+                    sb.check(f"factors after batch {e['batch']}: column {w['col']} was not requested", 1, 0)
                 key = "X" if w["kind"] == 1 else "Delta"
                 ev = expect_col(e, key, w["col"], w["chunk"])
                 for lane in range(P):
@@ -240,7 +243,10 @@ async def engine_cosim(dut):
             phase = "load"
             sg = segments[seg] if seg < len(segments) else None
         dut.factor_req__valid.value = int(phase == "request")
-        dut.factor_req__payload.value = lay["factor_req"].pack(col=0, all=1)
+        if sg is not None and sg["dump_col"] is not None:
+            dut.factor_req__payload.value = lay["factor_req"].pack(col=sg["dump_col"], all=0)
+        else:
+            dut.factor_req__payload.value = lay["factor_req"].pack(col=0, all=1)
         lim_l = sg["load"][1] if sg is not None and phase == "load" else li
         lim_x = sg["x_end"] if sg is not None and phase == "stream" else xi
         lim_d = sg["d_end"] if sg is not None and phase == "stream" else di

@@ -38,14 +38,16 @@ class EngineBatch:
     """One batch of the input stream: integer x (B×b) and δ (B×a).
 
     ``dump`` asks for the factor pairs after this batch (the bench holds the next batch back
-    until they are out); ``load`` is an optional integer state ``(X, Delta, sigma)`` written
-    through the engine's ``load`` port before this batch (the golden model takes it too).
+    until they are out): all k, or only column ``dump_col``; ``load`` is an optional integer
+    state ``(X, Delta, sigma)`` written through the engine's ``load`` port before this batch
+    (the golden model takes it too).
     """
 
     x: np.ndarray
     d: np.ndarray
     dump: bool = True
     load: tuple | None = None
+    dump_col: int | None = None
 
 
 def random_stream(params: EngineParams, batches: int, batch_size: int, seed: int,
@@ -103,6 +105,9 @@ def _check_batches(params: EngineParams, batches: Sequence[EngineBatch]) -> None
                 raise ValueError(f"batch {i}: {name} integers out of range for {fmt}")
         if b.load is not None:
             initial_state(params, b.load)  # validates shapes, integer type and ranges
+        if b.dump_col is not None and not (isinstance(b.dump_col, (int, np.integer))
+                                           and 0 <= b.dump_col < params.rank):
+            raise ValueError(f"batch {i}: dump_col must be a column in 0..{params.rank - 1}, not {b.dump_col!r}")
 
 
 def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], init) -> dict:
@@ -127,7 +132,8 @@ def golden_expectation(params: EngineParams, batches: Sequence[EngineBatch], ini
                             "sigma": h.sigma.tolist(), "n": h.n, "m": h.m})
         if b.dump:
             dumps.append({"batch": bi, "X": g.X_int.tolist(), "Delta": g.Delta_int.tolist(),
-                          "sigma": g.sigma_int.tolist()})
+                          "sigma": g.sigma_int.tolist(),
+                          "cols": list(range(params.rank)) if b.dump_col is None else [int(b.dump_col)]})
     st = g.status
     return {
         "history": history,
@@ -233,6 +239,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         "payloads": manifest["payloads"],
         "sat_names": list(SAT_NAMES),
         "batches": [{"x": np.asarray(b.x).tolist(), "d": np.asarray(b.d).tolist(), "dump": bool(b.dump),
+                     "dump_col": None if b.dump_col is None else int(b.dump_col),
                      "load": None if b.load is None else [np.asarray(v).tolist()
                                                           for v in initial_state(params, b.load)]}
                     for b in batches],

@@ -119,3 +119,15 @@ def test_cosim_detects_a_wrong_word(monkeypatch):
     rep = run_engine_cosim(p, random_stream(p, 1, 9, seed=4), stall_prob=0.1, fast_build=True)
     assert rep["mismatches"] == 1 and rep["failed"] == 1
     assert "sub-batch 1" in rep["mismatch_details"][0] and "X[3,1]" in rep["mismatch_details"][0]
+
+
+def test_cosim_without_trace_and_single_column_requests():
+    """trace_en = 0 (what an SoC that never drains the trace uses): only the factor pairs
+    come out; a request for one column returns only that pair."""
+    p = EngineParams(rows=6, cols=5, rank=2, sub_batch=4, lanes=1, formats="q16")
+    st = random_stream(p, 3, 6, seed=8)
+    st[0].dump_col = 1
+    st[1].dump = False
+    rep = run_engine_cosim(p, st, stall_prob=0.2, stim_seed=5, trace=False, fast_build=True)
+    _assert_clean(rep, (5 + 6) * (1 + 2))
+    assert rep["trace_words"] == 0 and rep["factor_words"] == (6 + 5) * (1 + 2)  # P = 1: one beat per element
