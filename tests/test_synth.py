@@ -96,6 +96,15 @@ def test_mac_ecp5_uses_dsps_and_meets_100mhz(tmp_path):
     assert "Fmax" in report.table()
 
 
+def test_classic_abc_fallback_script(tmp_path):
+    """The classic-ABC flow (used when Yosys crashes inside ABC9) maps the same design."""
+    report = synthesize(MacLanes(lanes=1, width=16, acc_width=40), "mac1", target="ecp5", device="25k",
+                        build_dir=tmp_path, abc9=False)
+    assert report.mapping == "abc" and "abc -lut 4:7" in (tmp_path / "synth.ys").read_text()
+    assert report.dsps == 1 and report.ffs == 16 + 16 + 32 + 40
+    assert report.fmax_mhz and report.fmax_mhz > 50
+
+
 def test_mac_ice40_and_failures(tmp_path):
     mac = MacLanes(lanes=1, width=8, acc_width=20)
     report = synthesize(mac, "mac8", target="ice40", device="up5k", build_dir=tmp_path / "ok", freq_mhz=24)
@@ -153,3 +162,25 @@ def test_design_registry():
         _construct(NeedsMagic, {"rows": 3}, "x")
     with pytest.raises(SystemExit):
         parser.parse_args(["--rows", "0"])
+
+
+def test_abc9_crash_detection(tmp_path):
+    from hdl.synth import _abc9_crash
+
+    log = tmp_path / "yosys.log"
+    log.write_text("4.46. Executing ABC9 pass.\n...\nERROR: Assert `count_id(wire->name) == 0' failed in rtlil.cc\n")
+    assert _abc9_crash(log)
+    log.write_text("4.46. Executing ABC9 pass.\n4.50 done\n")
+    assert not _abc9_crash(log)
+    log.write_text("1. Executing Verilog frontend\nERROR: syntax error, unexpected ';'\n")
+    assert not _abc9_crash(log)
+    assert not _abc9_crash(tmp_path / "missing.log")
+
+
+def test_param_overrides():
+    from hdl.designs import _overrides
+
+    ns = argparse.Namespace(param=["iter_bits=2", "ratio=0.5", "name=fast"])
+    assert _overrides(ns) == {"iter_bits": 2, "ratio": 0.5, "name": "fast"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _overrides(argparse.Namespace(param=["iter_bits"]))

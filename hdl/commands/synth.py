@@ -33,6 +33,9 @@ def register(sub) -> None:
     parser.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     parser.add_argument("--io", choices=("wrap", "none"), default="wrap",
                         help="wrap: pin-reduction wrapper (default); none: ports straight to pins")
+    parser.add_argument("--mapper", choices=("auto", "abc9", "abc"), default="auto",
+                        help="Yosys LUT mapper: abc9, abc, or auto = abc9 with a fallback to abc when "
+                             "Yosys crashes inside ABC9 (default auto)")
     parser.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--build-dir", type=Path, default=None,
                         help="where Verilog, netlist and logs go (default build/synth/<top>-<target>-<device>)")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     try:
         report = synthesize(component, name, target=target, device=device, package=args.package,
-                            build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed)
+                            build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed,
+                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper])
     except SynthError as exc:
         print(f"sbpca synth: error: {exc}", file=sys.stderr)
         return 1
