@@ -225,7 +225,7 @@
 #define SBPCA_FACTOR_DATA_WORD_WIDTH 32u
 #define SBPCA_FACTOR_DATA_WORD_MASK 0xFFFFFFFFu
 
-/* FIFO_STATUS @ 0x068: FIFO fill state: write up to SAMPLE_SPACE words, read up to FACTOR_LEVEL words without checking. */
+/* FIFO_STATUS @ 0x068: FIFO fill state: write up to SAMPLE_SPACE words, read up to FACTOR_LEVEL words without checking (after reset SAMPLE_SPACE reads PARAMS.FIFO_DEPTH). */
 #define SBPCA_FIFO_STATUS 0x068u
 #define SBPCA_FIFO_STATUS_RESET 0x00000000u
 #define SBPCA_FIFO_STATUS_SAMPLE_SPACE_SHIFT 0u

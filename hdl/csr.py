@@ -7,7 +7,14 @@ transaction takes two cycles and back-to-back transactions work because a reques
 is only taken when ``ack`` is low.  Side effects (pulses, FIFO push/pop, W1C
 clears) happen exactly once per transaction, in the cycle the request is taken.
 Unmapped addresses are acknowledged, read 0, and raise the map's ``bus_error``
-flag; there is no ``err`` line (the firmware reads the flag instead).
+flag; there is no ``err`` line (the firmware reads the flag instead).  ``sel``
+masks writes byte by byte: RW fields keep unselected bytes, other modes see
+unselected bytes as 0 (a FIFO push always pushes one word).
+
+FIFO windows are ``SyncFIFOBuffered`` of ``fifo_depth`` words (LUT RAM or block RAM
+as the tools choose): a write to a full FIFO_W is dropped and sets the map's
+``overflow`` flag, a read of an empty FIFO_R returns 0 and sets ``underflow``; the
+map's ``fifo_flush`` pulse (``CTRL.SOFT_RESET``) empties both.
 
 Ports towards the SoC, one nested interface per register (lower-case names):
 ``bank.ctrl.start_batch`` (W1S pulse out), ``bank.status.busy`` (RO in),
@@ -218,7 +225,7 @@ class CsrBank(wiring.Component):
         for reg in rm:
             word = self._register_logic(m, reg, hit[reg.name], do_write, wdata, wmask, internal, fifos, flush)
             read_terms.append(word)
-        # One-hot read multiplexer (hits are mutually exclusive).
+        # Read multiplexer on the word address (registered into dat_r with ack).
         with m.Switch(bus.adr):
             for reg, word in zip(rm, read_terms):
                 with m.Case(reg.word_address):

@@ -599,7 +599,8 @@ def _build_sbpca_map() -> RegisterMap:
         Register("FIFO_STATUS", 0x068, (
             Field("SAMPLE_SPACE", 0, 16, Access.FIFO_SPACE, 0, "Free words in the SAMPLE_DATA FIFO.", "SAMPLE_DATA"),
             Field("FACTOR_LEVEL", 16, 16, Access.FIFO_LEVEL, 0, "Words waiting in the FACTOR_DATA FIFO.", "FACTOR_DATA"),
-        ), "FIFO fill state: write up to SAMPLE_SPACE words, read up to FACTOR_LEVEL words without checking."),
+        ), "FIFO fill state: write up to SAMPLE_SPACE words, read up to FACTOR_LEVEL words without checking "
+           "(after reset SAMPLE_SPACE reads PARAMS.FIFO_DEPTH)."),
     ]
     constants = {
         "ID_MAGIC": (ID_MAGIC, "value of ID.MAGIC"),
