@@ -45,7 +45,7 @@ def _one(name: str, args: argparse.Namespace) -> dict:
 
     from pymodel.torch_sbpca import (CommCounter, SBPCAGradient, SBPCAHookState, SmallCNN,
                                      digits_tensors, sbpca_hook)
-    from pymodel.torch_sbpca.ddp_compare import free_port
+    from pymodel.torch_sbpca.ddp_compare import localhost_store
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -58,7 +58,7 @@ def _one(name: str, args: argparse.Namespace) -> dict:
         transform = SBPCAGradient(model, rank=args.rank, sub_batch=args.sub_batch, seed=args.seed,
                                   method="exact" if name == "sbpca-exact" else "sbpca")
     if name.startswith("ddp"):
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+        dist.init_process_group("gloo", store=localhost_store(120), rank=0, world_size=1,
                                 timeout=datetime.timedelta(seconds=120))
         net = DDP(model)
         if name == "ddp":
@@ -136,7 +136,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
     bad = [c for c in configs if c not in CONFIGS]
     if bad:
         raise ValueError(f"unknown configs {bad}; choose from {CONFIGS}")
-    base = [a for a in (argv if argv is not None else sys.argv[1:])]
+    base = list(argv if argv is not None else sys.argv[1:])
     rows = []
     for c in configs:
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *base, "--one", c],
@@ -147,10 +147,11 @@ def run(argv: list[str] | None = None) -> list[dict]:
     ref = next((r for r in rows if r["config"] == "sgd"), rows[0])
     print(f"SmallCNN on digits, batch {args.batch}, rank {args.rank}, sub-batch {args.sub_batch}, "
           f"{args.steps} steps, {args.threads} thread(s), device {args.device}; peak = {ref['peak_kind']}")
-    print(f"{'config':<14}{'step ms (median)':>18}{'x sgd':>8}{'peak MiB':>10}{'Δ MiB':>8}{'bytes/step':>12}")
+    print(f"{'config':<14}{'step ms (median)':>18}{'x ' + ref['config']:>14}{'peak MiB':>10}{'Δ MiB':>8}"
+          f"{'bytes/step':>12}")
     for r in rows:
         b = "-" if r["bytes_per_step"] is None else f"{r['bytes_per_step']:.0f}"
-        print(f"{r['config']:<14}{r['step_ms_median']:>18.2f}{r['step_ms_median'] / ref['step_ms_median']:>8.1f}"
+        print(f"{r['config']:<14}{r['step_ms_median']:>18.2f}{r['step_ms_median'] / ref['step_ms_median']:>14.1f}"
               f"{r['peak_mib']:>10.1f}{r['peak_mib'] - ref['peak_mib']:>8.1f}{b:>12}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

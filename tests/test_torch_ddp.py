@@ -14,20 +14,19 @@ from pymodel.torch_sbpca import (SBPCAGradient, SBPCAHookState, SmallCNN, compar
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def exactness_runs(tmp_path_factory):
-    """One 2-process float64 run per combine mode (one spawn for both, to save start-up time)."""
+def test_hook_exactness_in_every_mode(tmp_path):
+    """One 2-process float64 run per mode, all in one spawn (start-up is the expensive part)."""
     modes = {"sum": ("sum", 0), "truncate": ("truncate", 0), "warmup": ("sum", 1)}
-    return ddp_exactness_check(tmp_path_factory.mktemp("ddp_check"), world_size=2, steps=2, rank=2,
-                               sub_batch=8, modes=modes)
+    runs = ddp_exactness_check(tmp_path, world_size=2, steps=2, rank=2, sub_batch=8, modes=modes)
+    _check_mean_of_pymodel_estimates(runs["sum"], "sum")
+    _check_mean_of_pymodel_estimates(runs["truncate"], "truncate")
+    _check_start_iter(runs["warmup"])
 
 
-@pytest.mark.parametrize("combine", ["sum", "truncate"])
-def test_hook_gradient_is_the_mean_of_the_ranks_pymodel_estimates(exactness_runs, combine):
+def _check_mean_of_pymodel_estimates(res: list, combine: str) -> None:
     """Every rank ends with (1/W) Σ_r Ĝ_r, Ĝ_r = pymodel SBPCA on rank r's own stream and state
     (or its rank-k truncation); biases get the exact mean; bytes = k(a+b+1) per layer + biases."""
     k, s, world = 2, 8, 2
-    res = exactness_runs[combine]
     layers = {"conv": (5, 18), "fc": (6, 80)}
     for step in range(2):
         for name, (a, b) in layers.items():
@@ -61,11 +60,10 @@ def test_hook_gradient_is_the_mean_of_the_ranks_pymodel_estimates(exactness_runs
         assert not torch.equal(res[0][1]["init"]["fc"][0], res[1][1]["init"]["fc"][0])
 
 
-def test_hook_start_iter_sends_exact_gradients_while_states_warm_up(exactness_runs):
+def _check_start_iter(res: list) -> None:
     """start_iter = 1: step 0 is an exact all-reduce (mean of Σ δ xᵀ) but SBPCA already ran on
     the stream; step 1 is SBPCA from that warmed-up state."""
     k, s, world = 2, 8, 2
-    res = exactness_runs["warmup"]
     layers = {"conv": (5, 18), "fc": (6, 80)}
     full = sum(a * b + a for a, b in layers.values())
     assert [res[r][0]["bytes"] for r in range(world)] == [8 * full] * world

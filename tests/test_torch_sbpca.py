@@ -205,6 +205,11 @@ def test_thresholds_keep_exact_gradients():
             assert not torch.allclose(p.grad, ref[n])
         else:
             torch.testing.assert_close(p.grad, ref[n], rtol=0, atol=0)
+    tied = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 5))
+    tied[1].weight = tied[0].weight
+    sb_tied = SBPCAGradient(tied, rank=2)
+    assert list(sb_tied.layers) == ["2"]
+    assert "0: weight shared by modules ['0', '1']" in sb_tied.exact
     sb2 = SBPCAGradient(net, rank=3, sub_batch=4)  # rank 3 > min(a, b) = 2 for the first two
     assert list(sb2.layers) == ["2"]
     assert any("rank 3 > min(a, b) = 2" in e for e in sb2.exact)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -63,11 +62,20 @@ def digits_tensors(dtype: torch.dtype = torch.float32, test_fraction: float = 0.
     return x[tr], y[tr], x[te], y[te]
 
 
-def free_port() -> int:
-    """A localhost TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def localhost_store(timeout_s: float) -> dist.TCPStore:
+    """A rendezvous store listening on a localhost port the OS picks, bound at once.
+
+    Binding port 0 in the store itself (rather than probing for a free port and binding it
+    later) leaves no window in which another process, e.g. gloo's own connections, can
+    take the port.  The parent process holds it; ranks connect with :func:`connect_store`.
+    """
+    return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                         timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def connect_store(port: int, timeout_s: float) -> dist.TCPStore:
+    """A client of the store :func:`localhost_store` opened on ``port``."""
+    return dist.TCPStore("127.0.0.1", port, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def _make_hook(method: str, model: nn.Module, cfg: dict):
@@ -135,7 +143,7 @@ def _train_one(method: str, rank: int, world: int, cfg: dict, data) -> dict:
 
 def _worker(rank: int, world: int, port: int, out_dir: str, job: str, cfg: dict) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    dist.init_process_group("gloo", store=connect_store(port, cfg["timeout_s"]), rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=cfg["timeout_s"]))
     try:
         if job == "train":
@@ -152,7 +160,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str, job: str, cfg: dict)
 
 
 def _spawn(job: str, world: int, out_dir: str, cfg: dict, timeout_s: float) -> None:
-    port = free_port()
+    store = localhost_store(timeout_s)  # kept alive (and bound) until the ranks are done
+    port = store.port
     ctx = mp.start_processes(_worker, args=(world, port, out_dir, job, cfg), nprocs=world,
                              join=False, start_method="spawn")
     deadline = time.monotonic() + timeout_s
@@ -165,6 +174,7 @@ def _spawn(job: str, world: int, out_dir: str, cfg: dict, timeout_s: float) -> N
             if p.is_alive():
                 p.terminate()
                 p.join(5)
+        del store
 
 
 def compare_ddp(out_dir: str | os.PathLike, world_size: int = 2, epochs: int = 8, batch: int = 64,

@@ -168,10 +168,12 @@ class SBPCAGradient:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         init = dict(init or {})
 
+        candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        owners: dict[int, list[str]] = {}
+        for name, module in candidates:
+            owners.setdefault(id(module.weight), []).append(name)
         index = 0
-        for name, module in model.named_modules():
-            if not isinstance(module, (nn.Linear, nn.Conv2d)):
-                continue
+        for name, module in candidates:
             shape = weight_matrix_shape(module)
             w = module.weight
             reason = None
@@ -183,8 +185,9 @@ class SBPCAGradient:
                 reason = f"numel {w.numel()} < min_numel {min_numel}"
             elif self.rank > min(shape):
                 reason = f"rank {self.rank} > min(a, b) = {min(shape)}"
-            elif id(w) in self._by_param:
-                reason = f"weight shared with {self._by_param[id(w)].name}"
+            elif len(owners[id(w)]) > 1:
+                # Each module would stream only its own calls, but weight.grad sums them all.
+                reason = f"weight shared by modules {owners[id(w)]}"
             if reason is not None:
                 self.exact.append(f"{name}: {reason}")
                 init.pop(name, None)
