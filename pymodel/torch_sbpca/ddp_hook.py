@@ -90,7 +90,7 @@ def sbpca_hook(state: SBPCAHookState, bucket: dist.GradBucket) -> torch.futures.
     buf = bucket.buffer()
     compress = state.iter >= state.start_iter
     exact: list[torch.Tensor] = []
-    comp: list[tuple] = []  # (layer, grad view, pairs this rank streamed)
+    comp: list[tuple] = []  # (tracked layer, its gradient view in the bucket)
     packed: list[torch.Tensor] = []
     for p, g in zip(bucket.parameters(), bucket.gradients()):
         layer = state.transform.layer_for(p)
