@@ -29,10 +29,9 @@ from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigne
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pymodel.formats import SBPCAFormats
 from pymodel.sbpca import SBPCA
 
-from .arith import ISqrt, RoundDivider, fit, requant, tree_sum
+from .arith import ISqrt, RoundDivider, fit, mul_parts, requant, tree_sum
 from .engine_params import (
     MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
 )
@@ -420,9 +419,12 @@ class SBPCAEngine(wiring.Component):
             dr_r.addr.eq(j_col * Ra + ci),
         ]
 
+        all_stages = []
+
         def stage(prev, name):
             u = Signal(uop, name=name)
             m.d.sync += u.eq(prev)
+            all_stages.append(u)
             return u
 
         def reg(shape, value, name):
@@ -463,14 +465,32 @@ class SBPCAEngine(wiring.Component):
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
             cdr2.append(reg(signed(aw), dr_r.data[l], f"s2_dr_{l}"))
         u2 = stage(u1, "u2")
+        MS = p.mul_stages
+
+        def delay(vals, n, shape, name):
+            for t in range(n):
+                vals = [reg(shape, v, f"{name}_d{t}_{l}") for l, v in enumerate(vals)]
+            return vals
+
+        def udelay(u, n, name):
+            for t in range(n):
+                u = stage(u, f"{name}_{t}")
+            return u
+
+        def mul(a, b, width, name):
+            """``a * b`` registered after ``mul_stages`` cycles (2: partial products, then one add)."""
+            if MS == 1:
+                return reg(signed(width), a * b, name)
+            parts = [(reg(pv.shape(), pv, f"{name}_pp{i}"), sh) for i, (pv, sh) in enumerate(mul_parts(a, b))]
+            return reg(signed(width), sum(r << sh for r, sh in parts), name)
 
         # ---------------------------------------------------------------- stage 3: first product
-        u3 = stage(u2, "u3")
-        p1 = [reg(signed(A1W + B1W), a1[l] * b1[l], f"s3_p1_{l}") for l in range(P)]
-        cv3 = [reg(signed(mw), cv2[l], f"s3_v_{l}") for l in range(P)]
-        cb3 = [reg(signed(sw), cb2[l], f"s3_qn_{l}") for l in range(P)]
-        cx3 = [reg(signed(sw), cx2[l], f"s3_x_{l}") for l in range(P)]
-        cdr3 = [reg(signed(aw), cdr2[l], f"s3_dr_{l}") for l in range(P)]
+        p1 = [mul(a1[l], b1[l], A1W + B1W, f"s3_p1_{l}") for l in range(P)]
+        u3 = udelay(u2, MS, "u3")
+        cv3 = delay(cv2, MS, signed(mw), "s3_v")
+        cb3 = delay(cb2, MS, signed(sw), "s3_qn")
+        cx3 = delay(cx2, MS, signed(sw), "s3_x")
+        cdr3 = delay(cdr2, MS, signed(aw), "s3_dr")
 
         # ---------------------------------------------------------------- stage 4
         u4 = stage(u3, "u4")
@@ -498,15 +518,20 @@ class SBPCAEngine(wiring.Component):
 
         # ---------------------------------------------------------------- stage 5
         u5 = stage(u4, "u5")
-        acc_last4 = u4.valid & (u4.op == OP_ACC) & u4.lj
+        acc4 = u4.op == OP_ACC
+        acc_last4 = u4.valid & acc4 & u4.lj
         gs4 = u4.valid & (u4.op == OP_GS)
-        ar5, v5, q5 = [], [], []
+        MRB = max(rw, sw)
+        r_sel4 = RC[u4.c]
+        mra5, mrb5, v5, q5 = [], [], [], []
         asat, vsat = [], []
         for l in range(P):
             arx, sx_ = requant(lacc[l], f.x.frac + f.proj.frac, f.acc)
             ard, sd_ = requant(lacc[l], f.delta.frac + f.proj.frac, f.acc)
             asat.append(Mux(u4.mat, sd_, sx_))
-            ar5.append(reg(signed(aw), Mux(u4.mat, ard, arx), f"s5_ar_{l}"))
+            # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
+            mra5.append(reg(signed(aw), Mux(acc4, Mux(u4.mat, ard, arx), cdr4[l]), f"s5_mra_{l}"))
+            mrb5.append(reg(signed(MRB), Mux(acc4, r_sel4, q4[l]), f"s5_mrb_{l}"))
             vv, vs_ = fit(cv4[l] - t4[l], f.mat)
             vsat.append(vs_)
             v5.append(reg(signed(mw), vv, f"s5_v_{l}"))
@@ -519,7 +544,6 @@ class SBPCAEngine(wiring.Component):
         raise_sat("Delta_gs_v", gs4 & (u4.mat == MAT_D) & any_vsat)
         cb5 = [reg(signed(sw), cb4[l], f"s5_qn_{l}") for l in range(P)]
         cx5 = [reg(signed(sw), cx4[l], f"s5_x_{l}") for l in range(P)]
-        cdr5 = [reg(signed(aw), cdr4[l], f"s5_dr_{l}") for l in range(P)]
         # state write, trace, D_r write (stage 5)
         scale5 = u5.valid & (u5.op == OP_SCALE)
         qrow = Cat(*q5)
@@ -536,22 +560,18 @@ class SBPCAEngine(wiring.Component):
             sx_w.en.eq(Cat(*[wx & (wcol == c) for c in range(k)])),
             sd_w.en.eq(Cat(*[wd & (wcol == c) for c in range(k)])),
             dr_w.addr.eq(u5.c * Ra + u5.i),
-            dr_w.data.eq(Cat(*ar5)),
+            dr_w.data.eq(Cat(*mra5)),
             dr_w.en.eq(u5.valid & (u5.op == OP_ACC) & u5.lj & (u5.mat == MAT_D)),
         ]
         with m.If(scale5 & u5.jlast):
             m.d.sync += col_ready[u5.mat * k + u5.c].eq(1)
         pipe_push = scale5 & u5.tr
-        # m_r multiplier operands at stage 5
-        MRB = max(rw, sw)
-        acc5 = u5.op == OP_ACC
-        r_sel = RC[u5.c]
-        u6 = stage(u5, "u6")
-        pr6 = [reg(signed(aw + MRB), Mux(acc5, ar5[l], cdr5[l]) * Mux(acc5, r_sel, q5[l]), f"s6_pr_{l}")
-               for l in range(P)]
-        v6 = [reg(signed(mw), v5[l], f"s6_v_{l}") for l in range(P)]
-        cb6 = [reg(signed(sw), cb5[l], f"s6_qn_{l}") for l in range(P)]
-        cx6 = [reg(signed(sw), cx5[l], f"s6_x_{l}") for l in range(P)]
+        # ---------------------------------------------------------------- stage 6: m_r product
+        pr6 = [mul(mra5[l], mrb5[l], aw + MRB, f"s6_pr_{l}") for l in range(P)]
+        u6 = udelay(u5, MS, "u6")
+        v6 = delay(v5, MS, signed(mw), "s6_v")
+        cb6 = delay(cb5, MS, signed(sw), "s6_qn")
+        cx6 = delay(cx5, MS, signed(sw), "s6_x")
 
         # ---------------------------------------------------------------- stage 7
         u7 = stage(u6, "u7")
@@ -571,14 +591,16 @@ class SBPCAEngine(wiring.Component):
         u8 = stage(u7, "u8")
         acc_last7 = u7.valid & (u7.op == OP_ACC) & u7.lj
         shift = f.mat.frac - f.state.frac
-        v8, msat = [], []
+        v8, b2_8, msat = [], [], []
         for l in range(P):
             mv, ms_ = fit((cx7[l] << shift) + upd7[l], f.mat)
             msat.append(ms_)
-            v8.append(reg(signed(mw), Mux(u7.op == OP_ACC, mv, v7[l]), f"s8_v_{l}"))
+            vnew = Mux(u7.op == OP_ACC, mv, v7[l])
+            v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
+            # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
+            b2_8.append(reg(signed(mw), Mux(u7.norm, vnew, cb7[l]), f"s8_b2_{l}"))
         raise_sat("M", acc_last7 & Cat(*msat).any())
         prs8 = [reg(signed(aw + MRB), prs7[l], f"s8_pr_{l}") for l in range(P)]
-        cb8 = [reg(signed(sw), cb7[l], f"s8_qn_{l}") for l in range(P)]
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
         m.d.comb += [
             wm_w.addr.eq((u8.mat * k + u8.c) * Rm + u8.i),
@@ -587,13 +609,11 @@ class SBPCAEngine(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- stage 9: second product
-        u9 = stage(u8, "u9")
-        p2 = [reg(signed(2 * mw), v8[l] * Mux(u8.norm, v8[l], cb8[l]), f"s9_p2_{l}") for l in range(P)]
-        prs9 = [reg(signed(aw + MRB), prs8[l], f"s9_pr_{l}") for l in range(P)]
+        p2 = [mul(v8[l], b2_8[l], 2 * mw, f"s9_p2_{l}") for l in range(P)]
+        u9 = udelay(u8, MS, "u9")
+        prs9 = delay(prs8, MS, signed(aw + MRB), "s9_pr")
         # the projection product, carried from stage 4 to stage 9
-        pr = pr4
-        for st in range(5, 10):
-            pr = [reg(signed(A1W + B1W), pr[l], f"s{st}_pp_{l}") for l in range(P)]
+        pr = delay(pr4, 3 + 2 * MS, signed(A1W + B1W), "pp")
         red_in = []
         for l in range(P):
             rv = Signal(signed(RW), name=f"red_in_{l}")
@@ -659,6 +679,9 @@ class SBPCAEngine(wiring.Component):
         sc_den = Signal(p.div_den_bits)
         sc_neg = Signal()
         sc_guard = Signal()
+        sc_sig = Signal(signed(gw))
+        sc_parts = [Signal(signed(p.n_bits + 1 + min(16, gw - lo)), name=f"sc_part{i}")
+                    for i, lo in enumerate(range(0, gw, 16))]
         sn = Signal(p.n_bits, init=s)
         rn = Signal(p.n_bits)
         recip_pending = Signal(k, init=(1 << k) - 1)
@@ -707,7 +730,14 @@ class SBPCAEngine(wiring.Component):
                     raise_sat("Delta_inv", big & (sc_mat == MAT_D))
                     m.next = "IDLE"
             with m.State("SIG_NUM"):
-                m.d.sync += sc_num.eq(sn * SIG[sc_c] + sc_val)
+                m.d.sync += sc_sig.eq(SIG[sc_c])
+                m.next = "SIG_MUL"
+            with m.State("SIG_MUL"):
+                m.d.sync += [r.eq(pv) for r, (pv, _) in zip(sc_parts, mul_parts(sn, sc_sig))]
+                m.next = "SIG_SUM"
+            with m.State("SIG_SUM"):
+                m.d.sync += sc_num.eq(sum(r << sh for r, (_, sh) in zip(sc_parts, mul_parts(sn, sc_sig)))
+                                      + sc_val)
                 m.next = "SIG_DIV0"
             with m.State("SIG_DIV0"):
                 m.d.comb += [dv.start.eq(1), dv.num.eq(Mux(sc_num < 0, -sc_num, sc_num)),
@@ -738,7 +768,13 @@ class SBPCAEngine(wiring.Component):
                     m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
                 low = SIG[sc_c] < smin
-                m.d.sync += [sc_den.eq(rn * Mux(low, smin, SIG[sc_c])), sc_guard.eq(low)]
+                m.d.sync += [sc_sig.eq(Mux(low, smin, SIG[sc_c])), sc_guard.eq(low)]
+                m.next = "RCP_MUL1"
+            with m.State("RCP_MUL1"):
+                m.d.sync += [r.eq(pv) for r, (pv, _) in zip(sc_parts, mul_parts(rn, sc_sig))]
+                m.next = "RCP_SUM"
+            with m.State("RCP_SUM"):
+                m.d.sync += sc_den.eq(sum(r << sh for r, (_, sh) in zip(sc_parts, mul_parts(rn, sc_sig))))
                 m.next = "RCP_DIV0"
             with m.State("RCP_DIV0"):
                 m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
@@ -770,8 +806,8 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += credit.eq(credit - seq_take - sc_push + pop)
 
         # ---------------------------------------------------------------- factor dump
-        stages_valid = Cat(u1.valid, u2.valid, u3.valid, u4.valid, u5.valid, u6.valid, u7.valid,
-                           u8.valid, u9.valid, ut.valid, uf.valid)
+        assert len(all_stages) + 1 == p.lat_final, (len(all_stages), p.lat_final)
+        stages_valid = Cat(*[u.valid for u in all_stages])
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
         load_ok = quiet & ~in_batch & ~in_mid & ~slot_full[0] & ~slot_full[1] & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)

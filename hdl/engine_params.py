@@ -14,7 +14,6 @@ model only decides how well the lanes are kept busy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +78,9 @@ class EngineParams:
     rows a, cols b, rank k, sub_batch s, lanes P; ``formats`` a format-set name or
     :class:`SBPCAFormats`; ``max_batch`` bounds the samples of one batch (it sizes the
     sample counter n); ``iter_bits`` is the number of quotient/root bits the divider and
-    square-root units resolve per clock.  Illegal values raise ``ValueError``/``TypeError``
+    square-root units resolve per clock; ``mul_stages`` is 1 (one-cycle multipliers) or 2
+    (registered partial products, then one adder: for FPGA timing); ``tree_levels_per_stage``
+    is the number of adder-tree levels between registers.  Illegal values raise ``ValueError``/``TypeError``
     naming the parameter and its allowed range.
     """
 
@@ -92,6 +93,7 @@ class EngineParams:
     max_batch: int = 65535
     iter_bits: int = 1
     tree_levels_per_stage: int = 2
+    mul_stages: int = 2
     fmts: SBPCAFormats = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +105,7 @@ class EngineParams:
         _check_int("max_batch", self.max_batch, 1, 1 << 24)
         _check_int("iter_bits", self.iter_bits, 1, 8)
         _check_int("tree_levels_per_stage", self.tree_levels_per_stage, 1, 8)
+        _check_int("mul_stages", self.mul_stages, 1, 2)
         if isinstance(self.formats, SBPCAFormats):
             f = self.formats
         elif isinstance(self.formats, str):
@@ -259,12 +262,12 @@ class EngineParams:
     @property
     def lat_final(self) -> int:
         """Cycles from a uop's issue to its reduction result being written (stage F)."""
-        return 11 + self.tree_latency
+        return 11 + self.tree_latency + 3 * (self.mul_stages - 1)
 
     @property
     def lat_state(self) -> int:
         """Cycles from a SCALE uop's issue to its state write."""
-        return 5
+        return 5 + (self.mul_stages - 1)
 
     @property
     def norm_cycles(self) -> int:
@@ -284,7 +287,7 @@ class EngineParams:
     def to_dict(self) -> dict:
         return {"rows": self.rows, "cols": self.cols, "rank": self.rank, "sub_batch": self.sub_batch,
                 "lanes": self.lanes, "max_batch": self.max_batch, "iter_bits": self.iter_bits,
-                "tree_levels_per_stage": self.tree_levels_per_stage,
+                "tree_levels_per_stage": self.tree_levels_per_stage, "mul_stages": self.mul_stages,
                 "formats": self.fmts.to_dict()}
 
     @classmethod
@@ -294,7 +297,7 @@ class EngineParams:
         return cls(rows=d["rows"], cols=d["cols"], rank=d["rank"], sub_batch=d["sub_batch"],
                    lanes=d["lanes"], formats=fmts, max_batch=d.get("max_batch", 65535),
                    iter_bits=d.get("iter_bits", 1),
-                   tree_levels_per_stage=d.get("tree_levels_per_stage", 2))
+                   tree_levels_per_stage=d.get("tree_levels_per_stage", 2), mul_stages=d.get("mul_stages", 2))
 
 
 # ---------------------------------------------------------------------- scheduling
