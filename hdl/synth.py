@@ -463,20 +463,23 @@ def synthesize(
     notes: list[str] = []
 
     def run_yosys(use_abc9: bool) -> float:
-        # Yosys 0.70's synth_ecp5/synth_ice40 map LUTs with ABC9; the classic-ABC script is
-        # the pre-ABC9 flow (ECP5: the synth_lattice script with `abc -lut 4:7 -dress` in
-        # place of its map_luts step; iCE40: -noabc).
-        if target == "ecp5" and use_abc9:
-            synth_cmds = [f"synth_ecp5 -top {synth_top} -json {netlist.name}"]
+        # Yosys 0.70's synth_ecp5/synth_ice40 map LUTs with ABC9.  `splitnets` before the
+        # map_luts step avoids ABC9's wire-name collisions on Amaranth netlists (Yosys issue
+        # #4349, seen on the 64x64 engine).  The classic-ABC script is the pre-ABC9 flow
+        # (ECP5: `abc -lut 4:7 -dress` in place of map_luts; iCE40: -noabc).
+        cmd = "synth_ecp5" if target == "ecp5" else "synth_ice40 -dsp"
+        if use_abc9:
+            synth_cmds = [f"{cmd} -top {synth_top} -run begin:map_luts",
+                          "splitnets",
+                          f"{cmd} -top {synth_top} -json {netlist.name} -run map_luts:"]
         elif target == "ecp5":
-            synth_cmds = [f"synth_ecp5 -top {synth_top} -run begin:map_luts",
+            synth_cmds = [f"{cmd} -top {synth_top} -run begin:map_luts",
                           "techmap -map +/lattice/latches_map.v",
                           "abc -lut 4:7 -dress",
                           "clean",
-                          f"synth_ecp5 -top {synth_top} -json {netlist.name} -run map_cells:"]
+                          f"{cmd} -top {synth_top} -json {netlist.name} -run map_cells:"]
         else:
-            flag = "" if use_abc9 else " -noabc"
-            synth_cmds = [f"synth_ice40 -dsp{flag} -top {synth_top} -json {netlist.name}"]
+            synth_cmds = [f"{cmd} -noabc -top {synth_top} -json {netlist.name}"]
         script = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {synth_top}"]
         if io == "wrap":
             script.append(f"setattr -mod -set keep_hierarchy 1 {_escape(top_name).strip()}")
@@ -495,7 +498,7 @@ def synthesize(
         # map with the classic ABC flow instead and say so in the report.
         failed = build / "yosys-abc9-failed.log"
         ylog.replace(failed)
-        notes.append(f"yosys -abc9 hit an internal error ({str(exc).splitlines()[-1].strip()}); "
+        notes.append(f"yosys ABC9 hit an internal error ({str(exc).splitlines()[-1].strip()}); "
                      f"mapped with classic abc instead (log of the failed run: {failed.name})")
         use_abc9 = False
         seconds["yosys"] = round(run_yosys(False), 2)

@@ -94,6 +94,7 @@ def test_mac_ecp5_uses_dsps_and_meets_100mhz(tmp_path):
     for key in ("verilog", "netlist", "yosys_log", "nextpnr_log", "nextpnr_report"):
         assert (tmp_path / d["files"][key].split("/")[-1]).exists()
     assert "Fmax" in report.table()
+    assert report.mapping == "abc9" and "splitnets" in (tmp_path / "synth.ys").read_text()
 
 
 def test_classic_abc_fallback_script(tmp_path):
