@@ -409,6 +409,7 @@ def synthesize(
     reset: str = "rst",
     seed: int = 1,
     abc9: bool | None = None,
+    router: str | None = None,
     timeout_s: float = 3600.0,
 ) -> SynthReport:
     """Synthesise, place and route ``design`` (module ``top_name``) and report resources and Fmax.
@@ -419,7 +420,8 @@ def synthesize(
     netlist, logs and nextpnr's ``report.json`` stay in ``build_dir``.  Raises
     :class:`SynthError` naming the failing step and its log.  ``abc9`` None maps with
     ABC9 and falls back to classic ABC when Yosys crashes inside ABC9 (noted in
-    ``report.notes``); True/False forces one mapper.
+    ``report.notes``); True/False forces one mapper.  ``router`` picks nextpnr's router
+    (``router1``, its default, or ``router2``, much faster on large designs).
     """
     if target not in DEVICES:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
@@ -434,6 +436,8 @@ def synthesize(
         raise ValueError(f"freq_mhz must be a positive number, not {freq_mhz!r}")
     if io not in ("wrap", "none"):
         raise ValueError(f"io must be 'wrap' or 'none', not {io!r}")
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
 
@@ -512,6 +516,8 @@ def synthesize(
             stale.unlink()
     args = [dev_flag, "--package", package, "--json", netlist.name, "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--report", report_path.name, "--log", plog.name, "--timing-allow-fail", "-q"]
+    if router is not None:
+        args += ["--router", router]
     if target == "ecp5":
         args += ["--textcfg", f"{top_name}.config"]
         tool = "nextpnr-ecp5"

@@ -65,6 +65,8 @@ def test_bad_arguments(tmp_path):
         synthesize("x.v", "top", freq_mhz=0, build_dir=tmp_path)
     with pytest.raises(ValueError, match="io must be"):
         synthesize("x.v", "top", io="pins", build_dir=tmp_path)
+    with pytest.raises(ValueError, match="router must be"):
+        synthesize("x.v", "top", router="router3", build_dir=tmp_path)
     with pytest.raises(FileNotFoundError):
         synthesize(tmp_path / "missing.v", "top", build_dir=tmp_path)
     with pytest.raises(ValueError, match="no module named 'top'"):

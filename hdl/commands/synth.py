@@ -36,6 +36,8 @@ def register(sub) -> None:
     parser.add_argument("--mapper", choices=("auto", "abc9", "abc"), default="auto",
                         help="Yosys LUT mapper: abc9, abc, or auto = abc9 with a fallback to abc when "
                              "Yosys crashes inside ABC9 (default auto)")
+    parser.add_argument("--router", choices=("router1", "router2"), default=None,
+                        help="nextpnr router (default: nextpnr's, router1; router2 is faster on large designs)")
     parser.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--build-dir", type=Path, default=None,
                         help="where Verilog, netlist and logs go (default build/synth/<top>-<target>-<device>)")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = synthesize(component, name, target=target, device=device, package=args.package,
                             build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed,
-                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper])
+                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router)
     except SynthError as exc:
         print(f"sbpca synth: error: {exc}", file=sys.stderr)
         return 1
