@@ -18,6 +18,10 @@ from hdl.regmap import (
 )
 from pymodel.formats import get_format_set
 
+# Banks built only to check their constructor or ports are never elaborated; Amaranth
+# warns about them when they are garbage-collected (whichever test is running then).
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 
 # ----------------------------------------------------------------------------- declaration
 def test_generated_files_are_committed_and_current():
