@@ -1,0 +1,189 @@
+"""cocotb bench of the SoC: the C firmware drives the RTL over Wishbone, the golden model scores.
+
+The job (JSON named by ``$SBPCA_SOC_JOB``, written by :func:`testbench.soc_cosim.run_soc_cosim`)
+holds the parameters, the batches, the firmware configuration and the expected words.  The C
+driver is loaded with ctypes; its register functions are ``cocotb.task.resume``-wrapped
+:class:`testbench.wishbone.WishboneMaster` transactions and every driver call runs in a
+``cocotb.task.bridge`` thread.  Per batch the firmware runs ``sbpca_train_batch`` (configure,
+start, stream, end, wait DONE, check errors, read σ, apply the k updates, check errors) and then
+``sbpca_read_factors``.  A monitor coroutine wakes only while ``pulses.valid`` is high and
+records every pulse word (optionally holding ``ready`` low at random).  σ, Δ_c, X_c and every
+pulse word are compared as integers; a mismatch names the batch, the word and both values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.utils import get_sim_time
+
+from firmware.binding import STATUS, FirmwareDriver
+from hdl.regmap import REGS
+from pymodel.crossbar.pulses import unpack_fields
+from testbench.simulator import write_report
+from testbench.wishbone import WishboneMaster
+
+MAX_DETAILS = 25
+PERIOD_NS = 10
+
+
+class Scoreboard:
+    """Integer comparison with a bounded list of readable mismatch descriptions."""
+
+    def __init__(self) -> None:
+        self.compared = 0
+        self.mismatches = 0
+        self.details: list[str] = []
+
+    def check(self, what: str, got: int, exp: int) -> bool:
+        self.compared += 1
+        if int(got) != int(exp):
+            self.mismatches += 1
+            if len(self.details) < MAX_DETAILS:
+                self.details.append(f"{what}: rtl={int(got)} golden={int(exp)}")
+            return False
+        return True
+
+    def fail(self, what: str) -> None:
+        self.mismatches += 1
+        if len(self.details) < MAX_DETAILS:
+            self.details.append(what)
+
+
+class PulseMonitor:
+    """Records every transfer on ``pulses``; wakes per clock only while ``valid`` is high."""
+
+    def __init__(self, dut, stall_prob: float, rng: random.Random) -> None:
+        self.dut, self.stall, self.rng = dut, stall_prob, rng
+        self.words: list[int] = []
+        self.stall_cycles = 0
+
+    async def run(self) -> None:
+        d = self.dut
+        d.pulses__ready.value = 1
+        while True:
+            if not int(d.pulses__valid.value):
+                await RisingEdge(d.pulses__valid)
+            await FallingEdge(d.clk)
+            # outputs are settled after the rising edge; the transfer happens at the next one
+            ready = int(self.rng.random() >= self.stall)
+            d.pulses__ready.value = ready
+            if int(d.pulses__valid.value):
+                if ready:
+                    self.words.append(int(d.pulses__payload.value))
+                else:
+                    self.stall_cycles += 1
+
+
+@cocotb.test()
+async def soc_firmware_cosim(dut):
+    """Firmware-sequenced batches through the SoC; σ, factors and pulse words checked."""
+    wall0 = time.perf_counter()
+    job = json.loads(Path(os.environ["SBPCA_SOC_JOB"]).read_text())
+    ep = job["params"]["engine"]
+    a, b, k, s = ep["rows"], ep["cols"], ep["rank"], ep["sub_batch"]
+    cfg = job["config"]
+    fields = [tuple(f) for f in job["word_fields"]]
+    rng = random.Random(job["stim_seed"])
+    sb = Scoreboard()
+
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    dut.rst.value = 1
+    pause = iter(lambda: rng.randrange(3), None) if job["bus_stalls"] else None
+    wb = WishboneMaster(dut, dut.clk, pause=pause)
+    dut.pulses__ready.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    mon = PulseMonitor(dut, job["pulse_stall_prob"], random.Random(job["stim_seed"] + 1))
+    cocotb.start_soon(mon.run())
+    read, write = wb.blocking()
+    drv = FirmwareDriver(job["library"], read, write)
+    await bridge(drv.init)()
+    dev = drv.dev
+    for name, got, want in (("rows", dev.rows, a), ("cols", dev.cols, b), ("rank", dev.rank, k),
+                            ("lanes", dev.lanes, ep["lanes"]),
+                            ("fifo_depth", dev.fifo_depth, job["params"]["fifo_depth"])):
+        sb.check(f"firmware init: {name}", got, want)
+
+    # the engine computes its first reciprocals after reset: wait for it like firmware would
+    for _ in range(10000):
+        if not REGS.STATUS.BUSY.get(await wb.read(REGS.STATUS.offset)):
+            break
+    else:
+        sb.fail("STATUS.BUSY never cleared after reset")
+    batches_out = []
+    total_cycles = busy_cycles = samples = 0
+    for bi, (batch, exp) in enumerate(zip(job["batches"], job["expected"])):
+        x = np.asarray(batch["x"], dtype=np.int64)
+        d = np.asarray(batch["d"], dtype=np.int64)
+        n_words0 = len(mon.words)
+        t0 = get_sim_time("ns")
+        res = await bridge(drv.train_batch)(x, d, sub_batch=s, scheme=cfg["scheme"], manage=cfg["manage"],
+                                            bl=cfg["bl"], lr_scale=cfg["lr_scale"], seed=cfg["seed"])
+        t1 = get_sim_time("ns")
+        if res.status not in (STATUS["SBPCA_OK"], STATUS["SBPCA_ERR_HW"]):
+            sb.fail(f"batch {bi}: sbpca_train_batch returned {res.status_name} (errors {res.errors:#x})")
+        for c in range(k):
+            sb.check(f"batch {bi} sigma[{c}]", res.sigma[c], exp["sigma"][c])
+        d_f, x_f = await bridge(drv.read_factors)()
+        for c in range(k):
+            for r in range(a):
+                sb.check(f"batch {bi} Delta[{r},{c}]", d_f[r, c], exp["Delta"][c][r])
+            for r in range(b):
+                sb.check(f"batch {bi} X[{r},{c}]", x_f[r, c], exp["X"][c][r])
+        got = mon.words[n_words0:]
+        want = [(c, t, w) for c, ws in enumerate(exp["pulses"]) for t, w in enumerate(ws)]
+        for (c, t, w), g in zip(want, got):
+            if not sb.check(f"batch {bi} update {c} slot {t} pulse word", g, w) and len(sb.details) < MAX_DETAILS:
+                gf, wf = unpack_fields(fields, g), unpack_fields(fields, w)
+                sb.details.append("  differing fields: " + ", ".join(
+                    f"{n} rtl={gf[n]:#x} golden={wf[n]:#x}" for n in gf if gf[n] != wf[n]))
+        if len(got) != len(want):
+            sb.fail(f"batch {bi}: {len(got)} pulse words on the pins, golden {len(want)}")
+        sb.check(f"batch {bi} SAMPLES counter", res.samples, exp["samples"])
+        sb.check(f"batch {bi} SUB_BATCHES counter", res.sub_batches, exp["sub_batches"])
+        sb.check(f"batch {bi} UPDATES counter", res.updates, k)
+        flags = exp["flags"]
+        for name, field in (("saturation", "SATURATION"), ("sigma_guard", "SIGMA_GUARD"),
+                            ("degenerate", "DEGENERATE")):
+            sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), int(flags[name]))
+        for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR"):
+            sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
+        cycles = int((t1 - t0) // PERIOD_NS)
+        total_cycles += cycles
+        busy_cycles += res.cycles
+        samples += int(x.shape[0])
+        batches_out.append({"status": res.status_name, "samples": int(x.shape[0]), "cycles": cycles,
+                            "engine_busy_cycles": res.cycles, "errors": res.errors,
+                            "pulse_words": len(got), "sigma": res.sigma.tolist()})
+
+    status, flags = await bridge(drv.check_errors)()
+    sb.check("final ERRORS register", flags, 0)
+    report = {
+        "mismatches": sb.mismatches,
+        "mismatch_details": sb.details,
+        "words_compared": sb.compared,
+        "samples": samples,
+        "batches": batches_out,
+        "cycles": total_cycles,
+        "engine_busy_cycles": busy_cycles,
+        "cycles_per_sample": busy_cycles / samples if samples else None,
+        "bus_cycles_per_sample": total_cycles / samples if samples else None,
+        "pulse_words": len(mon.words),
+        "pulse_stall_cycles": mon.stall_cycles,
+        "bus_reads": wb.stats.reads,
+        "bus_writes": wb.stats.writes,
+        "firmware_accesses": drv.accesses,
+        "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
+    }
+    write_report(report)
+    assert sb.mismatches == 0, "; ".join(sb.details[:5])

@@ -1,0 +1,207 @@
+"""Firmware co-simulation of the SoC against the golden model (Python entry point).
+
+:func:`run_soc_cosim` writes the Verilog of :class:`hdl.soc.SBPCASoC`, builds the C firmware
+driver as a shared library, computes every word the SoC must produce with the golden models
+(:class:`pymodel.sbpca.SBPCA` fixed-point for σ and the factor pairs,
+:class:`pymodel.crossbar.DriverModel` with the SoC's integer scale rule
+:func:`hdl.soc.soc_update_config` for the pulse words), and runs the cocotb bench
+``testbench.bench_soc`` on Verilator.  In the bench the C driver (ctypes) sequences each batch
+(``sbpca_train_batch``: configure, stream, end, wait, σ, apply the k updates, check errors,
+then ``sbpca_read_factors``); each register access is a Wishbone cycle on the RTL.  The bench
+compares σ, every factor word read through ``FACTOR_DATA`` and every pulse word on the
+``pulses`` port, as integers.
+
+Builds are cached by Verilog hash under ``$SBPCA_SOC_CACHE`` (default ``build/soc_cosim`` in the
+repository), one directory per design, locked while in use (pytest-xdist safe).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hdl.engine import initial_state
+from hdl.soc import TOPLEVEL, SBPCASoC, SoCParams, soc_update_config
+from pymodel.crossbar import DriverModel
+from pymodel.sbpca import SBPCA
+
+__all__ = ["run_soc_cosim", "soc_golden", "random_batches", "TOPLEVEL"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def random_batches(params: SoCParams, batches: int, batch_size: int, seed: int,
+                   x_scale: float = 1.0, d_scale: float = 0.3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random integer batches (x B×b, δ B×a), quantised (saturating) to the input formats."""
+    for name, v in (("batches", batches), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    rng = np.random.default_rng(seed)
+    f = params.engine.fmts
+    return [(f.x.quantize(rng.normal(0, x_scale, (batch_size, params.engine.cols))),
+             f.delta.quantize(rng.normal(0, d_scale, (batch_size, params.engine.rows))))
+            for _ in range(batches)]
+
+
+def _check_batches(params: SoCParams, batches) -> list[tuple[np.ndarray, np.ndarray]]:
+    p, f = params.engine, params.engine.fmts
+    if not batches:
+        raise ValueError("the stream has no batches")
+    out = []
+    for i, item in enumerate(batches):
+        if len(item) != 2:
+            raise ValueError(f"batch {i} must be a pair (x, delta)")
+        x, d = (np.asarray(v) for v in item)
+        if x.ndim != 2 or x.shape[1] != p.cols or d.ndim != 2 or d.shape[1] != p.rows:
+            raise ValueError(f"batch {i}: x {x.shape} and delta {d.shape} must be (B, {p.cols}) and (B, {p.rows})")
+        if x.shape[0] != d.shape[0] or x.shape[0] == 0 or x.shape[0] > p.max_batch:
+            raise ValueError(f"batch {i}: x and delta need the same number of samples in 1..{p.max_batch}")
+        for name, v, fmt in (("x", x, f.x), ("delta", d, f.delta)):
+            if not np.issubdtype(v.dtype, np.integer):
+                raise TypeError(f"batch {i}: {name} must be an integer array in format {fmt}")
+            if v.min() < fmt.min_int or v.max() > fmt.max_int:
+                raise ValueError(f"batch {i}: {name} integers out of range for {fmt}")
+        out.append((x.astype(np.int64), d.astype(np.int64)))
+    return out
+
+
+def _sat_names(model: SBPCA) -> set[str]:
+    return {n for n, c in model.status.saturation.counts.items() if c}
+
+
+def soc_golden(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], init, *,
+               lr_scale: int, bl: int) -> list[dict]:
+    """Per batch: σ, Δ, X after it, the pulse words of its k updates, counters and error flags."""
+    p, f = params.engine, params.engine.fmts
+    X0, D0, s0 = init
+    g = SBPCA(p.rows, p.cols, p.rank, p.sub_batch, fixed=f,
+              init=(f.state.dequantize(X0), f.state.dequantize(D0), f.sigma.dequantize(s0)))
+    g.X_int, g.Delta_int, g.sigma_int = X0.copy(), D0.copy(), s0.copy()
+    drv = DriverModel(params.driver)
+    out = []
+    for x, d in batches:
+        sat0, guard0, degen0 = _sat_names(g), g.status.sigma_guard, g.status.degenerate
+        g.update_int(x, d)
+        B = int(x.shape[0])
+        words, cfgs = [], []
+        for c in range(p.rank):
+            cfg = soc_update_config(params, int(g.sigma_int[c]), B, lr_scale, bl)
+            sched = drv.run(g.Delta_int[:, c], g.X_int[:, c], cfg)
+            words.append([int(w) for w in sched.words(params.driver)])
+            cfgs.append(cfg.to_dict())
+        out.append({
+            "sigma": [int(v) for v in g.sigma_int], "Delta": g.Delta_int.T.tolist(), "X": g.X_int.T.tolist(),
+            "pulses": words, "cfgs": cfgs, "samples": B, "sub_batches": -(-B // p.sub_batch),
+            "flags": {"saturation": bool(_sat_names(g) - sat0), "sigma_guard": g.status.sigma_guard > guard0,
+                      "degenerate": g.status.degenerate > degen0},
+        })
+    return out
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("SBPCA_SOC_CACHE", ROOT / "build" / "soc_cosim"))
+
+
+def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], *, init=None,
+                  seed: int = 0, lr_scale: int = 1 << 20, bl: int = 15, bus_stalls: bool = False,
+                  pulse_stall_prob: float = 0.0, stim_seed: int = 1, build_dir: "str | Path | None" = None,
+                  waves: bool = False, fast_build: bool = True) -> dict:
+    """Run ``batches`` through the SoC RTL under the C firmware and compare with the golden model.
+
+    ``init`` -- integer engine state (X, Δ, σ), else the golden model's seeded state for ``seed``;
+    ``lr_scale`` -- the LR_SCALE register (unsigned Q8.24); ``bl`` -- UPDATE_CFG.BL;
+    ``bus_stalls`` -- 0..2 idle cycles before each bus transaction; ``pulse_stall_prob`` --
+    probability that the crossbar holds ``pulses.ready`` low in a slot; ``fast_build`` --
+    compile the simulator at -O0 (much faster to build; these runs are bus bound anyway).
+    Returns the report: ``mismatches``, ``mismatch_details``, ``words_compared``, ``samples``,
+    ``cycles`` (clock cycles of the whole firmware sequence), ``cycles_per_sample`` (the engine's
+    busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample``,
+    ``bound_cycles_per_sample`` (2k(a+b)/P), ``bound_ratio``, per-batch detail and more.
+    """
+    from firmware.build import build_shared_library
+    from hdl.verilog import write_verilog
+    from testbench.simulator import SimulatorError, _count_results, run_cocotb
+
+    if not isinstance(params, SoCParams):
+        raise TypeError(f"params must be a SoCParams, not {type(params).__name__}")
+    if isinstance(pulse_stall_prob, bool) or not 0.0 <= float(pulse_stall_prob) < 1.0:
+        raise ValueError(f"pulse_stall_prob must be in [0, 1), not {pulse_stall_prob!r}")
+    for name, v, hi in (("lr_scale", lr_scale, (1 << 32) - 1), ("bl", bl, 0xFFFF)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
+            raise ValueError(f"{name} must be an integer in 0..{hi}, not {v!r}")
+    batches = _check_batches(params, batches)
+    state0 = initial_state(params.engine, init, seed)
+    t0 = time.time()
+    expected = soc_golden(params, batches, state0, lr_scale=int(lr_scale), bl=int(bl))
+    t_golden = time.time() - t0
+    soc = SBPCASoC(params, init=state0)
+    with tempfile.TemporaryDirectory(prefix="sbpca_soc_v_") as vtmp:
+        vtext = write_verilog(soc, TOPLEVEL, Path(vtmp)).read_text()
+    opt_flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0" if fast_build else ""
+    if build_dir is None:
+        key = hashlib.sha1(f"{vtext}|{waves}|{opt_flags}".encode()).hexdigest()[:16]
+        build_dir = _cache_root() / key
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    vpath = build_dir / f"{TOPLEVEL}.v"
+    if not vpath.exists() or vpath.read_text() != vtext:
+        vpath.write_text(vtext)
+    p = params.engine
+    job = {
+        "params": params.to_dict(),
+        "word_fields": params.driver.word_fields(),
+        "batches": [{"x": x.tolist(), "d": d.tolist()} for x, d in batches],
+        "expected": expected,
+        "config": {"lr_scale": int(lr_scale), "bl": int(bl), "scheme": 0 if params.driver.stochastic else 1,
+                   "manage": 0, "seed": 1},
+        "bus_stalls": bool(bus_stalls),
+        "pulse_stall_prob": float(pulse_stall_prob),
+        "stim_seed": int(stim_seed),
+    }
+    old_flags = os.environ.get("MAKEFLAGS")
+    t1 = time.time()
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time per build directory
+        try:
+            job["library"] = str(build_shared_library(build_dir / "firmware"))
+            job_path = build_dir / "soc_job.json"
+            job_path.write_text(json.dumps(job))
+            if opt_flags:
+                os.environ["MAKEFLAGS"] = f"{old_flags or ''} {opt_flags}".strip()
+            sim_dir = build_dir / "sim"
+            try:
+                res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_soc",
+                                 build_dir=sim_dir, extra_env={"SBPCA_SOC_JOB": str(job_path)}, waves=waves,
+                                 seed=int(stim_seed))
+                passed, failed, report = res.passed, res.failed, dict(res.report)
+            except SystemExit:
+                # under pytest the cocotb runner exits on a failing bench: keep its report
+                rep_path = sim_dir / f"report_{TOPLEVEL}.json"
+                xmls = sorted(sim_dir.glob("*.xml"), key=lambda q: q.stat().st_mtime)
+                if not rep_path.exists() or not xmls:
+                    raise SimulatorError(f"SoC bench failed without a report; see {sim_dir / 'sim.log'}") from None
+                passed, failed = _count_results(xmls[-1])
+                report = json.loads(rep_path.read_text())
+        finally:
+            if old_flags is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old_flags
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if "mismatches" not in report:
+        report.update(mismatches=-1, words_compared=0,
+                      mismatch_details=[f"bench produced no report (see {build_dir / 'sim' / 'sim.log'})"])
+    report.update(passed=passed, failed=failed, golden_seconds=round(t_golden, 3),
+                  sim_seconds=round(time.time() - t1, 3), params=params.to_dict(),
+                  bound_cycles_per_sample=p.bound_cycles_per_sample, build_dir=str(build_dir))
+    if report.get("cycles_per_sample"):
+        report["bound_ratio"] = p.bound_cycles_per_sample / report["cycles_per_sample"]
+    return report
