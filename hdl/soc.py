@@ -465,3 +465,40 @@ def build_from_args(args: argparse.Namespace) -> tuple[SBPCASoC, str]:
     d = DriverParams(rows=args.rows, cols=args.cols, scheme=getattr(args, "scheme", "stochastic"),
                      bl_max=getattr(args, "bl_max", 31), state=e.fmts.state, seed=getattr(args, "seed", 0))
     return SBPCASoC(SoCParams(e, d, getattr(args, "fifo_depth", 16))), TOPLEVEL
+
+
+def soc_manifest(soc: SBPCASoC, name: str = TOPLEVEL) -> dict:
+    """What a user of the generated Verilog needs: parameters, ports, register map, word packing."""
+    from amaranth.hdl import Shape
+
+    prm = soc.params
+    ports = []
+    for path, member in soc.signature.members.flatten():
+        if member.is_port:
+            ports.append({"name": "__".join(str(x) for x in path), "direction": member.flow.value.lower(),
+                          "width": int(Shape.cast(member.shape).width)})
+    off, fields = 0, []
+    for fname, width in prm.driver.word_fields():
+        fields.append({"name": fname, "offset": off, "width": width})
+        off += width
+    e = prm.engine
+    return {
+        "design": "soc",
+        "top": name,
+        "params": prm.to_dict(),
+        "clock": "clk (rising edge), synchronous active-high reset rst",
+        "ports": ports,
+        "bus": {"protocol": "Wishbone B4 classic", "data_bits": 32, "addr_bits": REGS.addr_width,
+                "addressing": "word address = byte offset >> 2"},
+        "regmap": REGS.to_dict(),
+        "sample_words": f"one element per 32-bit word, sign-extended: per sample {e.cols} words of x "
+                        f"({e.fmts.x}) then {e.rows} words of delta ({e.fmts.delta})",
+        "factor_words": f"READ_SIGMA: {e.rank} sigma words ({e.fmts.sigma}); READ_FACTORS: for c = 0..{e.rank - 1}, "
+                        f"{e.rows} words of Delta_c then {e.cols} words of X_c ({e.fmts.state})",
+        "pulse_word_fields": fields,
+        "scale_rule": {"row_scale": f"sat(round(LR_SCALE * B * |sigma_c| / 2^{scale_shift(prm)}))",
+                       "col_scale": "1.0" if prm.driver.stochastic else "BL",
+                       "bl": f"clamp(UPDATE_CFG.BL, 1, {prm.driver.bl_max})", "negate": "sigma_c < 0",
+                       "scale_format": str(prm.driver.scale)},
+        "bound_cycles_per_sample": e.bound_cycles_per_sample,
+    }
