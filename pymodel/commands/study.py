@@ -32,6 +32,7 @@ from ..update_rules import METHODS
 from .train import add_training_arguments
 
 FLOAT = "float"
+COLORS = {"mbgd": "k", "sbpca": "C0", "svd": "C1", "powersgd": "C2"}  # same colour in every plot
 
 
 def _int_list(text: str) -> list[int]:
@@ -249,7 +250,8 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
         pts = sorted((r["rank"], r) for r in ok if r["method"] == m and r["format"] == FLOAT and r["rank"] != "")
         if pts:
             ax.errorbar([p[0] for p in pts], [100 * p[1]["test_acc_mean"] for p in pts],
-                        yerr=[100 * p[1]["test_acc_std"] for p in pts], marker="o", capsize=3, label=m)
+                        yerr=[100 * p[1]["test_acc_std"] for p in pts], marker="o", capsize=3, label=m,
+                        color=COLORS[m])
     for r in ok:
         if r["method"] == "mbgd" and r["format"] == FLOAT:
             ax.axhline(100 * r["test_acc_mean"], color="k", ls="--", lw=1, label="mbgd (exact G)")
@@ -290,7 +292,8 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
         pts = [r for r in ok if r["method"] == m and r["format"] == FLOAT]
         if pts:
             ax.errorbar([r["rank1_per_batch"] for r in pts], [100 * r["test_acc_mean"] for r in pts],
-                        yerr=[100 * r["test_acc_std"] for r in pts], fmt="o", capsize=3, label=m)
+                        yerr=[100 * r["test_acc_std"] for r in pts], fmt="o", capsize=3, label=m,
+                        color=COLORS[m])
             for r in pts:
                 if r["rank"] != "":
                     ax.annotate(f"k={r['rank']}", (r["rank1_per_batch"], 100 * r["test_acc_mean"]),
