@@ -281,21 +281,54 @@ class SBPCAEngine(wiring.Component):
         cmp_slot = Signal()
         in_batch = Signal()
         dumping = Signal()
-        j_op = Signal(2)
-        j_mat = Signal()
-        j_col = Signal(colw)
-        j_step = Signal(colw)
-        j_norm = Signal()
-        with m.Switch(pc):
-            for idx, job in enumerate(prog):
+        # the scoreboard as one bit vector; each job waits on / clears a constant mask of it
+        all_flags = col_ready_l + proj_done_l + h_valid_l + inv_valid_l + r_valid_l
+        NF = len(all_flags)
+        f_col, f_proj, f_h, f_inv, f_r = 0, 2 * k, 4 * k, 6 * k, 8 * k
+
+        def job_desc(job: Job) -> dict:
+            mat, c, j = job.mat, job.col, job.step
+            oth = 1 - mat
+            wait, clear = [], []
+            norm = (job.op == OP_ACC and c == 0) or (job.op == OP_GS and j + 1 == c)
+            if job.op == OP_PROJ:
+                wait = [f_col + oth * k + c]
+                clear = [f_proj + mat * k + c]
+            elif job.op == OP_ACC:
+                wait = [f_proj + mat * k + c, f_col + mat * k + c, f_r + c] + ([f_col + mat * k] if c else [])
+                clear = [f_col + mat * k + c] + ([f_r + c] if mat == MAT_D else [])
+            elif job.op == OP_GS:
+                wait = [f_h + mat * k + c, f_col + mat * k + j] + ([] if norm else [f_col + mat * k + j + 1])
+                clear = [f_h + mat * k + c]
+            else:
+                wait = [f_inv + mat * k + c]
+                clear = [f_inv + mat * k + c]
+            R = p.chunks(mat)
+            Ro = p.chunks(oth)
+            return {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
+                    "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
+                    "chunks_mat": R, "chunks_oth": Ro}
+
+        descs = [job_desc(j) for j in prog]
+        # descriptor of the current job, held in registers (loaded ahead: no ROM on the issue path)
+        jd = {
+            "op": Signal(2, name="j_op"), "mat": Signal(name="j_mat"), "col": Signal(colw, name="j_col"),
+            "step": Signal(colw, name="j_step"), "norm": Signal(name="j_norm"),
+            "wait": Signal(NF, name="j_wait"), "clear": Signal(NF, name="j_clear"),
+            "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"),
+            "chunks_oth": Signal(range(Rm + 1), name="j_chunks_oth"),
+        }
+        j_op, j_mat, j_col, j_step, j_norm = jd["op"], jd["mat"], jd["col"], jd["step"], jd["norm"]
+        chunks_mat, chunks_oth = jd["chunks_mat"], jd["chunks_oth"]
+        pc_load = Signal(range(NJ + 1))
+        load_desc = Signal()
+        nd = {key: Signal.like(sig, name=f"nd_{key}") for key, sig in jd.items()}
+        with m.Switch(pc_load):
+            for idx, dsc in enumerate(descs):
                 with m.Case(idx):
-                    norm = (job.op == OP_ACC and job.col == 0) or (job.op == OP_GS and job.step + 1 == job.col)
-                    m.d.comb += [j_op.eq(job.op), j_mat.eq(job.mat), j_col.eq(job.col),
-                                 j_step.eq(job.step), j_norm.eq(int(norm))]
-        j_idx = j_mat * k + j_col
-        other_idx = (~j_mat) * k + j_col
-        chunks_mat = Mux(j_mat, Ra, Rb)
-        chunks_oth = Mux(j_mat, Rb, Ra)
+                    m.d.comb += [nd[key].eq(dsc[key]) for key in jd]
+        with m.If(load_desc):
+            m.d.sync += [jd[key].eq(nd[key]) for key in jd]
         is_proj, is_acc = j_op == OP_PROJ, j_op == OP_ACC
         is_gs, is_scale = j_op == OP_GS, j_op == OP_SCALE
         n_in = Signal(range(maxn + 1))
@@ -308,18 +341,8 @@ class SBPCAEngine(wiring.Component):
         tdepth = 2 * Rm + 2 * k + 2
         credit = Signal(range(tdepth + 1), init=tdepth)
         job_tr = Signal()
-        wait_ok = Signal()
-        with m.Switch(j_op):
-            with m.Case(OP_PROJ):
-                m.d.comb += wait_ok.eq(col_ready[other_idx])
-            with m.Case(OP_ACC):
-                m.d.comb += wait_ok.eq(proj_done[j_idx] & col_ready[j_idx] & r_valid[j_col]
-                                       & ((j_col == 0) | col_ready[j_mat * k]))
-            with m.Case(OP_GS):
-                m.d.comb += wait_ok.eq(h_valid[j_idx] & col_ready[j_mat * k + j_step]
-                                       & (j_norm | col_ready[j_mat * k + j_step + 1]))
-            with m.Case(OP_SCALE):
-                m.d.comb += wait_ok.eq(inv_valid[j_idx] & (~self.trace_en | (credit >= chunks_mat)))
+        flag_vec = Cat(*all_flags)
+        wait_ok = ((flag_vec | ~jd["wait"]) == (1 << NF) - 1) & (~is_scale | ~self.trace_en | (credit >= chunks_mat))
         start = running & ~active & (pc < NJ) & wait_ok
         issue = active | start
         in_first = inner == 0
@@ -330,27 +353,21 @@ class SBPCAEngine(wiring.Component):
         seq_take = Signal(range(tdepth + 1))
         with m.If(start):
             m.d.sync += [active.eq(1), job_tr.eq(self.trace_en)]
-            with m.Switch(j_op):
-                with m.Case(OP_PROJ):
-                    m.d.sync += proj_done[j_idx].eq(0)
-                with m.Case(OP_ACC):
-                    m.d.sync += col_ready[j_idx].eq(0)
-                    with m.If(j_mat == MAT_D):
-                        m.d.sync += r_valid[j_col].eq(0)
-                    with m.Else():
-                        raise_sat("recip", r_sat[j_col])
-                        m.d.comb += guard_inc.eq(r_guard[j_col])
-                with m.Case(OP_GS):
-                    m.d.sync += h_valid[j_idx].eq(0)
-                with m.Case(OP_SCALE):
-                    m.d.sync += inv_valid[j_idx].eq(0)
-                    with m.If(self.trace_en):
-                        m.d.comb += seq_take.eq(chunks_mat)
+            for b_, flag in enumerate(all_flags):
+                with m.If(jd["clear"][b_]):
+                    m.d.sync += flag.eq(0)
+            with m.If(is_acc & (j_mat == MAT_X)):
+                raise_sat("recip", r_sat[j_col])
+                m.d.comb += guard_inc.eq(r_guard[j_col])
+            with m.If(is_scale & self.trace_en):
+                m.d.comb += seq_take.eq(chunks_mat)
+        m.d.comb += pc_load.eq(pc + 1)
         with m.If(issue):
             with m.If(in_last):
                 m.d.sync += inner.eq(0)
                 with m.If(out_last):
                     m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc + 1)]
+                    m.d.comb += load_desc.eq(1)
                     with m.If(pc == release_idx):
                         m.d.sync += slot_free[cur_slot].eq(1)
                     with m.If(pc == NJ - 1):
@@ -377,6 +394,7 @@ class SBPCAEngine(wiring.Component):
         req_block = req_pending & (cmp_batches == req_target)
         begin = ~running & slot_full[cmp_slot] & ~dumping & ~req_block & desc_fifo.w_rdy
         with m.If(begin):
+            m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
             m.d.sync += [
                 running.eq(1), pc.eq(0), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
                 slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot), in_batch.eq(~desc_last[cmp_slot]),
@@ -414,8 +432,8 @@ class SBPCAEngine(wiring.Component):
             sd_r.addr.eq(Mux(dumping, dump_addr, ci)),
             sx_r.en.eq(~dumping | dump_adv),
             sd_r.en.eq(~dumping | dump_adv),
-            pq_r.addr.eq((j_idx * s) + cj),
-            wm_r.addr.eq(j_idx * Rm + ci),
+            pq_r.addr.eq(((j_mat * k + j_col) * s) + cj),
+            wm_r.addr.eq((j_mat * k + j_col) * Rm + ci),
             dr_r.addr.eq(j_col * Ra + ci),
         ]
 
@@ -755,7 +773,9 @@ class SBPCAEngine(wiring.Component):
                     raise_sat("sigma", big)
                     m.next = "SIG_TR"
             with m.State("SIG_TR"):
-                can = ~self.trace_en | ((credit - seq_take >= 1) & ~pipe_push)
+                # a reservation of the sequencer this cycle takes at most chunks_max credits, so
+                # credit > chunks_max leaves room for this word whatever the sequencer does
+                can = ~self.trace_en | ((credit > Rm) & ~pipe_push)
                 with m.If(can):
                     m.d.comb += sc_push.eq(self.trace_en)
                     n_next = Mux(d_last, s, sn + d_m)
