@@ -1,0 +1,262 @@
+"""``sbpca demo``: the whole flow on a fresh set-up, with one summary table at the end.
+
+1. trains the default small CNN on scikit-learn's bundled digits with bit-accurate fixed-point
+   SBPCA (golden model, format set q16) for a few epochs;
+2. captures one batch of the ``fc`` layer's (x, δ) stream (10 × 65 with the bias column) from a
+   real training step, with the layer's SBPCA state before and after it;
+3. runs that batch through the SoC RTL (register bank + engine + crossbar driver) on Verilator
+   under the C firmware (ctypes, every register access a Wishbone cycle), checking σ, every
+   factor word and every crossbar pulse word against the golden models, and that the RTL's
+   final state is the state the training loop computed;
+4. synthesises the engine for ECP5 (Yosys + nextpnr from PyPI) and reads LUTs, FFs, DSPs,
+   block RAMs and Fmax from the report;
+5. prints the summary (``--json FILE`` writes the same numbers).
+
+``--quick`` (CI): 2 epochs on 400 training images, a 12-sample captured batch, a 2-lane engine
+in the SoC, and a small engine (a = b = 8, k = 2, P = 2) for synthesis.  The full run uses
+6 epochs on all images, a 24-sample batch, 4 lanes, and synthesises the SoC's own engine
+(a = 10, b = 65, k = 4, P = 4).  Synthesis reports are cached in the build directory by a hash
+of the Verilog (a cached report is only reused for the identical design, and the output says
+so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of one demo run (``quick`` or full)."""
+
+    epochs: int
+    train_limit: int | None
+    capture_batch: int
+    capture_step: int
+    soc_lanes: int
+    synth_engine: dict
+    rank: int = 4
+    sub_batch: int = 8
+    bl: int = 15
+    dw_min: float = 0.01
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, quick: bool, seed: int = 0) -> "DemoConfig":
+        if quick:
+            return cls(epochs=2, train_limit=400, capture_batch=12, capture_step=2, soc_lanes=2,
+                       synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=2), seed=seed)
+        return cls(epochs=6, train_limit=None, capture_batch=24, capture_step=5, soc_lanes=4,
+                   synth_engine=dict(rows=10, cols=65, rank=4, sub_batch=8, lanes=4), seed=seed)
+
+
+class Steps:
+    """Step lines on stderr: ``[2/5] capture ... done in 3.1 s``."""
+
+    def __init__(self, total: int, out=None, enabled: bool = True) -> None:
+        self.total, self.i, self.out, self.enabled = total, 0, out or sys.stderr, enabled
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, what: str, fn: Callable[[], object]):
+        self.i += 1
+        if self.enabled:
+            print(f"[{self.i}/{self.total}] {what} ...", file=self.out, flush=True)
+        t = time.time()
+        result = fn()
+        self.seconds[name] = round(time.time() - t, 2)
+        if self.enabled:
+            print(f"[{self.i}/{self.total}] {what}: done in {self.seconds[name]:.1f} s", file=self.out, flush=True)
+        return result
+
+
+def train_step(cfg: DemoConfig) -> dict:
+    """Step 1: fixed-point SBPCA training on digits; returns the training result."""
+    from pymodel.training import TrainConfig, train
+
+    tc = TrainConfig(method="sbpca", fixed="q16", rank=cfg.rank, sub_batch=16, batch=64, epochs=cfg.epochs,
+                     seed=cfg.seed, train_limit=cfg.train_limit, measure_error=False)
+    return train(tc)
+
+
+def capture_step(cfg: DemoConfig):
+    """Step 2: one batch of the fc layer from a training step (fixed-point SBPCA, q16)."""
+    from testbench.engine_capture import capture_training_stream
+
+    return capture_training_stream(layer="fc", rank=cfg.rank, sub_batch=cfg.sub_batch, batch=cfg.capture_batch,
+                                   step=cfg.capture_step, format_set="q16", seed=cfg.seed,
+                                   train_limit=cfg.train_limit or 1437)
+
+
+def lr_scale_word(lr: float, dw_min: float, bl: int) -> int:
+    """LR_SCALE = η / (Δw_min · BL) as unsigned Q8.24 (the SoC's scale rule, docs/SOC.md)."""
+    from hdl.regmap import LR_SCALE_FRAC
+
+    value = lr / (dw_min * bl)
+    word = int(value * (1 << LR_SCALE_FRAC) + 0.5)
+    if not 0 < word < (1 << 32):
+        raise ValueError(f"LR_SCALE {value!r} does not fit unsigned Q8.24")
+    return word
+
+
+def cosim_step(cfg: DemoConfig, cap, lr: float, build_dir: Path) -> dict:
+    """Step 3: the captured batch through the SoC under the firmware; golden model as scoreboard."""
+    import numpy as np
+
+    from hdl.soc import SoCParams
+    from testbench.soc_cosim import run_soc_cosim, soc_golden
+
+    params = SoCParams.make(rows=cap.rows, cols=cap.cols, rank=cap.rank, sub_batch=cap.sub_batch,
+                            lanes=cfg.soc_lanes, formats=cap.format_set, bl_max=31, fifo_depth=16)
+    batches = [(cap.batch.x, cap.batch.d)]
+    lrw = lr_scale_word(lr, cfg.dw_min, cfg.bl)
+    rep = run_soc_cosim(params, batches, init=cap.init, lr_scale=lrw, bl=cfg.bl, bus_stalls=True,
+                        pulse_stall_prob=0.2, build_dir=build_dir / "soc_cosim" / f"P{cfg.soc_lanes}")
+    # the RTL's words were checked against the golden model; the golden model must in turn end in
+    # the state the training loop computed for this batch
+    last = soc_golden(params, batches, cap.init, lr_scale=lrw, bl=cfg.bl)[-1]
+    Xa, Da, sa = cap.state_after
+    rep["training_state_match"] = bool(np.array_equal(np.asarray(last["X"]).T, Xa)
+                                       and np.array_equal(np.asarray(last["Delta"]).T, Da)
+                                       and np.array_equal(last["sigma"], sa))
+    rep["lr_scale_word"] = lrw
+    return rep
+
+
+def synth_step(cfg: DemoConfig, build_dir: Path) -> dict:
+    """Step 4: engine on ECP5-85k; a report cached for the identical Verilog is reused."""
+    from hdl.engine import SBPCAEngine
+    from hdl.engine_params import EngineParams
+    from hdl.synth import synthesize
+    from hdl.verilog import write_verilog
+
+    import tempfile
+
+    eng = SBPCAEngine(EngineParams(**cfg.synth_engine, formats="q16"), seed=cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="sbpca_demo_v_") as tmp:
+        vtext = write_verilog(eng, "sbpca_engine", Path(tmp)).read_text()
+    key = hashlib.sha1(vtext.encode()).hexdigest()[:16]
+    out = build_dir / "synth" / key
+    cached = out / "demo_synth.json"
+    if cached.exists():
+        rep = json.loads(cached.read_text())
+        rep["cached"] = True
+        return rep
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sbpca_engine.v").write_text(vtext)
+    r = synthesize(out / "sbpca_engine.v", "sbpca_engine", target="ecp5", device="85k", build_dir=out)
+    rep = {"design": "engine", **cfg.synth_engine, "luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
+           "lutram": r.lutram, "fmax_mhz": r.fmax_mhz, "timing_met": r.timing_met, "target": r.target,
+           "device": r.device, "seconds": r.seconds}
+    cached.write_text(json.dumps(rep, indent=2))
+    rep["cached"] = False
+    return rep
+
+
+def run_demo(*, quick: bool, seed: int = 0, build_dir: Path | None = None, progress: bool = True,
+             skip_synth: bool = False) -> dict:
+    """The whole demo; returns the summary dict (``--json`` writes it)."""
+    cfg = DemoConfig.preset(quick, seed)
+    build_dir = Path(build_dir) if build_dir is not None else ROOT / "build" / "demo"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    steps = Steps(4 if skip_synth else 5, enabled=progress)
+    t0 = time.time()
+    tr = steps.run("train", f"training the CNN on digits, fixed-point SBPCA q16, k={cfg.rank}, {cfg.epochs} epochs",
+                   lambda: train_step(cfg))
+    cap = steps.run("capture", f"capturing one batch of the fc layer (step {cfg.capture_step}, "
+                               f"{cfg.capture_batch} samples)", lambda: capture_step(cfg))
+    rep = steps.run("cosim", f"SoC RTL on Verilator under the C firmware ({cap.rows}x{cap.cols}, k={cap.rank}, "
+                             f"s={cap.sub_batch}, P={cfg.soc_lanes})",
+                    lambda: cosim_step(cfg, cap, float(tr["lr"]), build_dir))
+    syn = None
+    if not skip_synth:
+        se = cfg.synth_engine
+        syn = steps.run("synth", f"synthesising the engine for ECP5-85k (a={se['rows']} b={se['cols']} "
+                                 f"k={se['rank']} P={se['lanes']})", lambda: synth_step(cfg, build_dir))
+    summary = {
+        "mode": "quick" if quick else "full",
+        "test_accuracy": float(tr["test_accuracy"]),
+        "train_accuracy": float(tr["train_accuracy"]),
+        "epochs": int(tr["epochs"]),
+        "train_images": cfg.train_limit or "all",
+        "layer": f"{cap.layer} ({cap.rows}x{cap.cols})",
+        "captured_samples": int(cap.batch.x.shape[0]),
+        "mismatches": int(rep["mismatches"]),
+        "words_compared": int(rep["words_compared"]),
+        "pulse_words": rep.get("pulse_words"),
+        "training_state_match": rep["training_state_match"],
+        "cycles_per_sample": rep.get("cycles_per_sample"),
+        "bound_cycles_per_sample": rep["bound_cycles_per_sample"],
+        "bus_cycles_per_sample": rep.get("bus_cycles_per_sample"),
+        "soc_lanes": cfg.soc_lanes,
+        "lr_scale_word": rep["lr_scale_word"],
+        "luts": syn["luts"] if syn else None,
+        "ffs": syn["ffs"] if syn else None,
+        "dsps": syn["dsps"] if syn else None,
+        "brams": syn["brams"] if syn else None,
+        "fmax_mhz": syn["fmax_mhz"] if syn else None,
+        "synth": syn,
+        "synth_cached": syn["cached"] if syn else None,
+        "mismatch_details": rep.get("mismatch_details", []),
+        "seconds": {**steps.seconds, "total": round(time.time() - t0, 2)},
+    }
+    summary["ok"] = bool(summary["mismatches"] == 0 and summary["training_state_match"])
+    return summary
+
+
+def summary_table(s: dict) -> str:
+    """The one human table the demo prints."""
+    def fmt(v, spec=""):
+        return "n/a" if v is None else format(v, spec)
+
+    syn = s.get("synth") or {}
+    eng = (f"a={syn.get('rows')} b={syn.get('cols')} k={syn.get('rank')} P={syn.get('lanes')}"
+           + (" (cached report)" if s.get("synth_cached") else "")) if syn else "skipped"
+    rows = [
+        ("mode", s["mode"]),
+        ("test accuracy", f"{100 * s['test_accuracy']:.2f} % after {s['epochs']} epochs (q16 SBPCA, k=4)"),
+        ("SoC cosim", f"layer {s['layer']}, {s['captured_samples']} captured samples, P={s['soc_lanes']}"),
+        ("mismatches", f"{s['mismatches']} in {s['words_compared']} words (σ, factors, {s['pulse_words']} pulse words)"),
+        ("training state", "RTL = golden = training loop" if s["training_state_match"] else "DIFFERS from training"),
+        ("cycles/sample", f"{fmt(s['cycles_per_sample'], '.1f')} engine busy (bound {fmt(s['bound_cycles_per_sample'], 'g')}), "
+                          f"{fmt(s['bus_cycles_per_sample'], '.1f')} over the bus"),
+        ("engine on ECP5-85k", eng),
+        ("resources", f"{fmt(s['luts'])} LUTs, {fmt(s['ffs'])} FFs, {fmt(s['dsps'])} DSPs, {fmt(s['brams'])} BRAMs"),
+        ("Fmax", f"{fmt(s['fmax_mhz'], '.1f')} MHz"),
+        ("time", ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())),
+        ("result", "PASS" if s["ok"] else "FAIL"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("demo", help="train, capture, co-simulate the SoC under firmware, synthesise: one table",
+                            description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes for CI (about 1-2 minutes)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training, capture and initial state (default 0)")
+    parser.add_argument("--build-dir", type=Path, default=None, help="build directory (default build/demo)")
+    parser.add_argument("--no-synth", action="store_true", help="skip the FPGA synthesis step")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no step lines on stderr")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = run_demo(quick=args.quick, seed=args.seed, build_dir=args.build_dir, progress=not args.no_progress,
+                 skip_synth=args.no_synth)
+    print(summary_table(s))
+    for line in s["mismatch_details"][:10]:
+        print(f"  {line}", file=sys.stderr)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(s, indent=2, default=str))
+    return 0 if s["ok"] else 1
