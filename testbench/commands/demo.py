@@ -12,8 +12,8 @@
    block RAMs and Fmax from the report;
 5. prints the summary (``--json FILE`` writes the same numbers).
 
-``--quick`` (CI): 2 epochs on 400 training images, a 12-sample captured batch, a 2-lane engine
-in the SoC, and a small engine (a = b = 8, k = 2, P = 2) for synthesis.  The full run uses
+``--quick`` (CI): 3 epochs, a 12-sample captured batch, a 2-lane engine in the SoC, and a
+tiny engine (a = b = 4, k = 1, P = 1) on an ECP5-25k for synthesis.  The full run uses
 6 epochs on all images, a 24-sample batch, 4 lanes, and synthesises the SoC's own engine
 (a = 10, b = 65, k = 4, P = 4).  Synthesis reports are cached in the build directory by a hash
 of the Verilog (a cached report is only reused for the identical design, and the output says
@@ -44,6 +44,7 @@ class DemoConfig:
     capture_step: int
     soc_lanes: int
     synth_engine: dict
+    synth_device: str = "85k"
     rank: int = 4
     sub_batch: int = 8
     bl: int = 15
@@ -53,8 +54,9 @@ class DemoConfig:
     @classmethod
     def preset(cls, quick: bool, seed: int = 0) -> "DemoConfig":
         if quick:
-            return cls(epochs=2, train_limit=400, capture_batch=12, capture_step=2, soc_lanes=2,
-                       synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=2), seed=seed)
+            return cls(epochs=3, train_limit=None, capture_batch=12, capture_step=2, soc_lanes=2,
+                       synth_engine=dict(rows=4, cols=4, rank=1, sub_batch=2, lanes=1), synth_device="25k",
+                       seed=seed)
         return cls(epochs=6, train_limit=None, capture_batch=24, capture_step=5, soc_lanes=4,
                    synth_engine=dict(rows=10, cols=65, rank=4, sub_batch=8, lanes=4), seed=seed)
 
@@ -152,7 +154,7 @@ def synth_step(cfg: DemoConfig, build_dir: Path) -> dict:
         return rep
     out.mkdir(parents=True, exist_ok=True)
     (out / "sbpca_engine.v").write_text(vtext)
-    r = synthesize(out / "sbpca_engine.v", "sbpca_engine", target="ecp5", device="85k", build_dir=out)
+    r = synthesize(out / "sbpca_engine.v", "sbpca_engine", target="ecp5", device=cfg.synth_device, build_dir=out)
     rep = {"design": "engine", **cfg.synth_engine, "luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
            "lutram": r.lutram, "fmax_mhz": r.fmax_mhz, "timing_met": r.timing_met, "target": r.target,
            "device": r.device, "seconds": r.seconds}
@@ -179,7 +181,7 @@ def run_demo(*, quick: bool, seed: int = 0, build_dir: Path | None = None, progr
     syn = None
     if not skip_synth:
         se = cfg.synth_engine
-        syn = steps.run("synth", f"synthesising the engine for ECP5-85k (a={se['rows']} b={se['cols']} "
+        syn = steps.run("synth", f"synthesising the engine for ECP5-{cfg.synth_device} (a={se['rows']} b={se['cols']} "
                                  f"k={se['rank']} P={se['lanes']})", lambda: synth_step(cfg, build_dir))
     summary = {
         "mode": "quick" if quick else "full",
@@ -228,7 +230,7 @@ def summary_table(s: dict) -> str:
         ("training state", "RTL = golden = training loop" if s["training_state_match"] else "DIFFERS from training"),
         ("cycles/sample", f"{fmt(s['cycles_per_sample'], '.1f')} engine busy (bound {fmt(s['bound_cycles_per_sample'], 'g')}), "
                           f"{fmt(s['bus_cycles_per_sample'], '.1f')} over the bus"),
-        ("engine on ECP5-85k", eng),
+        ("engine on ECP5", eng + (f" on {syn.get('device')}" if syn else "")),
         ("resources", f"{fmt(s['luts'])} LUTs, {fmt(s['ffs'])} FFs, {fmt(s['dsps'])} DSPs, {fmt(s['brams'])} BRAMs"),
         ("Fmax", f"{fmt(s['fmax_mhz'], '.1f')} MHz"),
         ("time", ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())),

@@ -1,0 +1,122 @@
+"""SoC top: parameters, the integer scale rule, ``sbpca gen soc``, and the firmware co-simulation
+(C driver via ctypes -> Wishbone cycles on Verilator -> engine + driver) against the golden models.
+
+The two co-simulations build different designs (stochastic / deterministic driver) so that
+pytest-xdist can run them side by side; each takes about a minute (mostly the Verilator build).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hdl.soc import SBPCASoC, SoCParams, scale_shift, soc_update_config
+from pymodel.crossbar import DriverParams
+from testbench import soc_cosim
+from testbench.soc_cosim import random_batches, run_soc_cosim
+
+
+def small(scheme: str = "stochastic", **kw) -> SoCParams:
+    args = dict(rows=6, cols=5, rank=2, sub_batch=3, lanes=2, fifo_depth=8, scheme=scheme)
+    args.update(kw)
+    return SoCParams.make(**args)
+
+
+def test_params_are_validated():
+    p = small()
+    assert (p.driver.rows, p.driver.cols) == (6, 5) and p.driver.state == p.engine.fmts.state
+    with pytest.raises(ValueError, match="driver is 5x5"):
+        SoCParams(p.engine, DriverParams(rows=5, cols=5), 8)
+    with pytest.raises(ValueError, match="fifo_depth"):
+        SoCParams(p.engine, p.driver, 1)
+    with pytest.raises(TypeError, match="SoCParams"):
+        SBPCASoC(p.engine)
+    with pytest.raises(ValueError, match="rank"):
+        small(rank=7)
+
+
+def test_update_config_integer_rule():
+    p = small()
+    sh = scale_shift(p)
+    assert sh == 24 + p.engine.fmts.sigma.frac - p.driver.scale.frac
+    # LR_SCALE 1.0 (Q8.24), B = 4, sigma = 0.5: row scale 2.0 in the driver's scale format
+    half = 1 << (p.engine.fmts.sigma.frac - 1)
+    cfg = soc_update_config(p, half, 4, 1 << 24, 9)
+    assert cfg.row_scale == 2 << p.driver.scale.frac and cfg.col_scale == 1 << p.driver.scale.frac
+    assert (cfg.bl, cfg.negate) == (9, False)
+    neg = soc_update_config(p, -half, 4, 1 << 24, 0)
+    assert neg.negate and neg.row_scale == cfg.row_scale and neg.bl == 1  # BL 0 -> 1
+    assert soc_update_config(p, half, 4, 1 << 24, 1000).bl == p.driver.bl_max
+    big = soc_update_config(p, (1 << 31) - 1, 65535, (1 << 32) - 1, 5)
+    assert big.row_scale == (1 << p.driver.scale_bits) - 1  # saturates
+    # round half up at the shift
+    odd = soc_update_config(p, 1, 1, 1 << (sh - 1), 5)
+    assert odd.row_scale == 1
+    det = soc_update_config(small("deterministic"), half, 4, 1 << 24, 7)
+    assert det.col_scale == 7 << p.driver.scale.frac
+    with pytest.raises(TypeError, match="sigma_c"):
+        soc_update_config(p, 0.5, 4, 1 << 24, 7)
+
+
+def test_gen_soc_writes_verilog_and_manifest(tmp_path, capsys):
+    from pymodel.cli import main
+
+    assert main(["gen", "soc", "--rows", "6", "--cols", "5", "--rank", "2", "--sub-batch", "3",
+                 "--lanes", "2", "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "sbpca_soc.v").read_text()
+    assert "module sbpca_soc" in text and "pulses__payload" in text and "bus__ack" in text
+    man = json.loads((tmp_path / "sbpca_soc.json").read_text())
+    names = {p["name"]: p for p in man["ports"]}
+    assert names["bus__adr"]["width"] == 6 and names["pulses__valid"]["direction"] == "out"
+    assert sum(f["width"] for f in man["pulse_word_fields"]) == names["pulses__payload"]["width"]
+    assert man["params"]["engine"]["rows"] == 6 and man["regmap"]["registers"][0]["name"] == "ID"
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.cosim
+def test_firmware_cosim_stochastic_with_stalls():
+    """Two batches (the second warm-started, both with a partial sub-batch), bus and pulse stalls."""
+    p = small()
+    batches = random_batches(p, 2, 7, seed=3)
+    rep = run_soc_cosim(p, batches, seed=1, lr_scale=1 << 22, bl=7, bus_stalls=True, pulse_stall_prob=0.3)
+    assert rep["mismatches"] == 0, rep["mismatch_details"]
+    assert (rep["passed"], rep["failed"]) == (1, 0)
+    k, a, b = 2, 6, 5
+    assert rep["samples"] == 14 and rep["pulse_words"] == 2 * k * 7
+    # sigma + factors + pulse words + counters + flags per batch, plus init and final checks
+    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * 7 + 3 + 7) + 5 + 1
+    assert rep["pulse_stall_cycles"] > 0
+    assert all(bt["status"] in ("SBPCA_OK", "SBPCA_ERR_HW") for bt in rep["batches"])
+    assert rep["bound_cycles_per_sample"] == pytest.approx(2 * k * (a + b) / 2)
+    assert rep["cycles_per_sample"] > rep["bound_cycles_per_sample"]  # tiny sizes are latency bound
+    assert rep["bus_cycles_per_sample"] > 0
+
+
+@pytest.mark.cosim
+def test_firmware_cosim_deterministic_detects_a_wrong_pulse_word(monkeypatch):
+    """Deterministic driver; one corrupted golden pulse word must be reported by name."""
+    real = soc_cosim.soc_golden
+
+    def corrupted(params, batches, init, **kw):
+        exp = real(params, batches, init, **kw)
+        exp[0]["pulses"][1][2] ^= 1  # update 1, slot 2, bit 0 (row_fire of row 0)
+        return exp
+
+    monkeypatch.setattr(soc_cosim, "soc_golden", corrupted)
+    p = small("deterministic")
+    rep = run_soc_cosim(p, random_batches(p, 1, 5, seed=8), seed=2, lr_scale=1 << 23, bl=6)
+    assert rep["mismatches"] == 1 and rep["failed"] == 1
+    assert "batch 0 update 1 slot 2 pulse word" in rep["mismatch_details"][0]
+    assert "row_fire" in rep["mismatch_details"][1]
+
+
+def test_cosim_rejects_bad_stimulus():
+    p = small()
+    with pytest.raises(ValueError, match="batch 0"):
+        run_soc_cosim(p, [(np.zeros((2, 4), np.int64), np.zeros((2, 6), np.int64))])
+    with pytest.raises(TypeError, match="integer"):
+        run_soc_cosim(p, [(np.zeros((2, 5)), np.zeros((2, 6)))])
+    with pytest.raises(ValueError, match="pulse_stall_prob"):
+        run_soc_cosim(p, random_batches(p, 1, 2, seed=0), pulse_stall_prob=1.0)
