@@ -13,7 +13,8 @@
 5. prints the summary (``--json FILE`` writes the same numbers).
 
 ``--quick`` (CI): 3 epochs, a 12-sample captured batch, a 2-lane engine in the SoC, and a
-tiny engine (a = b = 4, k = 1, P = 1) on an ECP5-25k for synthesis.  The full run uses
+small engine (a = b = 8, k = 2, P = 2) on the ECP5-85k for synthesis.  nextpnr's placement
+dominates the run time (several minutes on two shared cores even for a tiny engine).  The full run uses
 6 epochs on all images, a 24-sample batch, 4 lanes, and synthesises the SoC's own engine
 (a = 10, b = 65, k = 4, P = 4).  Synthesis reports are cached in the build directory by a hash
 of the Verilog (a cached report is only reused for the identical design, and the output says
@@ -55,8 +56,7 @@ class DemoConfig:
     def preset(cls, quick: bool, seed: int = 0) -> "DemoConfig":
         if quick:
             return cls(epochs=3, train_limit=None, capture_batch=12, capture_step=2, soc_lanes=2,
-                       synth_engine=dict(rows=4, cols=4, rank=1, sub_batch=2, lanes=1), synth_device="25k",
-                       seed=seed)
+                       synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=2), seed=seed)
         return cls(epochs=6, train_limit=None, capture_batch=24, capture_step=5, soc_lanes=4,
                    synth_engine=dict(rows=10, cols=65, rank=4, sub_batch=8, lanes=4), seed=seed)
 
@@ -134,7 +134,7 @@ def cosim_step(cfg: DemoConfig, cap, lr: float, build_dir: Path) -> dict:
 
 
 def synth_step(cfg: DemoConfig, build_dir: Path) -> dict:
-    """Step 4: engine on ECP5-85k; a report cached for the identical Verilog is reused."""
+    """Step 4: engine on ECP5; a report cached for the identical Verilog is reused."""
     from hdl.engine import SBPCAEngine
     from hdl.engine_params import EngineParams
     from hdl.synth import synthesize
