@@ -139,8 +139,9 @@ class RoundDivider(wiring.Component):
     (then ``q >= 2**(quot_bits-1)``, and ``quotient`` is not meaningful): a caller that saturates
     to a signed ``W``-bit result uses ``quot_bits = W + 1`` and saturates on ``overflow``.
 
-    Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result,
-    which then holds until the next start.  Latency: ``ceil(quot_bits / bits_per_cycle) + 1``.
+    Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result
+    (registered), which then holds until the next start.  Latency:
+    ``ceil(quot_bits / bits_per_cycle) + 2`` cycles.
     ``den == 0`` reports ``overflow``.
     """
 
@@ -200,14 +201,16 @@ class RoundDivider(wiring.Component):
                 r = Mux(ge, shifted - den, shifted)[:dw + 1]
                 lo = Cat(Const(0, 1), lo[:qp - 1]) if qp > 1 else Const(0, 1)
                 q = Cat(ge, q[:qp - 1]) if qp > 1 else ge
-            m.d.sync += [rem.eq(r), low.eq(lo), q2.eq(q), count.eq(count - 1)]
-            with m.If(count == 1):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            with m.If(count != 0):
+                m.d.sync += [rem.eq(r), low.eq(lo), q2.eq(q), count.eq(count - 1)]
                 # overflow if the padded quotient exceeds quot_bits
                 if qp > self.quot_bits:
-                    m.d.sync += self.overflow.eq(q[self.quot_bits:] != 0)
-        # rounding: (q2 + 1) >> 1 ; q2 < 2**quot_bits so the result fits quot_bits bits
-        m.d.comb += self.quotient.eq((q2[:self.quot_bits] + 1) >> 1)
+                    with m.If(count == 1):
+                        m.d.sync += self.overflow.eq(q[self.quot_bits:] != 0)
+            with m.Else():
+                # rounding, registered: (q2 + 1) >> 1 ; q2 < 2**quot_bits so it fits quot_bits bits
+                m.d.sync += [self.quotient.eq((q2[:self.quot_bits] + 1) >> 1),
+                             self.busy.eq(0), self.done.eq(1)]
         return m
 
 

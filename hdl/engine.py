@@ -698,6 +698,7 @@ class SBPCAEngine(wiring.Component):
         sc_neg = Signal()
         sc_guard = Signal()
         sc_sig = Signal(signed(gw))
+        sc_mag = Signal(gw)  # |σ'| after saturation (<= max_int + 1)
         sc_parts = [Signal(signed(p.n_bits + 1 + min(16, gw - lo)), name=f"sc_part{i}")
                     for i, lo in enumerate(range(0, gw, 16))]
         sn = Signal(p.n_bits, init=s)
@@ -756,22 +757,25 @@ class SBPCAEngine(wiring.Component):
             with m.State("SIG_SUM"):
                 m.d.sync += sc_num.eq(sum(r << sh for r, (_, sh) in zip(sc_parts, mul_parts(sn, sc_sig)))
                                       + sc_val)
+                m.next = "SIG_ABS"
+            with m.State("SIG_ABS"):
+                m.d.sync += [sc_num.eq(Mux(sc_num < 0, -sc_num, sc_num)), sc_neg.eq(sc_num < 0),
+                             sc_den.eq(sn + d_m)]
                 m.next = "SIG_DIV0"
             with m.State("SIG_DIV0"):
-                m.d.comb += [dv.start.eq(1), dv.num.eq(Mux(sc_num < 0, -sc_num, sc_num)),
-                             dv.den.eq(sn + d_m)]
-                m.d.sync += sc_neg.eq(sc_num < 0)
+                m.d.comb += [dv.start.eq(1), dv.num.eq(sc_num), dv.den.eq(sc_den)]
                 m.next = "SIG_DIV"
             with m.State("SIG_DIV"):
                 with m.If(dv.done):
-                    qv = Signal(signed(p.div_quot_bits + 2))
-                    m.d.comb += qv.eq(Mux(sc_neg, -dv.quotient, dv.quotient))
-                    sv2, ss2 = fit(qv, f.sigma)
-                    big = dv.overflow | ss2
-                    lim = Mux(sc_neg, f.sigma.min_int, f.sigma.max_int)
-                    m.d.sync += SIG[sc_c].eq(Mux(dv.overflow, lim, sv2))
+                    # saturate the magnitude: |min_int| = max_int + 1 for a negative result
+                    lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
+                    big = dv.overflow | (dv.quotient > lim)
+                    m.d.sync += sc_mag.eq(Mux(big, lim, dv.quotient))
                     raise_sat("sigma", big)
-                    m.next = "SIG_TR"
+                    m.next = "SIG_SET"
+            with m.State("SIG_SET"):
+                m.d.sync += SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag))
+                m.next = "SIG_TR"
             with m.State("SIG_TR"):
                 # a reservation of the sequencer this cycle takes at most chunks_max credits, so
                 # credit > chunks_max leaves room for this word whatever the sequencer does
