@@ -119,7 +119,7 @@ def run_cocotb(
     runner = get_runner("verilator")
     try:
         runner.build(
-            verilog_sources=[Path(s).resolve() for s in verilog_sources],
+            sources=[Path(s).resolve() for s in verilog_sources],
             hdl_toplevel=toplevel,
             build_dir=build_dir,
             build_args=build_args,
