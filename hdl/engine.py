@@ -648,41 +648,49 @@ class SBPCAEngine(wiring.Component):
         with m.If(ut.valid & ut.red):
             m.d.sync += racc.eq(Mux(ut.rfirst, tsum, racc + tsum))
         uf = stage(ut, "uf")
-        fin = uf.valid & uf.red & uf.rlast
-        idxf = uf.mat * k + uf.c
-        # PROJ -> projection memory
+        # finalise: every requantisation of the exact sum, registered before it is written
         qx, qxs = requant(racc, f.delta.frac + f.state.frac, f.proj)
         qd, qds = requant(racc, f.x.frac + f.state.frac, f.proj)
-        fin_proj = fin & (uf.op == OP_PROJ)
+        hv, hs = requant(racc, f.mat.frac + f.state.frac, f.mat)
+        sv, ss = requant(racc, f.state.frac + f.acc.frac, f.sigma)
+        VW = max(p.norm2_bits + 1, gw)
+        ug = stage(uf, "ug")
+        g_q = reg(signed(pw), Mux(uf.mat, qd, qx), "g_q")
+        g_qs = reg(1, Mux(uf.mat, qds, qxs), "g_qs")
+        g_h = reg(signed(mw), hv, "g_h")
+        g_hs = reg(1, hs, "g_hs")
+        g_ss = reg(1, ss, "g_ss")
+        g_val = reg(signed(VW), Mux(uf.op == OP_SCALE, sv, racc), "g_val")
+        fin = ug.valid & ug.red & ug.rlast
+        idxf = ug.mat * k + ug.c
+        # PROJ -> projection memory
+        fin_proj = fin & (ug.op == OP_PROJ)
         m.d.comb += [
-            pq_w.addr.eq(idxf * s + uf.smp),
-            pq_w.data.eq(Mux(uf.mat, qd, qx)),
+            pq_w.addr.eq(idxf * s + ug.smp),
+            pq_w.data.eq(g_q),
             pq_w.en.eq(fin_proj),
         ]
-        raise_sat("q", fin_proj & (uf.mat == MAT_X) & qxs)
-        raise_sat("p", fin_proj & (uf.mat == MAT_D) & qds)
-        with m.If(fin_proj & uf.jlast):
+        raise_sat("q", fin_proj & (ug.mat == MAT_X) & g_qs)
+        raise_sat("p", fin_proj & (ug.mat == MAT_D) & g_qs)
+        with m.If(fin_proj & ug.jlast):
             m.d.sync += proj_done[idxf].eq(1)
         # Gram–Schmidt dot -> h register
-        hv, hs = requant(racc, f.mat.frac + f.state.frac, f.mat)
-        fin_dot = fin & ((uf.op == OP_ACC) | (uf.op == OP_GS))
-        with m.If(fin_dot & ~uf.norm):
-            m.d.sync += [H[idxf].eq(hv), h_valid[idxf].eq(1)]
-        raise_sat("X_gs_h", fin_dot & ~uf.norm & (uf.mat == MAT_X) & hs)
-        raise_sat("Delta_gs_h", fin_dot & ~uf.norm & (uf.mat == MAT_D) & hs)
+        fin_dot = fin & ((ug.op == OP_ACC) | (ug.op == OP_GS))
+        with m.If(fin_dot & ~ug.norm):
+            m.d.sync += [H[idxf].eq(g_h), h_valid[idxf].eq(1)]
+        raise_sat("X_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_X) & g_hs)
+        raise_sat("Delta_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_D) & g_hs)
         # scalar tasks: NORM (N2) and SIGMA (S)
-        sv, ss = requant(racc, f.state.frac + f.acc.frac, f.sigma)
-        fin_scale = fin & (uf.op == OP_SCALE)
-        raise_sat("S", fin_scale & ss)
-        VW = max(p.norm2_bits + 1, gw)
+        fin_scale = fin & (ug.op == OP_SCALE)
+        raise_sat("S", fin_scale & g_ss)
         task = data.StructLayout({"sigma": 1, "mat": 1, "c": colw, "value": signed(VW)})
         m.submodules.task_fifo = task_fifo = fifo.SyncFIFOBuffered(width=task.size, depth=3 * k + 2)
         tw = Signal(task)
         m.d.comb += [
-            tw.sigma.eq(fin_scale), tw.mat.eq(uf.mat), tw.c.eq(uf.c),
-            tw.value.eq(Mux(fin_scale, sv, racc)),
+            tw.sigma.eq(fin_scale), tw.mat.eq(ug.mat), tw.c.eq(ug.c),
+            tw.value.eq(g_val),
             task_fifo.w_data.eq(tw),
-            task_fifo.w_en.eq((fin_dot & uf.norm) | fin_scale),
+            task_fifo.w_en.eq((fin_dot & ug.norm) | fin_scale),
         ]
 
         # ---------------------------------------------------------------- scalar unit

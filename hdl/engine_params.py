@@ -262,7 +262,7 @@ class EngineParams:
     @property
     def lat_final(self) -> int:
         """Cycles from a uop's issue to its reduction result being written (stage F)."""
-        return 11 + self.tree_latency + 3 * (self.mul_stages - 1)
+        return 12 + self.tree_latency + 3 * (self.mul_stages - 1)
 
     @property
     def lat_state(self) -> int:
