@@ -10,40 +10,37 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from typing import Sequence
 
-# (module, required) — a module listed here must import; the order is the
-# order of ``sbpca --help``.
+# The order is the order of ``sbpca --help``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "testbench.commands.demo",
     "pymodel.commands.golden",
     "pymodel.commands.formats",
     "pymodel.commands.train",
     "pymodel.commands.study",
     "hdl.commands.gen",
-    "hdl.commands.synth",
     "testbench.commands.cosim",
-    "testbench.commands.demo",
+    "hdl.commands.synth",
 )
 
 
-def _available_modules() -> list[str]:
-    """Command modules that exist in this checkout.
+def register_design_group(sub, command: str, help_text: str, module_prefix: str,
+                          designs: tuple[str, ...]) -> None:
+    """Add ``sbpca <command> <design>``, one sub-command per module ``<module_prefix><design>``.
 
-    A module that is absent (a face not built yet) is left out of the parser; a
-    module that exists but fails to import raises, so breakage is never hidden.
+    Used by ``gen`` and ``cosim``: each design (engine, driver, soc) registers its own
+    arguments from its own module, so the faces never edit a shared file.
     """
-    found = []
-    for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except ModuleNotFoundError:
-            spec = None
-        if spec is not None:
-            found.append(name)
-    return found
+    parser = sub.add_parser(command, help=help_text)
+    group = parser.add_subparsers(dest="design", metavar="DESIGN")
+    group.required = True
+    for design in designs:
+        name = f"{module_prefix}{design}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _available_modules():
+    for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 

@@ -6,17 +6,11 @@ module ``hdl.commands.gen_<design>`` exposing ``register(subparsers)``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from pymodel.cli import register_design_group
 
 DESIGNS = ("engine", "driver", "soc")
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("gen", help="generate Verilog and a JSON manifest for a design")
-    designs = parser.add_subparsers(dest="design", metavar="DESIGN")
-    designs.required = True
-    for design in DESIGNS:
-        name = f"hdl.commands.gen_{design}"
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(designs)
+    register_design_group(sub, "gen", "generate Verilog and a JSON manifest for a design",
+                          "hdl.commands.gen_", DESIGNS)

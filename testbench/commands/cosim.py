@@ -6,17 +6,11 @@ exposing ``register(subparsers)``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from pymodel.cli import register_design_group
 
 DESIGNS = ("engine", "driver", "soc")
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("cosim", help="co-simulate a design against the golden model (Verilator)")
-    designs = parser.add_subparsers(dest="design", metavar="DESIGN")
-    designs.required = True
-    for design in DESIGNS:
-        name = f"testbench.commands.cosim_{design}"
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(designs)
+    register_design_group(sub, "cosim", "co-simulate a design against the golden model (Verilator)",
+                          "testbench.commands.cosim_", DESIGNS)
