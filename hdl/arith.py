@@ -57,9 +57,14 @@ def fit(v: Value, fmt: Fmt) -> tuple[Value, Value]:
     """
     v = Value.cast(v)
     lo, hi = fmt.min_int, fmt.max_int
-    vs = v.as_signed() if not v.shape().signed else v
-    over = vs > hi
-    under = vs < lo
+    vs = v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()  # unsigned: zero-extend
+    if len(vs) <= fmt.bits:
+        return vs, Const(0, 1)
+    # in range iff the bits from the format's sign bit up are all equal (no carry chain)
+    upper = vs[fmt.bits - 1:]
+    sign = vs[-1]
+    over = ~sign & upper.any()
+    under = sign & ~upper.all()
     if fmt.overflow is Overflow.WRAP:
         out = vs[:fmt.bits].as_signed()
     else:

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from hdl.arith import ISqrt, RoundDivider, requant
@@ -224,3 +224,31 @@ def test_requant_matches_golden_requantize(rounding, overflow):
             flags = SatFlags()
             want = int(requantize(np.int64(x), from_frac, fmt, "v", flags))
             assert (y, bool(sf)) == (want, flags.any), (from_frac, x)
+
+
+@pytest.mark.parametrize("shape, values", [(signed(9), range(-256, 256)), (unsigned(9), range(512)),
+                                           (unsigned(5), range(32))])
+@pytest.mark.parametrize("overflow", [Overflow.SATURATE, Overflow.WRAP])
+def test_fit_matches_golden_fit(shape, values, overflow):
+    from hdl.arith import fit
+    from pymodel.fixedpoint import fit as golden_fit
+
+    fmt = Fmt(6, 2, overflow=overflow)
+    v, o, s = Signal(shape), Signal(signed(6)), Signal()
+    m = Module()
+    r, sat = fit(v, fmt)
+    m.d.comb += [o.eq(r), s.eq(sat)]
+    got = []
+
+    async def bench(ctx):
+        for x in values:
+            ctx.set(v, x)
+            got.append((ctx.get(o), ctx.get(s)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for x, (y, sf) in zip(values, got):
+        flags = SatFlags()
+        want = int(golden_fit(np.int64(x), fmt, "v", flags))
+        assert (y, bool(sf)) == (want, flags.any), x
