@@ -21,7 +21,6 @@ from .fixedpoint import (
     exact_mul,
     fit,
     isqrt_int,
-    requantize,
     requantize_wide,
 )
 from .formats import SBPCAFormats, get_format_set
@@ -296,7 +295,7 @@ class SBPCA:
         sat = st.saturation
         m = xs.shape[0]
         # 1-2: pass 1
-        q = requantize(self._imatmul(ds, self.Delta_int, "q"), f.delta.frac + f.state.frac, f.proj, "q", sat)
+        q = requantize_wide(self._imatmul(ds, self.Delta_int, "q"), f.delta.frac + f.state.frac, f.proj, "q", sat)
         A = requantize_wide(self._imatmul(xs.T, q, "A"), f.x.frac + f.proj.frac, f.acc, "A", sat)
         # 3: reciprocal of n·σ with the guard
         guard = self.sigma_int < f.sigma_min_int
@@ -307,7 +306,7 @@ class SBPCA:
         # 4: X update
         self.X_int = self._mgs(self._power_step(self.X_int, A, r), "X")
         # 5: pass 2 with the new X
-        p = requantize(self._imatmul(xs, self.X_int, "p"), f.x.frac + f.state.frac, f.proj, "p", sat)
+        p = requantize_wide(self._imatmul(xs, self.X_int, "p"), f.x.frac + f.state.frac, f.proj, "p", sat)
         D = requantize_wide(self._imatmul(ds.T, p, "D"), f.delta.frac + f.proj.frac, f.acc, "D", sat)
         # 6: Δ update
         self.Delta_int = self._mgs(self._power_step(self.Delta_int, D, r), "Delta")
@@ -352,13 +351,15 @@ class SBPCA:
                 if inv > f.inv.max_int:  # scalar saturation, as fit() would do
                     sat.add(f"{name}_inv", 1)
                     inv = f.inv.max_int
-                Qt[c] = requantize(exact_mul(v, np.int64(inv), self._fits["q_inv"]), fm + f.inv.frac,
+                Qt[c] = requantize_wide(exact_mul(v, np.int64(inv), self._fits["q_inv"]), fm + f.inv.frac,
                                    f.state, f"{name}_q", sat)
             if c + 1 < k:
                 q = Qt[c]
-                h = requantize(exact_matmul(Vt[c + 1:], q, self._fits["gs_dot"]), fm + fx, f.mat,
-                               f"{name}_gs_h", sat)
-                corr = requantize(exact_mul(h[:, None], q[None, :], self._fits["gs_mul"]), fx + fm, f.mat,
-                                  f"{name}_gs_c", sat)
+                h = requantize_wide(exact_matmul(Vt[c + 1:], q, self._fits["gs_dot"]), fm + fx, f.mat,
+                                    f"{name}_gs_h", sat)
+                # R_mat(h·q) saturates like every mat value; it has no flag of its own (the
+                # subtraction's own saturation, gs_v, is flagged) — the RTL's status bits match.
+                corr = requantize_wide(exact_mul(h[:, None], q[None, :], self._fits["gs_mul"]), fx + fm,
+                                       f.mat, f"{name}_gs_c")
                 Vt[c + 1:] = fit(Vt[c + 1:] - corr, f.mat, f"{name}_gs_v", sat)
         return Qt.T.copy()
