@@ -68,6 +68,7 @@ class TrainConfig:
     validation: float | None = None  # hold this fraction of train out as the test set (tuning)
     measure_error: bool = True
     max_batches: int | None = None  # stop each epoch after this many batches (quick runs)
+    fixed_scaling: str = "first"  # fixed point: x/δ power-of-two exponents "first" batch or every "batch"
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -93,7 +94,8 @@ class TrainConfig:
         return RuleConfig(method=self.method, rank=self.rank, sub_batch=self.sub_batch, fixed=self.fixed,
                           error_feedback=self.error_feedback, sigma_min=self.sigma_min,
                           device_model=self.device_model, device_scheme=self.device_scheme,
-                          device_bl=self.device_bl, device_options=dict(self.device_options)).validate()
+                          device_bl=self.device_bl, device_options=dict(self.device_options),
+                          fixed_scaling=self.fixed_scaling).validate()
 
     def to_dict(self) -> dict:
         d = asdict(self)

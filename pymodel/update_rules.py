@@ -21,7 +21,9 @@ by ``2^(ex+ed)``.  The exponents are chosen once, on the layer's first batch, as
 largest that keep ``max|x|`` at or below half of the x range (the ones column included)
 and ``max|δ|`` at or below half of the δ range, and then kept, so that σ carried from
 batch to batch stays in one scale.  Saturation beyond that headroom is counted by the
-golden model's status flags and reported.
+golden model's status flags and reported.  ``fixed_scaling="batch"`` instead re-chooses
+the exponents on every batch (block floating point) and shifts the carried σ register by
+the change of ``ex + ed``, since σ scales with x·δ while X and Δ are scale-free.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from typing import Any, Callable
 import numpy as np
 
 from .baselines import make_estimator
+from .fixedpoint import requantize
 from .formats import FORMAT_SETS, get_format_set
 from .nn.layers import WeightLayer
 from .sbpca import SBPCA
 
 METHODS = ("mbgd", "sbpca", "svd", "powersgd")
 SCHEMES = ("stochastic", "deterministic")
+FIXED_SCALINGS = ("first", "batch")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class RuleConfig:
     device_scheme: str = "stochastic"
     device_bl: int | None = None
     device_options: dict = field(default_factory=dict)
+    fixed_scaling: str = "first"  # "first": x/δ exponents set on the first batch; "batch": every batch
 
     def validate(self) -> "RuleConfig":
         if self.method not in METHODS:
@@ -70,6 +75,8 @@ class RuleConfig:
             get_format_set(self.fixed)  # raises with the list of names
         if self.sigma_min is not None and not self.sigma_min > 0:
             raise ValueError(f"sigma_min must be positive, not {self.sigma_min!r}")
+        if self.fixed_scaling not in FIXED_SCALINGS:
+            raise ValueError(f"unknown fixed_scaling {self.fixed_scaling!r}; choose one of {', '.join(FIXED_SCALINGS)}")
         if self.device_scheme not in SCHEMES:
             raise ValueError(f"unknown device scheme {self.device_scheme!r}; choose one of {', '.join(SCHEMES)}")
         if self.device_bl is not None and (not isinstance(self.device_bl, (int, np.integer)) or self.device_bl < 1):
@@ -121,6 +128,7 @@ class LayerRule:
                                         sigma_min=config.sigma_min)
         self.x_exp: int | None = None
         self.d_exp: int | None = None
+        self.rescales = 0  # times the σ register was shifted because the exponents changed
         self.array = None
         if array_factory is not None or config.device_model is not None:
             if array_factory is None:
@@ -133,14 +141,33 @@ class LayerRule:
 
     # -------------------------------------------------------------- fixed-point scaling
     def scale_stream(self, x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The stream as the estimator sees it, and the factor that undoes the scaling of Ĝ."""
+        """The stream as the estimator sees it, and the factor that undoes the scaling of Ĝ.
+
+        Idempotent for one batch (calling it again with the same stream changes nothing).
+        """
         if self.fmts is None:
             return x, d, 1.0
-        if self.x_exp is None:
+        if self.x_exp is None or self.config.fixed_scaling == "batch":
             # half of the nominal range 2^(int_bits−1): e.g. |x| <= 4 and |δ| <= 1 for q16
-            self.x_exp = pow2_exponent(float(np.max(np.abs(x))), 2.0 ** (self.fmts.x.int_bits - 2))
-            self.d_exp = pow2_exponent(float(np.max(np.abs(d))), 2.0 ** (self.fmts.delta.int_bits - 2))
+            ex = pow2_exponent(float(np.max(np.abs(x))), 2.0 ** (self.fmts.x.int_bits - 2))
+            ed = pow2_exponent(float(np.max(np.abs(d))), 2.0 ** (self.fmts.delta.int_bits - 2))
+            if self.x_exp is not None:
+                self._rescale_sigma((ex + ed) - (self.x_exp + self.d_exp))
+            self.x_exp, self.d_exp = ex, ed
         return np.ldexp(x, self.x_exp), np.ldexp(d, self.d_exp), 2.0 ** -(self.x_exp + self.d_exp)
+
+    def _rescale_sigma(self, shift: int) -> None:
+        """σ estimates Δᵀ(δ xᵀ)X, so it scales with 2^(ex+ed): shift the σ register by the change.
+
+        A left shift is exact; a right shift rounds as the σ format says; overflow saturates
+        (counted as ``sigma_rescale`` in the status flags).  X and Δ are scale-free.
+        """
+        if shift == 0:
+            return
+        est = self.estimator
+        f = self.fmts.sigma
+        est.sigma_int = requantize(est.sigma_int, f.frac - shift, f, "sigma_rescale", est.status.saturation)
+        self.rescales += 1
 
     def quantized_stream(self, x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fixed mode: the integer words the hardware engine would receive for this stream."""
@@ -193,10 +220,12 @@ class LayerRule:
         if isinstance(self.estimator, SBPCA) and self.estimator.fixed:
             st["fixed"] = self.estimator.status.as_dict()
             st["x_exp"], st["delta_exp"] = self.x_exp, self.d_exp
+            st["scaling"] = self.config.fixed_scaling
+            st["sigma_rescales"] = self.rescales
         if self.array is not None:
             st["device"] = dict(self.device_stats)
         return st
 
 
-__all__ = ["METHODS", "SCHEMES", "FORMAT_SETS", "RuleConfig", "LayerRule", "pow2_exponent",
+__all__ = ["METHODS", "SCHEMES", "FIXED_SCALINGS", "FORMAT_SETS", "RuleConfig", "LayerRule", "pow2_exponent",
            "rank1_updates", "make_device_array"]

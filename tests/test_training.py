@@ -111,6 +111,30 @@ def test_fixed_point_rule_scales_by_powers_of_two_and_reports_status():
     assert all(-24 <= s["delta_exp"] <= 24 for s in res["status"].values())
 
 
+def test_per_batch_fixed_scaling_shifts_sigma_with_the_exponents():
+    from pymodel.nn import Linear
+    rng = np.random.default_rng(8)
+    layer = Linear(6, 5, rng)
+    rule = LayerRule(layer, RuleConfig(method="sbpca", rank=2, sub_batch=4, fixed="q16", fixed_scaling="batch"))
+    layer.stream_x, layer.stream_delta = rng.uniform(-1, 1, (8, 7)), rng.uniform(-0.9, 0.9, (8, 5))
+    layer.stream_x[:, -1] = 1.0
+    rule.step(0.1, 8)
+    assert (rule.x_exp, rule.d_exp) == (2, 0)
+    sigma = rule.estimator.sigma_int.copy()
+    G_real = rule.estimator.gradient() * 2.0 ** -(2 + 0)
+    # δ four times smaller: the δ exponent grows by 2 and σ is shifted left by 2, exactly
+    x2, d2 = layer.stream_x, layer.stream_delta / 4
+    rule.scale_stream(x2, d2)
+    assert rule.d_exp == 2 and rule.rescales == 1
+    np.testing.assert_array_equal(rule.estimator.sigma_int, sigma << 2)
+    rule.scale_stream(x2, d2)  # idempotent for the same batch
+    np.testing.assert_array_equal(rule.estimator.sigma_int, sigma << 2)
+    # the carried estimate in real units is unchanged by the rescaling
+    np.testing.assert_allclose(rule.estimator.gradient() * 2.0 ** -(2 + 2), G_real, rtol=1e-12)
+    with pytest.raises(ValueError, match="fixed_scaling"):
+        RuleConfig(fixed_scaling="sometimes").validate()
+
+
 def test_capture_stream_reproduces_the_fixed_point_engine_state(tmp_path):
     cfg = quick(method="sbpca", fixed="q16", rank=2, sub_batch=8)
     cap = capture_stream(cfg, layer="fc", step=2, data=DIGITS)

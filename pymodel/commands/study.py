@@ -126,6 +126,7 @@ def run_one(config: TrainConfig) -> dict:
             "dense_writes_per_batch": res["updates"].get("dense_writes_per_batch"),
             "saturations": sum(sum(st.get("fixed", {}).get("saturation", {}).values())
                                for st in res["status"].values()),
+            "sigma_guard": sum(st.get("fixed", {}).get("sigma_guard", 0) for st in res["status"].values()),
             "time_s": time.perf_counter() - t0}
 
 
@@ -186,6 +187,7 @@ def aggregate(setting: Setting, lr: float, runs: list[dict]) -> dict:
         if vals:
             row[f"norm_ratio_{name}"] = float(np.mean(vals))
     row["saturations"] = int(sum(r.get("saturations", 0) for r in ok))
+    row["sigma_guard"] = int(sum(r.get("sigma_guard", 0) for r in ok))
     row["time_s_mean"] = float(np.mean([r["time_s"] for r in runs]))
     return row
 
@@ -423,7 +425,8 @@ def run(args: argparse.Namespace) -> int:
                        error_feedback=args.error_feedback, sigma_min=args.sigma_min,
                        device_model=args.device_model, device_scheme=args.device_scheme,
                        device_bl=args.device_bl, device_options=dict(args.device_option),
-                       train_limit=args.train_limit, test_limit=args.test_limit).validate()
+                       train_limit=args.train_limit, test_limit=args.test_limit,
+                       fixed_scaling=args.fixed_scaling).validate()
     # fail early (in this process) on a missing dataset rather than in every worker
     from ..training import prepare_data
     prepare_data(base)

@@ -12,7 +12,7 @@ from ..datasets import DATASETS
 from ..formats import FORMAT_SETS
 from ..nn.model import DEFAULT_MODEL, MODELS
 from ..training import DEFAULT_LR, TrainConfig, TrainingDiverged, to_jsonable, train
-from ..update_rules import METHODS, SCHEMES
+from ..update_rules import FIXED_SCALINGS, METHODS, SCHEMES
 
 EXIT_DIVERGED = 3
 
@@ -45,6 +45,9 @@ def add_training_arguments(p: argparse.ArgumentParser, study: bool = False) -> N
     p.add_argument("--device-bl", type=int, default=None, help="pulse train length BL")
     p.add_argument("--device-option", action="append", type=_device_option, default=[], metavar="KEY=VALUE",
                    help="extra device-model option (repeatable; VALUE parsed as JSON when it can be)")
+    p.add_argument("--fixed-scaling", default="first", choices=FIXED_SCALINGS,
+                   help="fixed point: choose the x/δ power-of-two scaling on the first batch and keep it "
+                        "(default), or on every batch, shifting σ to match")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
 
@@ -74,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device_model=args.device_model, device_scheme=args.device_scheme, device_bl=args.device_bl,
         device_options=dict(args.device_option), data_dir=args.data_dir, error_feedback=args.error_feedback,
         sigma_min=args.sigma_min, train_limit=args.train_limit, test_limit=args.test_limit,
-        measure_error=args.measure_error).validate()
+        measure_error=args.measure_error, fixed_scaling=args.fixed_scaling).validate()
 
 
 def format_report(res: dict) -> str:
@@ -117,7 +120,8 @@ def format_report(res: dict) -> str:
     for name, st in res["status"].items():
         if "fixed" in st:
             f = st["fixed"]
-            lines.append(f"  {name}: fixed-point scaling x·2^{st['x_exp']}, δ·2^{st['delta_exp']}; "
+            how = "" if st.get("scaling") != "batch" else f" (last batch; σ shifted {st['sigma_rescales']} times)"
+            lines.append(f"  {name}: fixed-point scaling x·2^{st['x_exp']}, δ·2^{st['delta_exp']}{how}; "
                          f"saturations {f['saturation'] or 'none'}, sigma guard {f['sigma_guard']}, "
                          f"degenerate {f['degenerate']}")
         if "device" in st:
