@@ -10,7 +10,6 @@ The CLI (``sbpca cosim engine``), the tests, the benchmark and later the SoC/dem
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,6 @@ import numpy as np
 
 from hdl.engine import SAT_NAMES, SBPCAEngine, engine_manifest, initial_state
 from hdl.engine_params import EngineParams
-from hdl.verilog import write_verilog
 from pymodel.sbpca import SBPCA
 
 __all__ = ["EngineBatch", "random_stream", "golden_expectation", "run_engine_cosim", "TOPLEVEL"]
@@ -205,7 +203,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     The report holds ``mismatches`` (count), ``mismatch_details``, ``words_compared``,
     ``samples``, ``cycles``, ``cycles_per_sample``, ``bound_cycles_per_sample`` and more.
     """
-    from testbench.simulator import run_cocotb
+    from testbench.simulator import cached_verilog, run_cocotb
 
     if not isinstance(params, EngineParams):
         raise TypeError(f"params must be an EngineParams, not {type(params).__name__}")
@@ -217,17 +215,8 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     expected = golden_expectation(params, batches, state0)
     t_golden = time.time() - t0
     engine = SBPCAEngine(params, init=state0)
-    with tempfile.TemporaryDirectory(prefix="sbpca_engine_v_") as vtmp:
-        vtext = write_verilog(engine, TOPLEVEL, Path(vtmp)).read_text()
-    opt_flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0" if fast_build else ""
-    if build_dir is None:
-        key = hashlib.sha1(f"{vtext}|{waves}|{opt_flags}".encode()).hexdigest()[:16]
-        build_dir = _cache_root() / key
-    build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    vpath = build_dir / f"{TOPLEVEL}.v"
-    if not vpath.exists() or vpath.read_text() != vtext:
-        vpath.write_text(vtext)
+    build_dir, vpath, opt_flags = cached_verilog(engine, TOPLEVEL, _cache_root(), build_dir,
+                                                  waves=waves, fast_build=fast_build)
     manifest = engine_manifest(params, init=state0)
     n_samples = int(sum(np.asarray(b.x).shape[0] for b in batches))
     if max_cycles is None:

@@ -18,10 +18,8 @@ repository), one directory per design, locked while in use (pytest-xdist safe).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -127,8 +125,7 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     ``bound_cycles_per_sample`` (2k(a+b)/P), ``bound_ratio``, per-batch detail and more.
     """
     from firmware.build import build_shared_library
-    from hdl.verilog import write_verilog
-    from testbench.simulator import SimulatorError, _count_results, run_cocotb
+    from testbench.simulator import SimulatorError, _count_results, cached_verilog, run_cocotb
 
     if not isinstance(params, SoCParams):
         raise TypeError(f"params must be a SoCParams, not {type(params).__name__}")
@@ -143,17 +140,8 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     expected = soc_golden(params, batches, state0, lr_scale=int(lr_scale), bl=int(bl))
     t_golden = time.time() - t0
     soc = SBPCASoC(params, init=state0)
-    with tempfile.TemporaryDirectory(prefix="sbpca_soc_v_") as vtmp:
-        vtext = write_verilog(soc, TOPLEVEL, Path(vtmp)).read_text()
-    opt_flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0" if fast_build else ""
-    if build_dir is None:
-        key = hashlib.sha1(f"{vtext}|{waves}|{opt_flags}".encode()).hexdigest()[:16]
-        build_dir = _cache_root() / key
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    vpath = build_dir / f"{TOPLEVEL}.v"
-    if not vpath.exists() or vpath.read_text() != vtext:
-        vpath.write_text(vtext)
+    build_dir, vpath, opt_flags = cached_verilog(soc, TOPLEVEL, _cache_root(), build_dir,
+                                                  waves=waves, fast_build=fast_build)
     p = params.engine
     job = {
         "params": params.to_dict(),
