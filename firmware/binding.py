@@ -47,7 +47,7 @@ class SbpcaDev(ctypes.Structure):
         *[(name, ctypes.c_uint32) for name in (
             "rows", "cols", "rank", "lanes", "fifo_depth",
             "x_bits", "x_frac", "delta_bits", "delta_frac",
-            "state_bits", "state_frac", "sigma_bits", "sigma_frac",
+            "state_bits", "state_frac", "sigma_bits", "sigma_frac", "max_batch",
         )],
     ]
 
@@ -154,6 +154,7 @@ class FirmwareDriver:
             "sbpca_start_batch": (ctypes.c_int, [P(SbpcaDev)]),
             "sbpca_stream_samples": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, u32, u32]),
             "sbpca_end_batch": (ctypes.c_int, [P(SbpcaDev)]),
+            "sbpca_wait_idle": (ctypes.c_int, [P(SbpcaDev), u32]),
             "sbpca_wait_done": (ctypes.c_int, [P(SbpcaDev), u32]),
             "sbpca_read_sigma": (ctypes.c_int, [P(SbpcaDev), i32p, u32, u32]),
             "sbpca_read_factors": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, u32]),
@@ -254,6 +255,10 @@ class FirmwareDriver:
 
     def end_batch(self) -> None:
         self._check("sbpca_end_batch", ctypes.byref(self.dev))
+
+    def wait_idle(self, *, max_polls: int = 10000) -> None:
+        """``sbpca_wait_idle``: poll STATUS until BUSY and UPD_BUSY are clear (FirmwareError on timeout)."""
+        self._check("sbpca_wait_idle", ctypes.byref(self.dev), max_polls)
 
     def wait_done(self, *, max_polls: int = 10000) -> None:
         self._check("sbpca_wait_done", ctypes.byref(self.dev), max_polls)

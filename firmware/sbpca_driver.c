@@ -7,8 +7,11 @@
 #include <stddef.h>
 
 /* Flags that mean words were lost or invented on the way: the batch is void. */
+/* Flags that mean words were lost or invented on the way, or that the batch was larger
+   than the engine can count (BATCH_LIMIT: sigma and the factors are wrong): the batch is void. */
 #define PROTOCOL_FLAGS (SBPCA_ERRORS_PROTOCOL_MASK | SBPCA_ERRORS_SAMPLE_OVERFLOW_MASK | \
-                        SBPCA_ERRORS_FACTOR_UNDERFLOW_MASK | SBPCA_ERRORS_BUS_ERROR_MASK)
+                        SBPCA_ERRORS_FACTOR_UNDERFLOW_MASK | SBPCA_ERRORS_BUS_ERROR_MASK | \
+                        SBPCA_ERRORS_BATCH_LIMIT_MASK)
 
 uint32_t sbpca_dev_size(void) { return (uint32_t)sizeof(sbpca_dev_t); }
 
@@ -77,7 +80,8 @@ int sbpca_init(sbpca_dev_t *dev, uint32_t base, sbpca_read_fn rd, sbpca_write_fn
     dev->state_frac = SBPCA_GET(FORMAT_OUT_STATE_FRAC, fout);
     dev->sigma_bits = SBPCA_GET(FORMAT_OUT_SIGMA_BITS, fout);
     dev->sigma_frac = SBPCA_GET(FORMAT_OUT_SIGMA_FRAC, fout);
-    if (dev->rows == 0u || dev->cols == 0u || dev->rank == 0u || dev->fifo_depth == 0u ||
+    dev->max_batch = SBPCA_GET(MAX_BATCH_SAMPLES, sbpca_read_reg(dev, SBPCA_MAX_BATCH));
+    if (dev->rows == 0u || dev->cols == 0u || dev->rank == 0u || dev->fifo_depth == 0u || dev->max_batch == 0u ||
         !fits_signed(0, dev->x_bits) || !fits_signed(0, dev->delta_bits)) {
         return SBPCA_ERR_ID;
     }
@@ -90,7 +94,8 @@ int sbpca_configure(const sbpca_dev_t *dev, const sbpca_config_t *cfg)
     if (dev == NULL || cfg == NULL) {
         return SBPCA_ERR_ARG;
     }
-    if (cfg->batch_size == 0u || cfg->sub_batch == 0u || cfg->sub_batch > cfg->batch_size ||
+    if (cfg->batch_size == 0u || cfg->batch_size > dev->max_batch || cfg->sub_batch == 0u ||
+        cfg->sub_batch > cfg->batch_size ||
         cfg->sub_batch > (SBPCA_SUB_BATCH_SAMPLES_MASK >> SBPCA_SUB_BATCH_SAMPLES_SHIFT) ||
         (cfg->scheme != SBPCA_SCHEME_STOCHASTIC && cfg->scheme != SBPCA_SCHEME_DETERMINISTIC) ||
         cfg->manage > 1u || cfg->bl == 0u ||
@@ -118,6 +123,7 @@ int sbpca_configure(const sbpca_dev_t *dev, const sbpca_config_t *cfg)
     sbpca_write_reg(dev, SBPCA_SUB_BATCHES, 0u);
     sbpca_write_reg(dev, SBPCA_CYCLES, 0u);
     sbpca_write_reg(dev, SBPCA_UPDATES, 0u);
+    pulse(dev, SBPCA_CTRL_CLEAR_MASK); /* the engine's sticky flags: ERRORS then describe this batch */
     sbpca_write_reg(dev, SBPCA_ERRORS, 0xFFFFFFFFu);
     return SBPCA_OK;
 }
@@ -195,19 +201,33 @@ int sbpca_end_batch(const sbpca_dev_t *dev)
     return SBPCA_OK;
 }
 
-int sbpca_wait_done(const sbpca_dev_t *dev, uint32_t max_polls)
+/* Read STATUS until (STATUS & mask) == want, at most max_polls reads (the one polling loop). */
+static int poll_status(const sbpca_dev_t *dev, uint32_t mask, uint32_t want, uint32_t max_polls)
 {
     uint32_t polls;
-    if (dev == NULL) {
-        return SBPCA_ERR_ARG;
-    }
     for (polls = 0u; polls < max_polls; ++polls) {
-        uint32_t status = sbpca_read_reg(dev, SBPCA_STATUS);
-        if ((status & SBPCA_STATUS_DONE_MASK) && !(status & SBPCA_STATUS_BUSY_MASK)) {
+        if ((sbpca_read_reg(dev, SBPCA_STATUS) & mask) == want) {
             return SBPCA_OK;
         }
     }
     return SBPCA_ERR_TIMEOUT;
+}
+
+int sbpca_wait_idle(const sbpca_dev_t *dev, uint32_t max_polls)
+{
+    if (dev == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    return poll_status(dev, SBPCA_STATUS_BUSY_MASK | SBPCA_STATUS_UPD_BUSY_MASK, 0u, max_polls);
+}
+
+int sbpca_wait_done(const sbpca_dev_t *dev, uint32_t max_polls)
+{
+    if (dev == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    return poll_status(dev, SBPCA_STATUS_DONE_MASK | SBPCA_STATUS_BUSY_MASK, SBPCA_STATUS_DONE_MASK,
+                       max_polls);
 }
 
 /* Pop `count` words from FACTOR_DATA into out[0..count-1], reading FACTOR_LEVEL first. */
@@ -263,7 +283,8 @@ int sbpca_read_factors(const sbpca_dev_t *dev, int32_t *delta_f, int32_t *x_f, u
 
 int sbpca_apply_updates(const sbpca_dev_t *dev, uint32_t max_polls)
 {
-    uint32_t before, polls;
+    uint32_t before;
+    int status;
     if (dev == NULL) {
         return SBPCA_ERR_ARG;
     }
@@ -272,14 +293,12 @@ int sbpca_apply_updates(const sbpca_dev_t *dev, uint32_t max_polls)
     }
     before = sbpca_read_reg(dev, SBPCA_UPDATES);
     pulse(dev, SBPCA_CTRL_APPLY_UPDATE_MASK);
-    for (polls = 0u; polls < max_polls; ++polls) {
-        uint32_t status = sbpca_read_reg(dev, SBPCA_STATUS);
-        if ((status & SBPCA_STATUS_UPD_DONE_MASK) && !(status & SBPCA_STATUS_UPD_BUSY_MASK)) {
-            uint32_t applied = sbpca_read_reg(dev, SBPCA_UPDATES) - before;
-            return applied == dev->rank ? SBPCA_OK : SBPCA_ERR_UPDATE;
-        }
+    status = poll_status(dev, SBPCA_STATUS_UPD_DONE_MASK | SBPCA_STATUS_UPD_BUSY_MASK,
+                         SBPCA_STATUS_UPD_DONE_MASK, max_polls);
+    if (status != SBPCA_OK) {
+        return status;
     }
-    return SBPCA_ERR_TIMEOUT;
+    return sbpca_read_reg(dev, SBPCA_UPDATES) - before == dev->rank ? SBPCA_OK : SBPCA_ERR_UPDATE;
 }
 
 int sbpca_check_errors(const sbpca_dev_t *dev, uint32_t *flags)
@@ -311,7 +330,10 @@ int sbpca_train_batch(const sbpca_dev_t *dev, const sbpca_config_t *cfg, const i
         cfg->batch_size != n || capacity < dev->rank) {
         return SBPCA_ERR_ARG;
     }
-    status = sbpca_configure(dev, cfg);
+    /* the engine may still be finishing earlier work (after reset it computes its first
+       reciprocals; a previous batch's updates may still be leaving): wait, bounded */
+    status = sbpca_wait_idle(dev, max_polls);
+    if (status == SBPCA_OK) status = sbpca_configure(dev, cfg);
     if (status == SBPCA_OK) status = sbpca_start_batch(dev);
     if (status == SBPCA_OK) status = sbpca_stream_samples(dev, x, delta, n, max_polls);
     if (status == SBPCA_OK) status = sbpca_end_batch(dev);

@@ -55,6 +55,7 @@ typedef struct {
     uint32_t fifo_depth; /* words in each FIFO window */
     uint32_t x_bits, x_frac, delta_bits, delta_frac;
     uint32_t state_bits, state_frac, sigma_bits, sigma_frac;
+    uint32_t max_batch;  /* most samples in one batch (MAX_BATCH) */
 } sbpca_dev_t;
 
 /* Per-batch configuration (written by sbpca_configure). */
@@ -80,14 +81,17 @@ typedef struct {
 /* sizeof(sbpca_dev_t), for bindings that mirror the struct (ctypes). */
 uint32_t sbpca_dev_size(void);
 
-/* Bind a handle to a bank at `base`; reads ID (checked), DIMS, PARAMS, FORMAT_*. */
+/* Bind a handle to a bank at `base`; reads ID (checked), DIMS, PARAMS, FORMAT_*, MAX_BATCH. */
 int sbpca_init(sbpca_dev_t *dev, uint32_t base, sbpca_read_fn rd, sbpca_write_fn wr);
 
 /* Raw register access relative to the bank's base (offset from sbpca_regs.h). */
 uint32_t sbpca_read_reg(const sbpca_dev_t *dev, uint32_t offset);
 void sbpca_write_reg(const sbpca_dev_t *dev, uint32_t offset, uint32_t value);
 
-/* Validate and write the configuration, read it back, clear counters and flags. */
+/*
+ * Validate (1 <= B <= MAX_BATCH, 1 <= s <= B, scheme, BL, seed) and write the configuration,
+ * read it back, clear the counters, pulse CTRL.CLEAR (the engine's sticky flags) and clear ERRORS.
+ */
 int sbpca_configure(const sbpca_dev_t *dev, const sbpca_config_t *cfg);
 
 /* Pulse CTRL.START_BATCH (fails with SBPCA_ERR_STATE while the engine is busy). */
@@ -104,6 +108,15 @@ int sbpca_stream_samples(const sbpca_dev_t *dev, const int32_t *x, const int32_t
 
 /* Pulse CTRL.END_BATCH. */
 int sbpca_end_batch(const sbpca_dev_t *dev);
+
+/*
+ * Poll STATUS until the engine and the drivers are idle: BUSY and UPD_BUSY both clear.
+ * At most max_polls reads of STATUS (0 reads nothing); SBPCA_ERR_TIMEOUT when the budget
+ * runs out with either bit still set.  sbpca_configure and sbpca_start_batch refuse to run
+ * while busy (SBPCA_ERR_STATE); call this first where the engine may still be working
+ * (after reset, or after an APPLY_UPDATE that was not waited for).
+ */
+int sbpca_wait_idle(const sbpca_dev_t *dev, uint32_t max_polls);
 
 /* Poll STATUS until DONE is set and BUSY is clear (at most max_polls reads). */
 int sbpca_wait_done(const sbpca_dev_t *dev, uint32_t max_polls);
@@ -122,13 +135,14 @@ int sbpca_apply_updates(const sbpca_dev_t *dev, uint32_t max_polls);
 
 /*
  * Read ERRORS into *flags (may be NULL) and clear the flags that were set.
- * Returns SBPCA_ERR_PROTOCOL for FIFO/bus protocol flags, SBPCA_ERR_HW for engine
- * flags, SBPCA_OK when no flag was set.
+ * Returns SBPCA_ERR_PROTOCOL for flags that void the batch (FIFO/bus protocol errors and
+ * BATCH_LIMIT), SBPCA_ERR_HW for datapath flags (saturation, sigma guard, degenerate),
+ * SBPCA_OK when no flag was set.
  */
 int sbpca_check_errors(const sbpca_dev_t *dev, uint32_t *flags);
 
 /*
- * One whole batch: configure (cfg->batch_size must equal n), start, stream, end,
+ * One whole batch: wait until idle, configure (cfg->batch_size must equal n), start, stream, end,
  * wait for done, check errors, read sigma, apply the k updates, check errors.
  * sigma needs room for k words; stats may be NULL.  Engine flags found after the
  * batch are reported in stats->errors and as SBPCA_ERR_HW, after the updates

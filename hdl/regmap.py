@@ -35,7 +35,7 @@ LR_SCALE_FRAC = 24
 """Fraction bits of the unsigned learning-rate scale in ``LR_SCALE`` (Q8.24)."""
 
 ID_MAGIC = 0x5BCA
-REGMAP_VERSION = 1
+REGMAP_VERSION = 2
 
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -535,6 +535,10 @@ def _build_sbpca_map() -> RegisterMap:
             Field("SIGMA_BITS", 16, 8, C, fmt.sigma.bits, "Total bits of σ."),
             Field("SIGMA_FRAC", 24, 8, C, fmt.sigma.frac, "Fraction bits of σ."),
         ), "Fixed-point formats of the words read from FACTOR_DATA (from pymodel.formats)."),
+        Register("MAX_BATCH", 0x014, (
+            Field("SAMPLES", 0, 32, C, 65535, "max_batch: the most samples one batch may have (it sizes the "
+                  "engine's sample count n); a larger batch raises ERRORS.BATCH_LIMIT."),
+        ), "Largest batch the engine was built for (firmware refuses larger BATCH_SIZE values)."),
         Register("CTRL", 0x020, (
             Field("START_BATCH", 0, 1, W1S, 0, "Begin a batch: the carried state counts as one sub-batch."),
             Field("END_BATCH", 1, 1, W1S, 0, "No more samples in this batch: process the last (partial) sub-batch."),
@@ -542,21 +546,28 @@ def _build_sbpca_map() -> RegisterMap:
             Field("READ_FACTORS", 3, 1, W1S, 0, "Push the k factor pairs into FACTOR_DATA: for c = 0..k-1, Δ_c (a words) then X_c (b words)."),
             Field("APPLY_UPDATE", 4, 1, W1S, 0, "Apply the k rank-1 row/column updates to the array."),
             Field("SOFT_RESET", 5, 1, W1S, 0, "Reset the engine and drivers; flushes both FIFOs of the bank."),
+            Field("CLEAR", 6, 1, W1S, 0, "Clear the engine's sticky status (its saturation flags, σ-guard and "
+                  "degenerate counts and STATUS.ENGINE_ERROR) so that the next event raises ERRORS again; "
+                  "ERRORS itself is cleared by writing 1s to it."),
         ), "Control pulses (write 1 to fire; several bits fire together, lowest first in meaning)."),
         Register("STATUS", 0x024, (
             Field("BUSY", 0, 1, RO, 0, "The engine is processing a sub-batch or a readout."),
             Field("DONE", 1, 1, RO, 0, "The batch has been processed; σ and the factors are ready. Cleared by START_BATCH."),
             Field("UPD_BUSY", 2, 1, RO, 0, "The row/column drivers are applying updates."),
             Field("UPD_DONE", 3, 1, RO, 0, "All k updates of the last APPLY_UPDATE were applied. Cleared by APPLY_UPDATE and START_BATCH."),
+            Field("ENGINE_ERROR", 4, 1, RO, 0, "The engine's sticky error: a batch had more than MAX_BATCH samples "
+                  "(raised ERRORS.BATCH_LIMIT). Cleared only by CTRL.CLEAR."),
         ), "Engine and driver status."),
         Register("ERRORS", 0x028, (
             Field("SATURATION", 0, 1, W1C, 0, "A datapath value saturated to its format's range."),
             Field("SIGMA_GUARD", 1, 1, W1C, 0, "σ fell below sigma_min and was replaced by it in 1/(nσ)."),
             Field("DEGENERATE", 2, 1, W1C, 0, "Gram–Schmidt met a column of zero norm."),
-            Field("PROTOCOL", 3, 1, W1C, 0, "The engine saw a protocol error (e.g. samples outside a batch, a readout while busy)."),
+            Field("PROTOCOL", 3, 1, W1C, 0, "The SoC saw a protocol error (e.g. samples outside a batch, a readout while busy)."),
             Field("SAMPLE_OVERFLOW", 4, 1, W1C, 0, "A SAMPLE_DATA write found the FIFO full; the word was dropped.", "overflow:SAMPLE_DATA"),
             Field("FACTOR_UNDERFLOW", 5, 1, W1C, 0, "A FACTOR_DATA read found the FIFO empty and returned 0.", "underflow:FACTOR_DATA"),
             Field("BUS_ERROR", 6, 1, W1C, 0, "A bus access hit an unmapped address.", "bus_error"),
+            Field("BATCH_LIMIT", 7, 1, W1C, 0, "The engine received a batch of more than MAX_BATCH samples (its "
+                  "error output rose); σ and the factors of that batch are not valid."),
         ), "Sticky error flags: set by hardware, write 1 to clear."),
         Register("BATCH_SIZE", 0x030, (
             Field("SAMPLES", 0, 32, RW, 64, "B: samples in a batch (the scale factor of the update)."),
@@ -625,6 +636,7 @@ def build_constants(
     lanes: int = 1,
     fifo_depth: int = 16,
     formats: "str | SBPCAFormats" = DEFAULT_FORMAT_SET,
+    max_batch: int = 65535,
 ) -> dict[str, int]:
     """CONST-field overrides for a bank built for one engine configuration.
 
@@ -645,9 +657,10 @@ def build_constants(
         "FORMAT_OUT_STATE_FRAC": fmt.state.frac,
         "FORMAT_OUT_SIGMA_BITS": fmt.sigma.bits,
         "FORMAT_OUT_SIGMA_FRAC": fmt.sigma.frac,
+        "MAX_BATCH_SAMPLES": max_batch,
     }
     for name, value in (("rows", rows), ("cols", cols), ("rank", rank), ("lanes", lanes),
-                        ("fifo_depth", fifo_depth)):
+                        ("fifo_depth", fifo_depth), ("max_batch", max_batch)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an integer, not {value!r}")
         if value < 1:

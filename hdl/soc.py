@@ -14,7 +14,9 @@ the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
   value of the input format (its low bits are used).
 * **START_BATCH** opens a batch of ``BATCH_SIZE`` samples; it raises ``PROTOCOL`` (and
   opens nothing) when a batch is still open, when ``SUB_BATCH`` differs from the engine's
-  build-time s, or when ``BATCH_SIZE`` is 0 or above ``max_batch``.  **END_BATCH** checks,
+  build-time s, or when ``BATCH_SIZE`` is 0.  A batch above ``max_batch`` (``MAX_BATCH``) is
+  the engine's to detect: its ``error`` raises ``ERRORS.BATCH_LIMIT`` and
+  ``STATUS.ENGINE_ERROR``, which only **CLEAR** (the engine's ``clear``) resets.  **END_BATCH** checks,
   once the sample FIFO has drained, that all ``BATCH_SIZE`` samples arrived (``PROTOCOL``
   otherwise).  ``STATUS.DONE`` rises
   when the engine completes the batch (σ final).
@@ -39,7 +41,9 @@ the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
   ``UPD_BUSY``/``UPD_DONE`` follow the k driver updates; ``SAMPLES`` counts samples whose
   last δ chunk entered the engine, ``SUB_BATCHES`` the steps of the engine's sub-batch count, ``CYCLES`` the engine's busy cycles, ``UPDATES`` the
   completed rank-1 updates.  ``SATURATION`` is raised when a new engine saturation flag
-  appears, ``SIGMA_GUARD``/``DEGENERATE`` when the engine's counts grow.
+  appears, ``SIGMA_GUARD``/``DEGENERATE`` when the engine's counts grow (the engine's flags
+  and counts are sticky until **CLEAR**, which the firmware pulses when it configures a batch,
+  so these flags then describe one batch).
 """
 
 from __future__ import annotations
@@ -148,9 +152,9 @@ class _Core(Elaboratable):
         bank, eng, drv = soc.bank, soc.engine, soc.driver
         m.submodules.engine = eng
         m.submodules.driver = drv
-        m.d.comb += [eng.trace_en.eq(0), eng.trace.ready.eq(1), eng.load.valid.eq(0), eng.clear.eq(0)]
-
         ctrl = bank.ctrl
+        m.d.comb += [eng.trace_en.eq(0), eng.trace.ready.eq(1), eng.load.valid.eq(0), eng.clear.eq(ctrl.clear)]
+
         proto = Signal()  # protocol error seen this cycle
 
         # ------------------------------------------------------------ batch control
@@ -158,8 +162,9 @@ class _Core(Elaboratable):
         smp_cnt = Signal(32)  # samples completed in the open batch
         bsize = bank.batch_size.samples
         start_ok = Signal()
-        m.d.comb += start_ok.eq(~batch_open & (bank.sub_batch.samples == p.sub_batch)
-                                & (bsize != 0) & (bsize <= p.max_batch))
+        # BATCH_SIZE above max_batch is not refused here: the engine counts the samples it
+        # receives and raises its error (ERRORS.BATCH_LIMIT), the one place that checks it
+        m.d.comb += start_ok.eq(~batch_open & (bank.sub_batch.samples == p.sub_batch) & (bsize != 0))
         with m.If(ctrl.start_batch):
             with m.If(start_ok):
                 m.d.sync += [batch_open.eq(1), smp_cnt.eq(0)]
@@ -252,14 +257,18 @@ class _Core(Elaboratable):
             m.d.sync += done.eq(1)
         with m.If(ctrl.start_batch & start_ok):
             m.d.sync += done.eq(0)
+        # CTRL.CLEAR zeroes the engine's counts one cycle later: that step is not an event
+        cleared = Signal()
+        m.d.sync += cleared.eq(ctrl.clear)
         m.d.comb += [
             bank.samples.count_inc.eq(smp_acc),
             bank.sub_batches.count_inc.eq(eng.sub_batches != prev_sub),
             bank.cycles.count_inc.eq(eng.busy),
             bank.errors.saturation_set.eq((eng.sat & ~prev_sat).any()),
-            bank.errors.sigma_guard_set.eq(eng.sigma_guard != prev_guard),
-            bank.errors.degenerate_set.eq(eng.degenerate != prev_degen),
-            bank.errors.protocol_set.eq(proto | (eng.error & ~prev_err)),
+            bank.errors.sigma_guard_set.eq((eng.sigma_guard != prev_guard) & ~cleared),
+            bank.errors.degenerate_set.eq((eng.degenerate != prev_degen) & ~cleared),
+            bank.errors.protocol_set.eq(proto),
+            bank.errors.batch_limit_set.eq(eng.error & ~prev_err),
         ]
 
         # ------------------------------------------------------------ readout and update streams
@@ -397,6 +406,7 @@ class _Core(Elaboratable):
             bank.status.done.eq(done),
             bank.status.upd_busy.eq(upd_busy),
             bank.status.upd_done.eq(upd_done),
+            bank.status.engine_error.eq(eng.error),
         ]
         return m
 
@@ -414,7 +424,8 @@ class SBPCASoC(wiring.Component):
         self.params = params
         p = params.engine
         self.bank = CsrBank(constants=build_constants(rows=p.rows, cols=p.cols, rank=p.rank, lanes=p.lanes,
-                                                      fifo_depth=params.fifo_depth, formats=p.fmts),
+                                                      fifo_depth=params.fifo_depth, formats=p.fmts,
+                                                      max_batch=p.max_batch),
                             fifo_depth=params.fifo_depth)
         self.engine = SBPCAEngine(p, init=init, seed=seed)
         self.driver = CrossbarDriver(params.driver)

@@ -26,7 +26,7 @@ from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
-from firmware.binding import STATUS, FirmwareDriver
+from firmware.binding import STATUS, STATUS_NAMES, FirmwareDriver, FirmwareError
 from hdl.regmap import REGS
 from pymodel.crossbar.pulses import unpack_fields
 from testbench.simulator import write_report
@@ -66,6 +66,7 @@ class PulseMonitor:
         self.dut, self.stall, self.rng = dut, stall_prob, rng
         self.words: list[int] = []
         self.stall_cycles = 0
+        self.hold = False  # the crossbar refuses every word while set (a stuck array)
 
     async def run(self) -> None:
         d = self.dut
@@ -75,6 +76,9 @@ class PulseMonitor:
                 await RisingEdge(d.pulses__valid)
             await FallingEdge(d.clk)
             # outputs are settled after the rising edge; the transfer happens at the next one
+            if self.hold:
+                d.pulses__ready.value = 0
+                continue
             ready = int(self.rng.random() >= self.stall)
             d.pulses__ready.value = ready
             if int(d.pulses__valid.value):
@@ -114,12 +118,10 @@ async def soc_firmware_cosim(dut):
                             ("fifo_depth", dev.fifo_depth, job["params"]["fifo_depth"])):
         sb.check(f"firmware init: {name}", got, want)
 
-    # the engine computes its first reciprocals after reset: wait for it like firmware would
-    for _ in range(10000):
-        if not REGS.STATUS.BUSY.get(await wb.read(REGS.STATUS.offset)):
-            break
-    else:
-        sb.fail("STATUS.BUSY never cleared after reset")
+    # the engine computes its first reciprocals after reset: the firmware waits for idle
+    status = await _firmware_status(drv.wait_idle, max_polls=10000)
+    if status != "SBPCA_OK":
+        sb.fail(f"sbpca_wait_idle after reset returned {status}")
     batches_out = []
     total_cycles = busy_cycles = samples = 0
     for bi, (batch, exp) in enumerate(zip(job["batches"], job["expected"])):
@@ -156,7 +158,7 @@ async def soc_firmware_cosim(dut):
         for name, field in (("saturation", "SATURATION"), ("sigma_guard", "SIGMA_GUARD"),
                             ("degenerate", "DEGENERATE")):
             sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), int(flags[name]))
-        for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR"):
+        for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR", "BATCH_LIMIT"):
             sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
         cycles = int((t1 - t0) // PERIOD_NS)
         total_cycles += cycles
@@ -168,6 +170,11 @@ async def soc_firmware_cosim(dut):
 
     status, flags = await bridge(drv.check_errors)()
     sb.check("final ERRORS register", flags, 0)
+    pulse_words = len(mon.words)
+    extra = {}
+    if job.get("extra_checks"):
+        extra["idle_check"] = await idle_check(drv, wb, mon, sb)
+        extra["batch_limit_check"] = await batch_limit_check(drv, wb, sb, job, rng)
     report = {
         "mismatches": sb.mismatches,
         "mismatch_details": sb.details,
@@ -178,12 +185,113 @@ async def soc_firmware_cosim(dut):
         "engine_busy_cycles": busy_cycles,
         "cycles_per_sample": busy_cycles / samples if samples else None,
         "bus_cycles_per_sample": total_cycles / samples if samples else None,
-        "pulse_words": len(mon.words),
+        "pulse_words": pulse_words,
         "pulse_stall_cycles": mon.stall_cycles,
         "bus_reads": wb.stats.reads,
         "bus_writes": wb.stats.writes,
         "firmware_accesses": drv.accesses,
         "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
+        **extra,
     }
     write_report(report)
     assert sb.mismatches == 0, "; ".join(sb.details[:5])
+
+
+async def _firmware_status(fn, **kw) -> str:
+    """Run one driver call in a bridge thread; its status name (FirmwareError caught)."""
+    try:
+        await bridge(fn)(**kw)
+    except FirmwareError as exc:
+        return exc.name
+    return "SBPCA_OK"
+
+
+async def idle_check(drv: FirmwareDriver, wb: WishboneMaster, mon: PulseMonitor, sb: Scoreboard) -> dict:
+    """``sbpca_wait_idle`` against a stuck crossbar, then a free one.
+
+    With ``pulses.ready`` held low, an APPLY_UPDATE (the last batch's pairs again) keeps
+    ``STATUS.UPD_BUSY`` high: ``sbpca_wait_idle`` must give up after exactly its poll budget with
+    ``SBPCA_ERR_TIMEOUT``.  Released, it must return ``SBPCA_OK`` once the k updates left.
+    """
+    budget = 20
+    mon.hold = True
+    await wb.write(REGS.CTRL.offset, REGS.CTRL.APPLY_UPDATE.mask)
+    busy_before = REGS.STATUS.UPD_BUSY.get(await wb.read(REGS.STATUS.offset))
+    r0 = wb.stats.reads
+    timeout_status = await _firmware_status(drv.wait_idle, max_polls=budget)
+    timeout_polls = wb.stats.reads - r0
+    mon.hold = False
+    r1 = wb.stats.reads
+    idle_status = await _firmware_status(drv.wait_idle, max_polls=100000)
+    idle_polls = wb.stats.reads - r1
+    status_after = await wb.read(REGS.STATUS.offset)
+    out = {"budget": budget, "upd_busy_before": busy_before, "timeout_status": timeout_status,
+           "timeout_polls": timeout_polls, "idle_status": idle_status, "idle_polls": idle_polls,
+           "status_after": status_after}
+    if (busy_before, timeout_status, timeout_polls) != (1, "SBPCA_ERR_TIMEOUT", budget):
+        sb.fail(f"sbpca_wait_idle with a stuck crossbar: {out}")
+    if idle_status != "SBPCA_OK" or status_after & (REGS.STATUS.BUSY.mask | REGS.STATUS.UPD_BUSY.mask):
+        sb.fail(f"sbpca_wait_idle after release: {out}")
+    return out
+
+
+async def batch_limit_check(drv: FirmwareDriver, wb: WishboneMaster, sb: Scoreboard, job: dict,
+                            rng: random.Random) -> dict:
+    """A batch of MAX_BATCH + 1 samples: the engine's error through ERRORS/STATUS, and CTRL.CLEAR.
+
+    The firmware refuses such a batch (``SBPCA_ERR_ARG`` without a bus write), so the batch is
+    set up with raw register writes, then streamed by the driver.  Expected (docs/REGISTERS.md):
+    ``ERRORS.BATCH_LIMIT`` and ``STATUS.ENGINE_ERROR`` set, ``PROTOCOL`` clear, the counters
+    count the samples and sub-batches; a W1C write clears ``ERRORS`` but not the engine's error;
+    ``CTRL.CLEAR`` clears it without raising any flag; a second oversized batch raises
+    ``BATCH_LIMIT`` again (the flag is re-armed).
+    """
+    ep = job["params"]["engine"]
+    a, b, s, max_batch = ep["rows"], ep["cols"], ep["sub_batch"], ep["max_batch"]
+    R, ST, ER = REGS, REGS.STATUS, REGS.ERRORS
+    n = max_batch + 1
+    out: dict = {"max_batch_register": drv.dev.max_batch, "samples": n}
+    sb.check("MAX_BATCH register", drv.dev.max_batch, max_batch)
+    w0 = wb.stats.writes
+    out["configure_status"] = await _firmware_status(drv.configure, batch_size=n, sub_batch=s)
+    sb.check("configure(B = MAX_BATCH + 1) refused without a bus write", int(
+        out["configure_status"] == "SBPCA_ERR_ARG" and wb.stats.writes == w0), 1)
+    x = np.asarray([[rng.randrange(-2000, 2000) for _ in range(b)] for _ in range(n)], dtype=np.int64)
+    d = np.asarray([[rng.randrange(-2000, 2000) for _ in range(a)] for _ in range(n)], dtype=np.int64)
+
+    async def oversized_batch(tag: str) -> dict:
+        for reg in (R.SAMPLES, R.SUB_BATCHES):
+            await wb.write(reg.offset, 0)
+        await wb.write(R.ERRORS.offset, 0xFFFFFFFF)
+        await wb.write(R.BATCH_SIZE.offset, n)
+        await bridge(drv.start_batch)()
+        await bridge(drv.stream_samples)(x, d)
+        await bridge(drv.end_batch)()
+        done = await _firmware_status(drv.wait_done, max_polls=100000)
+        got = {"wait_done": done, "errors": await wb.read(R.ERRORS.offset),
+               "status": await wb.read(R.STATUS.offset), "samples": await wb.read(R.SAMPLES.offset),
+               "sub_batches": await wb.read(R.SUB_BATCHES.offset)}
+        sb.check(f"{tag}: wait_done", int(done == "SBPCA_OK"), 1)
+        sb.check(f"{tag}: ERRORS.BATCH_LIMIT", ER.BATCH_LIMIT.get(got["errors"]), 1)
+        sb.check(f"{tag}: ERRORS.PROTOCOL", ER.PROTOCOL.get(got["errors"]), 0)
+        sb.check(f"{tag}: STATUS.ENGINE_ERROR", ST.ENGINE_ERROR.get(got["status"]), 1)
+        sb.check(f"{tag}: SAMPLES counter", got["samples"], n)
+        sb.check(f"{tag}: SUB_BATCHES counter", got["sub_batches"], -(-n // s))
+        return got
+
+    out["first"] = await oversized_batch("oversized batch")
+    status, flags = await bridge(drv.check_errors)()
+    out["check_errors"] = {"status": STATUS_NAMES.get(status, str(status)), "flags": flags}
+    sb.check("check_errors on BATCH_LIMIT returns SBPCA_ERR_PROTOCOL", status, STATUS["SBPCA_ERR_PROTOCOL"])
+    out["after_w1c"] = {"errors": await wb.read(R.ERRORS.offset), "status": await wb.read(R.STATUS.offset)}
+    sb.check("ERRORS after the W1C write", out["after_w1c"]["errors"], 0)
+    sb.check("STATUS.ENGINE_ERROR after the W1C write (only CLEAR clears it)",
+             ST.ENGINE_ERROR.get(out["after_w1c"]["status"]), 1)
+    await wb.write(R.CTRL.offset, R.CTRL.CLEAR.mask)
+    for _ in range(3):
+        await wb.read(R.ID.offset)  # a few cycles for a spurious flag to show
+    out["after_clear"] = {"errors": await wb.read(R.ERRORS.offset), "status": await wb.read(R.STATUS.offset)}
+    sb.check("STATUS.ENGINE_ERROR after CTRL.CLEAR", ST.ENGINE_ERROR.get(out["after_clear"]["status"]), 0)
+    sb.check("ERRORS after CTRL.CLEAR (clearing raises no flag)", out["after_clear"]["errors"], 0)
+    out["second"] = await oversized_batch("oversized batch after CLEAR")
+    return out

@@ -71,8 +71,8 @@ def _check_batches(params: SoCParams, batches) -> list[tuple[np.ndarray, np.ndar
     return out
 
 
-def _sat_names(model: SBPCA) -> set[str]:
-    return {n for n, c in model.status.saturation.counts.items() if c}
+def _sat_counts(model: SBPCA) -> dict[str, int]:
+    return dict(model.status.saturation.counts)
 
 
 def soc_golden(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], init, *,
@@ -86,7 +86,9 @@ def soc_golden(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray
     drv = DriverModel(params.driver)
     out = []
     for x, d in batches:
-        sat0, guard0, degen0 = _sat_names(g), g.status.sigma_guard, g.status.degenerate
+        # the firmware pulses CTRL.CLEAR when it configures a batch: the engine's sticky
+        # flags start from zero, so each flag says whether its event happened in this batch
+        sat0, guard0, degen0 = _sat_counts(g), g.status.sigma_guard, g.status.degenerate
         g.update_int(x, d)
         B = int(x.shape[0])
         words, cfgs = [], []
@@ -98,7 +100,8 @@ def soc_golden(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray
         out.append({
             "sigma": [int(v) for v in g.sigma_int], "Delta": g.Delta_int.T.tolist(), "X": g.X_int.T.tolist(),
             "pulses": words, "cfgs": cfgs, "samples": B, "sub_batches": -(-B // p.sub_batch),
-            "flags": {"saturation": bool(_sat_names(g) - sat0), "sigma_guard": g.status.sigma_guard > guard0,
+            "flags": {"saturation": any(c > sat0.get(n, 0) for n, c in _sat_counts(g).items()),
+                      "sigma_guard": g.status.sigma_guard > guard0,
                       "degenerate": g.status.degenerate > degen0},
         })
     return out
@@ -111,14 +114,17 @@ def _cache_root() -> Path:
 def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], *, init=None,
                   seed: int = 0, lr_scale: int = 1 << 20, bl: int = 15, bus_stalls: bool = False,
                   pulse_stall_prob: float = 0.0, stim_seed: int = 1, build_dir: "str | Path | None" = None,
-                  waves: bool = False, fast_build: bool = True) -> dict:
+                  waves: bool = False, fast_build: bool = True, extra_checks: bool = False) -> dict:
     """Run ``batches`` through the SoC RTL under the C firmware and compare with the golden model.
 
     ``init`` -- integer engine state (X, Δ, σ), else the golden model's seeded state for ``seed``;
     ``lr_scale`` -- the LR_SCALE register (unsigned Q8.24); ``bl`` -- UPDATE_CFG.BL;
     ``bus_stalls`` -- 0..2 idle cycles before each bus transaction; ``pulse_stall_prob`` --
     probability that the crossbar holds ``pulses.ready`` low in a slot; ``fast_build`` --
-    compile the simulator at -O0 (much faster to build; these runs are bus bound anyway).
+    compile the simulator at -O0 (much faster to build; these runs are bus bound anyway);
+    ``extra_checks`` -- after the batches, ``sbpca_wait_idle`` against a stuck crossbar (report
+    ``idle_check``) and a batch of ``max_batch + 1`` samples with ``CTRL.CLEAR`` (report
+    ``batch_limit_check``; needs ``max_batch`` <= 64 to stay short), both scored.
     Returns the report: ``mismatches``, ``mismatch_details``, ``words_compared``, ``samples``,
     ``cycles`` (clock cycles of the whole firmware sequence), ``cycles_per_sample`` (the engine's
     busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample``,
@@ -134,6 +140,9 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     for name, v, hi in (("lr_scale", lr_scale, (1 << 32) - 1), ("bl", bl, 0xFFFF)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
             raise ValueError(f"{name} must be an integer in 0..{hi}, not {v!r}")
+    if extra_checks and params.engine.max_batch > 64:
+        raise ValueError(f"extra_checks streams a batch of max_batch + 1 samples: build the SoC with "
+                         f"max_batch <= 64, not {params.engine.max_batch}")
     batches = _check_batches(params, batches)
     state0 = initial_state(params.engine, init, seed)
     t0 = time.time()
@@ -153,6 +162,7 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
         "bus_stalls": bool(bus_stalls),
         "pulse_stall_prob": float(pulse_stall_prob),
         "stim_seed": int(stim_seed),
+        "extra_checks": bool(extra_checks),
     }
     old_flags = os.environ.get("MAKEFLAGS")
     t1 = time.time()

@@ -182,6 +182,72 @@ def test_update_counter_is_checked(library):
     assert bank.pulses == ["APPLY_UPDATE"]
 
 
+def test_wait_idle_polls_a_bounded_number_of_times(library):
+    bank = FakeBank()
+    drv = _driver(library, bank)
+    drv.init()
+
+    def status_reads() -> int:
+        return sum(1 for op, addr, _ in bank.log if op == "r" and addr == REGS.STATUS.offset)
+
+    for busy in (REGS.STATUS.pack(BUSY=1), REGS.STATUS.pack(UPD_BUSY=1, DONE=1)):
+        bank.values[REGS.STATUS.offset] = busy
+        before = status_reads()
+        with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
+            drv.wait_idle(max_polls=7)
+        assert status_reads() - before == 7  # exactly the budget, then it gives up
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
+        drv.wait_idle(max_polls=0)  # no budget: no read
+    # DONE and UPD_DONE do not count as busy: one read is enough
+    bank.values[REGS.STATUS.offset] = REGS.STATUS.pack(DONE=1, UPD_DONE=1, ENGINE_ERROR=1)
+    before = status_reads()
+    drv.wait_idle(max_polls=7)
+    assert status_reads() - before == 1
+    # the bit falls while polling: the driver returns on the first idle read
+    seq = iter([REGS.STATUS.pack(BUSY=1)] * 3 + [0] * 10)
+    real_read = bank.read
+
+    def falling(addr: int) -> int:
+        if addr == REGS.STATUS.offset:
+            bank.values[addr] = next(seq)
+        return real_read(addr)
+
+    drv2 = FirmwareDriver(library, falling, bank.write, base=0)
+    drv2.init()
+    before = status_reads()
+    drv2.wait_idle(max_polls=100)
+    assert status_reads() - before == 4
+
+
+def test_train_batch_waits_for_idle_and_respects_max_batch(library):
+    """sbpca_train_batch waits (bounded) for an idle engine first; B above MAX_BATCH is refused."""
+    bank = FakeBank()
+    bank.values[REGS.MAX_BATCH.offset] = 5
+    drv = _driver(library, bank)
+    assert drv.init().max_batch == 5
+    bank.values[REGS.STATUS.offset] = REGS.STATUS.pack(BUSY=1)
+    n_writes = sum(1 for op, *_ in bank.log if op == "w")
+    res = drv.train_batch(np.zeros((2, 2), dtype=int), np.zeros((2, 3), dtype=int), sub_batch=1, max_polls=9)
+    assert res.status_name == "SBPCA_ERR_TIMEOUT"
+    assert sum(1 for op, *_ in bank.log if op == "w") == n_writes, "it configured a busy engine"
+    bank.values[REGS.STATUS.offset] = 0
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_ARG"):
+        drv.configure(batch_size=6, sub_batch=2)
+    drv.configure(batch_size=5, sub_batch=2)
+    # configure pulses CTRL.CLEAR (the engine's sticky flags) before clearing ERRORS
+    assert bank.pulses == ["CLEAR"]
+    writes = [addr for op, addr, _ in bank.log if op == "w"]
+    assert writes.index(REGS.CTRL.offset) < len(writes) - 1 and writes[-1] == REGS.ERRORS.offset
+
+
+def test_batch_limit_voids_the_batch(library):
+    bank = FakeBank()
+    drv = _driver(library, bank)
+    drv.init()
+    bank.values[REGS.ERRORS.offset] = REGS.ERRORS.BATCH_LIMIT.mask
+    assert drv.check_errors() == (STATUS["SBPCA_ERR_PROTOCOL"], REGS.ERRORS.BATCH_LIMIT.mask)
+
+
 def test_callback_exceptions_propagate(library):
     calls = []
 

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from hdl.regmap import REGS
 from hdl.soc import SBPCASoC, SoCParams, scale_shift, soc_update_config
 from pymodel.crossbar import DriverParams
 from testbench import soc_cosim
@@ -77,16 +78,38 @@ def test_gen_soc_writes_verilog_and_manifest(tmp_path, capsys):
 
 @pytest.mark.cosim
 def test_firmware_cosim_stochastic_with_stalls():
-    """Two batches (the second warm-started, both with a partial sub-batch), bus and pulse stalls."""
-    p = small()
+    """Two batches (the second warm-started, both with a partial sub-batch), bus and pulse stalls;
+    then ``sbpca_wait_idle`` against a stuck crossbar, and the engine's max_batch error with CTRL.CLEAR."""
+    p = small(max_batch=8)
     batches = random_batches(p, 2, 7, seed=3)
-    rep = run_soc_cosim(p, batches, seed=1, lr_scale=1 << 22, bl=7, bus_stalls=True, pulse_stall_prob=0.3)
+    rep = run_soc_cosim(p, batches, seed=1, lr_scale=1 << 22, bl=7, bus_stalls=True, pulse_stall_prob=0.3,
+                        extra_checks=True)
     assert rep["mismatches"] == 0, rep["mismatch_details"]
     assert (rep["passed"], rep["failed"]) == (1, 0)
     k, a, b = 2, 6, 5
     assert rep["samples"] == 14 and rep["pulse_words"] == 2 * k * 7
-    # sigma + factors + pulse words + counters + flags per batch, plus init and final checks
-    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * 7 + 3 + 7) + 5 + 1
+    # sigma + factors + pulse words + counters + flags per batch, plus init and final checks,
+    # plus the 19 checks of the max_batch phase
+    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * 7 + 3 + 8) + 5 + 1 + 19
+    # sbpca_wait_idle: exactly its budget of STATUS reads while the crossbar holds UPD_BUSY high,
+    # then success once it takes the words again
+    idle = rep["idle_check"]
+    assert idle["upd_busy_before"] == 1
+    assert (idle["timeout_status"], idle["timeout_polls"]) == ("SBPCA_ERR_TIMEOUT", idle["budget"])
+    assert idle["idle_status"] == "SBPCA_OK" and idle["idle_polls"] >= 1
+    assert idle["status_after"] & (REGS.STATUS.BUSY.mask | REGS.STATUS.UPD_BUSY.mask) == 0
+    # a batch of max_batch + 1 samples: refused by the firmware, flagged by the engine when forced
+    lim = rep["batch_limit_check"]
+    assert lim["max_batch_register"] == 8 and lim["samples"] == 9
+    assert lim["configure_status"] == "SBPCA_ERR_ARG"
+    for phase in ("first", "second"):
+        got = lim[phase]
+        assert got["errors"] & REGS.ERRORS.BATCH_LIMIT.mask and not got["errors"] & REGS.ERRORS.PROTOCOL.mask
+        assert REGS.STATUS.ENGINE_ERROR.get(got["status"]) == 1
+        assert (got["samples"], got["sub_batches"]) == (9, 3)
+    assert lim["check_errors"]["status"] == "SBPCA_ERR_PROTOCOL"
+    assert lim["after_w1c"]["errors"] == 0 and REGS.STATUS.ENGINE_ERROR.get(lim["after_w1c"]["status"]) == 1
+    assert lim["after_clear"]["errors"] == 0 and REGS.STATUS.ENGINE_ERROR.get(lim["after_clear"]["status"]) == 0
     assert rep["pulse_stall_cycles"] > 0
     assert all(bt["status"] in ("SBPCA_OK", "SBPCA_ERR_HW") for bt in rep["batches"])
     assert rep["bound_cycles_per_sample"] == pytest.approx(2 * k * (a + b) / 2)
