@@ -10,7 +10,32 @@ import json
 
 import pytest
 
-from testbench.commands.demo import DemoConfig, Steps, lr_scale_word, summary_table
+from testbench.commands.demo import BackgroundJob, DemoConfig, Steps, lr_scale_word, summary_table
+
+
+def _bg_sum(n: int, note) -> dict:
+    """Background target: reports a phase, works a little, returns a value."""
+    import os
+    import time
+
+    note(phase="summing")
+    time.sleep(0.3)
+    return {"sum": sum(range(n)), "pid": os.getpid()}
+
+
+def _bg_fail(note) -> None:
+    raise ValueError("no such device 99k")
+
+
+def _bg_hang(pidfile: str, note) -> None:
+    """Starts a tool-like grandchild and waits on it (as synthesize waits on nextpnr)."""
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "60"])
+    with open(pidfile, "w") as fh:
+        fh.write(str(proc.pid))
+    note(phase="hanging")
+    proc.wait()
 
 
 def test_presets_and_lr_scale():
@@ -32,6 +57,62 @@ def test_steps_report_progress(capsys):
     assert st.run("one", "first", lambda: 41) + 1 == 42
     assert "[1/2] first ..." in buf.getvalue() and "[1/2] first: done in" in buf.getvalue()
     assert set(st.seconds) == {"one"}
+
+
+def test_background_step_runs_in_parallel_and_reports():
+    """A background step runs in another process while a foreground step runs; lines say so."""
+    import io
+    import os
+    import time
+
+    buf = io.StringIO()
+    st = Steps(2, out=buf)
+    job = st.background("bg", "summing in the background", BackgroundJob(_bg_sum, 10))
+    t0 = time.time()
+    assert st.run("fg", "foreground", lambda: time.sleep(0.5) or 7) == 7
+    res = st.join("bg", report_every=0.05)
+    elapsed = time.time() - t0
+    assert res["sum"] == 45 and res["pid"] != os.getpid()
+    out = buf.getvalue()
+    assert "[1/2] summing in the background: started in the background" in out
+    assert "[2/2] foreground ...  [1/2 in parallel:" in out
+    assert "[1/2] summing in the background: done in" in out and "(in parallel; waited" in out
+    assert set(st.seconds) == {"fg", "bg"} and st.seconds["bg"] > 0.3
+    assert elapsed < st.seconds["fg"] + st.seconds["bg"] - 0.2  # they overlapped
+    assert job.finished() and "finished" in job.describe()
+
+
+def test_background_step_errors_and_cancel(tmp_path):
+    import os
+    import time
+
+    st = Steps(1, enabled=False)
+    st.background("bad", "failing", BackgroundJob(_bg_fail))
+    with pytest.raises(RuntimeError, match="ValueError: no such device 99k"):
+        st.join("bad")
+    pidfile = tmp_path / "pid"
+    job = BackgroundJob(_bg_hang, str(pidfile))
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    st.background("hang", "hanging", job)
+    st.cancel_background()  # what run_demo does when a foreground step raises
+    assert not job.proc.is_alive()
+    for _ in range(100):  # the tool it started goes with it (its own process group)
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        try:  # a zombie until its parent (the cancelled child) is reaped
+            if open(f"/proc/{grandchild}/stat").read().split()[2] == "Z":
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the background step's subprocess survived cancel()")
 
 
 @pytest.mark.cosim
