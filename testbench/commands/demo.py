@@ -17,8 +17,9 @@
 
 ``--quick`` (CI): 3 epochs, a 12-sample captured batch, a 2-lane engine in the SoC, and a
 small engine (a = b = 8, k = 2, P = 2) on the ECP5-85k for synthesis.  The full run uses
-6 epochs on all images, a 24-sample batch, 4 lanes, and synthesises the SoC's own engine
-(a = 10, b = 65, k = 4, P = 4).  nextpnr's placement and routing dominate the run time (minutes
+6 epochs on all images, a 24-sample batch, 4 lanes in the SoC, and synthesises the captured
+layer's engine (a = 10, b = 65, k = 4, s = 8) with one lane (P = 4 alone takes over 5 minutes of
+place and route; the table says which engine was synthesised).  nextpnr runs with router2.  nextpnr's placement and routing dominate the run time (minutes
 on two shared cores even for a small engine); with the overlap the demo takes about as long as
 the synthesis alone.  Synthesis reports are cached in the build directory by a hash of the
 Verilog (a cached report is only reused for the identical design, and the output says so).
@@ -52,6 +53,7 @@ class DemoConfig:
     soc_lanes: int
     synth_engine: dict
     synth_device: str = "85k"
+    synth_router: str = "router2"
     rank: int = 4
     sub_batch: int = 8
     bl: int = 15
@@ -63,8 +65,10 @@ class DemoConfig:
         if quick:
             return cls(epochs=3, train_limit=None, capture_batch=12, capture_step=2, soc_lanes=2,
                        synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=2), seed=seed)
+        # the synthesised engine is the captured layer's (10 x 65, k = 4, s = 8) with one lane: with
+        # the SoC's 4 lanes place and route alone takes over 5 minutes on two shared cores
         return cls(epochs=6, train_limit=None, capture_batch=24, capture_step=5, soc_lanes=4,
-                   synth_engine=dict(rows=10, cols=65, rank=4, sub_batch=8, lanes=4), seed=seed)
+                   synth_engine=dict(rows=10, cols=65, rank=4, sub_batch=8, lanes=1), seed=seed)
 
 
 class Steps:
@@ -295,7 +299,7 @@ def synth_step(cfg: DemoConfig, build_dir: Path, note: Callable[..., None] | Non
     eng = SBPCAEngine(EngineParams(**cfg.synth_engine, formats="q16"), seed=cfg.seed)
     with tempfile.TemporaryDirectory(prefix="sbpca_demo_v_") as tmp:
         vtext = write_verilog(eng, "sbpca_engine", Path(tmp)).read_text()
-    key = hashlib.sha1(vtext.encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{cfg.synth_router}\n{vtext}".encode()).hexdigest()[:16]
     out = build_dir / "synth" / key
     cached = out / "demo_synth.json"
     if cached.exists():
@@ -305,10 +309,11 @@ def synth_step(cfg: DemoConfig, build_dir: Path, note: Callable[..., None] | Non
     out.mkdir(parents=True, exist_ok=True)
     (out / "sbpca_engine.v").write_text(vtext)
     note(phase="yosys port list", probe=str(out))
-    r = synthesize(out / "sbpca_engine.v", "sbpca_engine", target="ecp5", device=cfg.synth_device, build_dir=out)
+    r = synthesize(out / "sbpca_engine.v", "sbpca_engine", target="ecp5", device=cfg.synth_device, build_dir=out,
+                   router=cfg.synth_router)
     rep = {"design": "engine", **cfg.synth_engine, "luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
            "lutram": r.lutram, "fmax_mhz": r.fmax_mhz, "timing_met": r.timing_met, "target": r.target,
-           "device": r.device, "seconds": r.seconds}
+           "device": r.device, "router": cfg.synth_router, "seconds": r.seconds}
     cached.write_text(json.dumps(rep, indent=2))
     rep["cached"] = False
     return rep
@@ -382,6 +387,7 @@ def summary_table(s: dict) -> str:
 
     syn = s.get("synth") or {}
     eng = (f"a={syn.get('rows')} b={syn.get('cols')} k={syn.get('rank')} P={syn.get('lanes')}"
+           + (f" (the SoC above used P={s['soc_lanes']})" if syn.get("lanes") != s["soc_lanes"] else "")
            + (" (cached report)" if s.get("synth_cached") else "")) if syn else "skipped"
     rows = [
         ("mode", s["mode"]),
