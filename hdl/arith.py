@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from pymodel.fixedpoint import Fmt, Overflow, Rounding
 
-__all__ = ["round_shift", "fit", "requant", "mul_parts", "RoundDivider", "ISqrt", "tree_sum", "check_hw_format"]
+__all__ = ["round_shift", "fit", "requant", "mul_parts", "RoundDivider", "ISqrt", "tree_sum", "tree_latency", "check_hw_format"]
 
 
 def check_hw_format(name: str, fmt: Fmt) -> None:
@@ -99,12 +99,14 @@ def mul_parts(a: Value, b: Value, slice_bits: int = 16) -> list[tuple[Value, int
     return parts
 
 
-def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int = 2,
+def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int = 1,
              enable: Value | None = None, name: str = "tree") -> tuple[Value, int]:
     """Sum ``values`` (signed) in a balanced adder tree, registered every ``levels_per_stage`` levels.
 
-    Returns ``(sum, latency)`` where ``sum`` has shape ``signed(width)`` and ``latency`` is the
-    number of register stages inserted (0 for a single value).  ``width`` must hold the exact sum.
+    The sum always leaves through a register (a lone value is just registered), so what
+    follows starts from a register.  Returns ``(sum, latency)`` with ``sum`` of shape
+    ``signed(width)`` and ``latency = max(1, ceil(levels / levels_per_stage))``.  ``width``
+    must hold the exact sum.
     """
     if not values:
         raise ValueError("tree_sum needs at least one value")
@@ -113,16 +115,14 @@ def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int =
     level = [Value.cast(v) for v in values]
     latency = 0
     depth = 0
-    while len(level) > 1:
-        nxt = []
-        for i in range(0, len(level), 2):
-            if i + 1 < len(level):
-                nxt.append(level[i] + level[i + 1])
-            else:
-                nxt.append(level[i])
-        level = nxt
-        depth += 1
-        if depth % levels_per_stage == 0 and len(level) > 1:
+    while True:
+        if len(level) > 1:
+            nxt = []
+            for i in range(0, len(level), 2):
+                nxt.append(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
+            level = nxt
+            depth += 1
+        if len(level) == 1 or depth % levels_per_stage == 0:
             regs = []
             for idx, val in enumerate(level):
                 r = Signal(signed(width), name=f"{name}_l{depth}_{idx}")
@@ -130,9 +130,14 @@ def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int =
                 regs.append(r)
             level = regs
             latency += 1
-    out = Signal(signed(width), name=f"{name}_out")
-    m.d.comb += out.eq(level[0])
-    return out, latency
+        if len(level) == 1:
+            return level[0], latency
+
+
+def tree_latency(n: int, levels_per_stage: int = 1) -> int:
+    """Register stages :func:`tree_sum` puts in a tree over ``n`` values."""
+    levels = max(0, (n - 1).bit_length())
+    return max(1, -(-levels // levels_per_stage))
 
 
 class RoundDivider(wiring.Component):

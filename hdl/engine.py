@@ -25,13 +25,14 @@ Architecture (details, port formats and timing in ``docs/ENGINE.md``):
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from pymodel.sbpca import SBPCA
 
-from .arith import ISqrt, RoundDivider, fit, mul_parts, requant, tree_sum
+from .arith import ISqrt, RoundDivider, fit, mul_parts, round_shift, tree_sum
+from .dsp import tiled_mul
 from .engine_params import (
     MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
 )
@@ -451,19 +452,31 @@ class SBPCAEngine(wiring.Component):
             return r
 
         # ---------------------------------------------------------------- stage 1: operands
+        # Cycle numbers below count from the issue (cycle 0).  Multipliers are DSP tiles
+        # (``hdl.dsp.tiled_mul``): their operands are sampled by the tiles' input registers,
+        # every tile product is registered, and the tiles are summed one tree level per cycle.
+        # Each requantisation is split: round (registered), then range check (registered).
         u1 = stage(u0, "u1")
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
+        MRB = max(rw, sw)
+        prim = p.dsp
+
+        def rreg(value, name):
+            """``value`` registered at its own width (a rounded value before its range check)."""
+            value = Value.cast(value)
+            return reg(value.shape(), value, name)
+
         idx1 = u1.mat * k + u1.c
         a1, b1, cv2, cb2, cx2, cdr2 = [], [], [], [], [], []
         h_sel = H[idx1]
         inv_sel = INV[idx1]
         for l in range(P):
             s_own_c = Mux(u1.mat, sd_r.data[u1.c][l], sx_r.data[u1.c][l])
-            s_oth_c = Mux(u1.mat, sx_r.data[u1.c][l], sd_r.data[u1.c][l])
             s_j = Mux(u1.mat, sd_r.data[u1.step][l], sx_r.data[u1.step][l])
             s_j1 = Mux(u1.mat, sd_r.data[u1.step + 1][l], sx_r.data[u1.step + 1][l])
             s_0 = Mux(u1.mat, sd_r.data[0][l], sx_r.data[0][l])
+            s_oth_c = Mux(u1.mat, sx_r.data[u1.c][l], sd_r.data[u1.c][l])
             x_l, d_l = xb_r.data[l], db_r.data[l]
             av = Signal(signed(A1W), name=f"a1_{l}")
             bv = Signal(signed(B1W), name=f"b1_{l}")
@@ -476,14 +489,12 @@ class SBPCAEngine(wiring.Component):
                     m.d.comb += [av.eq(h_sel), bv.eq(s_j)]
                 with m.Case(OP_SCALE):
                     m.d.comb += [av.eq(wm_r.data[l]), bv.eq(inv_sel)]
-            a1.append(reg(signed(A1W), av, f"s2_a1_{l}"))
-            b1.append(reg(signed(B1W), bv, f"s2_b1_{l}"))
+            a1.append(av)
+            b1.append(bv)
             cv2.append(reg(signed(mw), wm_r.data[l], f"s2_v_{l}"))
             cb2.append(reg(signed(sw), Mux(u1.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
             cdr2.append(reg(signed(aw), dr_r.data[l], f"s2_dr_{l}"))
-        u2 = stage(u1, "u2")
-        MS = p.mul_stages
 
         def delay(vals, n, shape, name):
             for t in range(n):
@@ -495,130 +506,146 @@ class SBPCAEngine(wiring.Component):
                 u = stage(u, f"{name}_{t}")
             return u
 
-        def mul(a, b, width, name):
-            """``a * b`` registered after ``mul_stages`` cycles (2: partial products, then one add)."""
-            if MS == 1:
-                return reg(signed(width), a * b, name)
-            parts = [(reg(pv.shape(), pv, f"{name}_pp{i}"), sh) for i, (pv, sh) in enumerate(mul_parts(a, b))]
-            return reg(signed(width), sum(r << sh for r, sh in parts), name)
+        # ---------------------------------------------------------------- m1 (cycles 1 .. P1)
+        m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim) for l in range(P)]
+        L1 = m1[0][1]
+        p1 = [v for v, _ in m1]
+        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 1 + L1: p1 valid
+        cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
+        cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
+        cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
+        cdr = delay(cdr2, L1 - 1, signed(aw), "m1_dr")
 
-        # ---------------------------------------------------------------- stage 3: first product
-        p1 = [mul(a1[l], b1[l], A1W + B1W, f"s3_p1_{l}") for l in range(P)]
-        u3 = udelay(u2, MS, "u3")
-        cv3 = delay(cv2, MS, signed(mw), "s3_v")
-        cb3 = delay(cb2, MS, signed(sw), "s3_qn")
-        cx3 = delay(cx2, MS, signed(sw), "s3_x")
-        cdr3 = delay(cdr2, MS, signed(aw), "s3_dr")
-
-        # ---------------------------------------------------------------- stage 4
-        u4 = stage(u3, "u4")
+        # ---------------------------------------------------------------- P1: accumulate, round
         lacc = [Signal(signed(LW), name=f"lacc_{l}") for l in range(P)]
-        v3_valid_acc = u3.valid & (u3.op == OP_ACC)
-        v3_scale = u3.valid & (u3.op == OP_SCALE)
-        t4, q4, pr4 = [], [], []
-        qsat = []
-        for l in range(P):
-            with m.If(v3_valid_acc):
-                m.d.sync += lacc[l].eq(Mux(u3.fj, p1[l], lacc[l] + p1[l]))
-            t_val, _ = requant(p1[l], f.state.frac + f.mat.frac, f.mat)  # silent (golden passes no flags)
-            q_val, q_sat = requant(p1[l], f.mat.frac + f.inv.frac, f.state)
-            qsat.append(q_sat)
-            t4.append(reg(signed(mw), t_val, f"s4_t_{l}"))
-            q4.append(reg(signed(sw), q_val, f"s4_q_{l}"))
-            pr4.append(reg(signed(A1W + B1W), p1[l], f"s4_pr_{l}"))
-        any_qsat = Cat(*qsat).any()
-        raise_sat("X_q", v3_scale & (u3.mat == MAT_X) & any_qsat)
-        raise_sat("Delta_q", v3_scale & (u3.mat == MAT_D) & any_qsat)
-        cv4 = [reg(signed(mw), cv3[l], f"s4_v_{l}") for l in range(P)]
-        cb4 = [reg(signed(sw), cb3[l], f"s4_qn_{l}") for l in range(P)]
-        cx4 = [reg(signed(sw), cx3[l], f"s4_x_{l}") for l in range(P)]
-        cdr4 = [reg(signed(aw), cdr3[l], f"s4_dr_{l}") for l in range(P)]
+        with m.If(uP1.valid & (uP1.op == OP_ACC)):
+            m.d.sync += [lacc[l].eq(Mux(uP1.fj, p1[l], lacc[l] + p1[l])) for l in range(P)]
+        sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
+        t_r = [rreg(round_shift(p1[l], sh_t - f.mat.frac, f.mat.rounding), f"rt_{l}")
+               for l in range(P)]
+        q_r = [rreg(round_shift(p1[l], f.mat.frac + f.inv.frac - f.state.frac, f.state.rounding),
+                   f"rq_{l}") for l in range(P)]
+        pr_p = [reg(signed(A1W + B1W), p1[l], f"pp_{l}") for l in range(P)]
+        uR1 = stage(uP1, "u_r1")  # P1 + 1
+        cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
+                           ((cv, signed(mw), "r1_v"), (cb, signed(sw), "r1_qn"), (cx, signed(sw), "r1_x"),
+                            (cdr, signed(aw), "r1_dr")))
 
-        # ---------------------------------------------------------------- stage 5
-        u5 = stage(u4, "u5")
-        acc4 = u4.op == OP_ACC
-        acc_last4 = u4.valid & acc4 & u4.lj
-        gs4 = u4.valid & (u4.op == OP_GS)
-        MRB = max(rw, sw)
-        r_sel4 = RC[u4.c]
-        mra5, mrb5, v5, q5 = [], [], [], []
+        # ---------------------------------------------------------------- P1+1: fit t, q; round lacc
+        t_f, q_f, qsat = [], [], []
+        for l in range(P):
+            tv, _ = fit(t_r[l], f.mat)  # silent (golden passes no flags)
+            qv, qs_ = fit(q_r[l], f.state)
+            qsat.append(qs_)
+            t_f.append(reg(signed(mw), tv, f"ft_{l}"))
+            q_f.append(reg(signed(sw), qv, f"fq_{l}"))
+        any_qsat = Cat(*qsat).any()
+        v_scale_r1 = uR1.valid & (uR1.op == OP_SCALE)
+        raise_sat("X_q", v_scale_r1 & (uR1.mat == MAT_X) & any_qsat)
+        raise_sat("Delta_q", v_scale_r1 & (uR1.mat == MAT_D) & any_qsat)
+        la_x = [rreg(round_shift(lacc[l], f.x.frac + f.proj.frac - f.acc.frac, f.acc.rounding), f"rax_{l}")
+                for l in range(P)]
+        la_d = [rreg(round_shift(lacc[l], f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding),
+                    f"rad_{l}") for l in range(P)]
+        uR2 = stage(uR1, "u_r2")  # P1 + 2
+        cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
+                           ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x"),
+                            (cdr, signed(aw), "r2_dr")))
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_r2")
+
+        # ---------------------------------------------------------------- P1+2: v, m_r operands
+        acc_r2 = uR2.op == OP_ACC
+        acc_last_r2 = uR2.valid & acc_r2 & uR2.lj
+        gs_r2 = uR2.valid & (uR2.op == OP_GS)
+        r_sel = RC[uR2.c]
+        mra, mrb, v_w, q_w, mra_w = [], [], [], [], []
         asat, vsat = [], []
         for l in range(P):
-            arx, sx_ = requant(lacc[l], f.x.frac + f.proj.frac, f.acc)
-            ard, sd_ = requant(lacc[l], f.delta.frac + f.proj.frac, f.acc)
-            asat.append(Mux(u4.mat, sd_, sx_))
+            fx, sx_ = fit(la_x[l], f.acc)
+            fd, sd_ = fit(la_d[l], f.acc)
+            asat.append(Mux(uR2.mat, sd_, sx_))
             # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
-            mra5.append(reg(signed(aw), Mux(acc4, Mux(u4.mat, ard, arx), cdr4[l]), f"s5_mra_{l}"))
-            mrb5.append(reg(signed(MRB), Mux(acc4, r_sel4, q4[l]), f"s5_mrb_{l}"))
-            vv, vs_ = fit(cv4[l] - t4[l], f.mat)
+            ra = Signal(signed(aw), name=f"mra_{l}")
+            rb = Signal(signed(MRB), name=f"mrb_{l}")
+            m.d.comb += [ra.eq(Mux(acc_r2, Mux(uR2.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_r2, r_sel, q_f[l]))]
+            mra.append(ra)
+            mrb.append(rb)
+            mra_w.append(reg(signed(aw), ra, f"w_dr_{l}"))
+            vv, vs_ = fit(cv[l] - t_f[l], f.mat)
             vsat.append(vs_)
-            v5.append(reg(signed(mw), vv, f"s5_v_{l}"))
-            q5.append(reg(signed(sw), q4[l], f"s5_q_{l}"))
-        any_asat = Cat(*asat).any()
-        raise_sat("A", acc_last4 & (u4.mat == MAT_X) & any_asat)
-        raise_sat("D", acc_last4 & (u4.mat == MAT_D) & any_asat)
+            v_w.append(reg(signed(mw), vv, f"w_v_{l}"))
+            q_w.append(reg(signed(sw), q_f[l], f"w_q_{l}"))
+        raise_sat("A", acc_last_r2 & (uR2.mat == MAT_X) & Cat(*asat).any())
+        raise_sat("D", acc_last_r2 & (uR2.mat == MAT_D) & Cat(*asat).any())
         any_vsat = Cat(*vsat).any()
-        raise_sat("X_gs_v", gs4 & (u4.mat == MAT_X) & any_vsat)
-        raise_sat("Delta_gs_v", gs4 & (u4.mat == MAT_D) & any_vsat)
-        cb5 = [reg(signed(sw), cb4[l], f"s5_qn_{l}") for l in range(P)]
-        cx5 = [reg(signed(sw), cx4[l], f"s5_x_{l}") for l in range(P)]
-        # state write, trace, D_r write (stage 5)
-        scale5 = u5.valid & (u5.op == OP_SCALE)
-        qrow = Cat(*q5)
+        raise_sat("X_gs_v", gs_r2 & (uR2.mat == MAT_X) & any_vsat)
+        raise_sat("Delta_gs_v", gs_r2 & (uR2.mat == MAT_D) & any_vsat)
+        uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write, trace
+        cb, cx = delay(cb, 1, signed(sw), "w_qn"), delay(cx, 1, signed(sw), "w_x")
+        scale_w = uW.valid & (uW.op == OP_SCALE)
+        qrow = Cat(*q_w)
         # state load (only while the engine is idle at a batch boundary, so never with a SCALE)
         ld = self.load.payload
         load_take = self.load.valid & self.load.ready
         wrow = Mux(load_take, ld.data.as_value(), qrow)
-        wcol = Mux(load_take, ld.col, u5.c)
-        wx = Mux(load_take, ld.kind == KIND_X, scale5 & (u5.mat == MAT_X))
-        wd = Mux(load_take, ld.kind == KIND_D, scale5 & (u5.mat == MAT_D))
+        wcol = Mux(load_take, ld.col, uW.c)
+        wx = Mux(load_take, ld.kind == KIND_X, scale_w & (uW.mat == MAT_X))
+        wd = Mux(load_take, ld.kind == KIND_D, scale_w & (uW.mat == MAT_D))
         m.d.comb += [
-            sx_w.addr.eq(Mux(load_take, ld.chunk, u5.i)), sd_w.addr.eq(Mux(load_take, ld.chunk, u5.i)),
+            sx_w.addr.eq(Mux(load_take, ld.chunk, uW.i)), sd_w.addr.eq(Mux(load_take, ld.chunk, uW.i)),
             sx_w.data.eq(Cat(*[wrow] * k)), sd_w.data.eq(Cat(*[wrow] * k)),
             sx_w.en.eq(Cat(*[wx & (wcol == c) for c in range(k)])),
             sd_w.en.eq(Cat(*[wd & (wcol == c) for c in range(k)])),
-            dr_w.addr.eq(u5.c * Ra + u5.i),
-            dr_w.data.eq(Cat(*mra5)),
-            dr_w.en.eq(u5.valid & (u5.op == OP_ACC) & u5.lj & (u5.mat == MAT_D)),
+            dr_w.addr.eq(uW.c * Ra + uW.i),
+            dr_w.data.eq(Cat(*mra_w)),
+            dr_w.en.eq(uW.valid & (uW.op == OP_ACC) & uW.lj & (uW.mat == MAT_D)),
         ]
-        with m.If(scale5 & u5.jlast):
-            m.d.sync += col_ready[u5.mat * k + u5.c].eq(1)
-        pipe_push = scale5 & u5.tr
-        # ---------------------------------------------------------------- stage 6: m_r product
-        pr6 = [mul(mra5[l], mrb5[l], aw + MRB, f"s6_pr_{l}") for l in range(P)]
-        u6 = udelay(u5, MS, "u6")
-        v6 = delay(v5, MS, signed(mw), "s6_v")
-        cb6 = delay(cb5, MS, signed(sw), "s6_qn")
-        cx6 = delay(cx5, MS, signed(sw), "s6_x")
+        with m.If(scale_w & uW.jlast):
+            m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
+        pipe_push = scale_w & uW.tr
+        assert 1 + L1 + 3 == p.lat_state, (L1, p.lat_state)
 
-        # ---------------------------------------------------------------- stage 7
-        u7 = stage(u6, "u7")
-        acc_last6 = u6.valid & (u6.op == OP_ACC) & u6.lj
-        upd7, usat = [], []
+        # ---------------------------------------------------------------- m_r (P1+2 .. PR)
+        mr = [tiled_mul(m, mra[l], mrb[l], name=f"mr_{l}", primitive=prim) for l in range(P)]
+        LR = mr[0][1]
+        prr = [v for v, _ in mr]
+        uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR
+        v_w = delay(v_w, LR - 1, signed(mw), "mr_v")
+        cb = delay(cb, LR - 1, signed(sw), "mr_qn")
+        cx = delay(cx, LR - 1, signed(sw), "mr_x")
+        pr_p = delay(pr_p, LR, signed(A1W + B1W), "pp_mr")
+        # PR: round the power-step update
+        upd_r = [rreg(round_shift(prr[l], f.acc.frac + f.recip.frac - f.mat.frac, f.mat.rounding),
+                     f"rupd_{l}") for l in range(P)]
+        prs = [reg(signed(aw + MRB), prr[l], f"prs_{l}") for l in range(P)]
+        uU1 = stage(uPR, "u_u1")
+        v_w, cb, cx = delay(v_w, 1, signed(mw), "u1_v"), delay(cb, 1, signed(sw), "u1_qn"), delay(cx, 1, signed(sw), "u1_x")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u1")
+        # PR+1: fit it
+        upd, usat = [], []
         for l in range(P):
-            uv, us_ = requant(pr6[l], f.acc.frac + f.recip.frac, f.mat)
+            uv, us_ = fit(upd_r[l], f.mat)
             usat.append(us_)
-            upd7.append(reg(signed(mw), uv, f"s7_upd_{l}"))
-        raise_sat("M_update", acc_last6 & Cat(*usat).any())
-        prs7 = [reg(signed(aw + MRB), pr6[l], f"s7_pr_{l}") for l in range(P)]
-        v7 = [reg(signed(mw), v6[l], f"s7_v_{l}") for l in range(P)]
-        cb7 = [reg(signed(sw), cb6[l], f"s7_qn_{l}") for l in range(P)]
-        cx7 = [reg(signed(sw), cx6[l], f"s7_x_{l}") for l in range(P)]
-
-        # ---------------------------------------------------------------- stage 8
-        u8 = stage(u7, "u8")
-        acc_last7 = u7.valid & (u7.op == OP_ACC) & u7.lj
+            upd.append(reg(signed(mw), uv, f"fupd_{l}"))
+        raise_sat("M_update", uU1.valid & (uU1.op == OP_ACC) & uU1.lj & Cat(*usat).any())
+        uU2 = stage(uU1, "u_u2")
+        v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), delay(cx, 1, signed(sw), "u2_x")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
+        # PR+2: M = X + update, the new column value and the m2 operand
         shift = f.mat.frac - f.state.frac
         v8, b2_8, msat = [], [], []
         for l in range(P):
-            mv, ms_ = fit((cx7[l] << shift) + upd7[l], f.mat)
+            mv, ms_ = fit((cx[l] << shift) + upd[l], f.mat)
             msat.append(ms_)
-            vnew = Mux(u7.op == OP_ACC, mv, v7[l])
+            vnew = Mux(uU2.op == OP_ACC, mv, v_w[l])
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
-            b2_8.append(reg(signed(mw), Mux(u7.norm, vnew, cb7[l]), f"s8_b2_{l}"))
-        raise_sat("M", acc_last7 & Cat(*msat).any())
-        prs8 = [reg(signed(aw + MRB), prs7[l], f"s8_pr_{l}") for l in range(P)]
+            b2_8.append(reg(signed(mw), Mux(uU2.norm, vnew, cb[l]), f"s8_b2_{l}"))
+        raise_sat("M", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & Cat(*msat).any())
+        u8 = stage(uU2, "u_v")  # V = PR + 3
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_v")
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
         m.d.comb += [
             wm_w.addr.eq((u8.mat * k + u8.c) * Rm + u8.i),
@@ -626,12 +653,13 @@ class SBPCAEngine(wiring.Component):
             wm_w.en.eq(w8),
         ]
 
-        # ---------------------------------------------------------------- stage 9: second product
-        p2 = [mul(v8[l], b2_8[l], 2 * mw, f"s9_p2_{l}") for l in range(P)]
-        u9 = udelay(u8, MS, "u9")
-        prs9 = delay(prs8, MS, signed(aw + MRB), "s9_pr")
-        # the projection product, carried from stage 4 to stage 9
-        pr = delay(pr4, 3 + 2 * MS, signed(A1W + B1W), "pp")
+        # ---------------------------------------------------------------- m2 (V .. P2)
+        m2 = [tiled_mul(m, v8[l], b2_8[l], name=f"m2_{l}", primitive=prim) for l in range(P)]
+        L2 = m2[0][1]
+        p2 = [v for v, _ in m2]
+        u9 = udelay(u8, L2, "u_m2")
+        prs9 = delay(prs, L2, signed(aw + MRB), "prs_m2")
+        pr = delay(pr_p, L2, signed(A1W + B1W), "pp_m2")  # the projection product, carried from P1
         red_in = []
         for l in range(P):
             rv = Signal(signed(RW), name=f"red_in_{l}")
@@ -641,26 +669,30 @@ class SBPCAEngine(wiring.Component):
         # ---------------------------------------------------------------- reduction
         tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
         assert tlat == p.tree_latency, (tlat, p.tree_latency)
-        ut = u9
-        for t in range(tlat):
-            ut = stage(ut, f"ut{t}")
+        ut = udelay(u9, tlat, "ut")
         racc = Signal(signed(RW))
         with m.If(ut.valid & ut.red):
             m.d.sync += racc.eq(Mux(ut.rfirst, tsum, racc + tsum))
         uf = stage(ut, "uf")
-        # finalise: every requantisation of the exact sum, registered before it is written
-        qx, qxs = requant(racc, f.delta.frac + f.state.frac, f.proj)
-        qd, qds = requant(racc, f.x.frac + f.state.frac, f.proj)
-        hv, hs = requant(racc, f.mat.frac + f.state.frac, f.mat)
-        sv, ss = requant(racc, f.state.frac + f.acc.frac, f.sigma)
+        # finalise: every requantisation of the exact sum — round, then range check, each registered
+        rq_x = rreg(round_shift(racc, f.delta.frac + f.state.frac - f.proj.frac, f.proj.rounding), "rf_qx")
+        rq_d = rreg(round_shift(racc, f.x.frac + f.state.frac - f.proj.frac, f.proj.rounding), "rf_qd")
+        rh = rreg(round_shift(racc, f.mat.frac + f.state.frac - f.mat.frac, f.mat.rounding), "rf_h")
+        rs = rreg(round_shift(racc, f.state.frac + f.acc.frac - f.sigma.frac, f.sigma.rounding), "rf_s")
         VW = max(p.norm2_bits + 1, gw)
-        ug = stage(uf, "ug")
-        g_q = reg(signed(pw), Mux(uf.mat, qd, qx), "g_q")
-        g_qs = reg(1, Mux(uf.mat, qds, qxs), "g_qs")
+        rval = reg(signed(RW), racc, "rf_val")
+        uf2 = stage(uf, "uf2")
+        qx, qxs = fit(rq_x, f.proj)
+        qd, qds = fit(rq_d, f.proj)
+        hv, hs = fit(rh, f.mat)
+        sv, ss = fit(rs, f.sigma)
+        ug = stage(uf2, "ug")
+        g_q = reg(signed(pw), Mux(uf2.mat, qd, qx), "g_q")
+        g_qs = reg(1, Mux(uf2.mat, qds, qxs), "g_qs")
         g_h = reg(signed(mw), hv, "g_h")
         g_hs = reg(1, hs, "g_hs")
         g_ss = reg(1, ss, "g_ss")
-        g_val = reg(signed(VW), Mux(uf.op == OP_SCALE, sv, racc), "g_val")
+        g_val = reg(signed(VW), Mux(uf2.op == OP_SCALE, sv, rval), "g_val")
         fin = ug.valid & ug.red & ug.rlast
         idxf = ug.mat * k + ug.c
         # PROJ -> projection memory
@@ -823,7 +855,7 @@ class SBPCAEngine(wiring.Component):
         m.submodules.trace_fifo = tfifo = fifo.SyncFIFOBuffered(width=tlay.size, depth=tdepth)
         tw_ = Signal(tlay)
         with m.If(pipe_push):
-            m.d.comb += [tw_.kind.eq(u5.mat), tw_.col.eq(u5.c), tw_.chunk.eq(u5.i), tw_.data.eq(qrow),
+            m.d.comb += [tw_.kind.eq(uW.mat), tw_.col.eq(uW.c), tw_.chunk.eq(uW.i), tw_.data.eq(qrow),
                          tfifo.w_en.eq(1)]
         with m.Elif(sc_push):
             m.d.comb += [tw_.kind.eq(KIND_SIGMA), tw_.col.eq(sc_c), tw_.sigma.eq(SIG[sc_c]),
@@ -950,13 +982,22 @@ def engine_manifest(params: EngineParams, *, name: str = "sbpca_engine", seed: i
 
 
 def build_from_args(args) -> tuple[SBPCAEngine, str]:
-    """``hdl.designs`` hook: the engine from ``sbpca synth``'s shared design arguments."""
+    """``hdl.designs`` hook: the engine from ``sbpca synth``'s shared design arguments.
+
+    ``--param KEY=VALUE`` sets any other :class:`EngineParams` field; for ``--target ecp5``
+    the multiplier tiles default to the ECP5 ``MULT18X18D`` primitive (``dsp=ecp5``).
+    """
     from pymodel.formats import get_format_set
+
+    from .designs import _overrides, _params_dataclass
 
     fmt = get_format_set(getattr(args, "format", None) or getattr(args, "format_set", None) or "q16")
     bits = getattr(args, "data_bits", None)
     if bits is not None:
         fmt = fmt.with_data_bits(bits)
-    params = EngineParams(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch,
-                          lanes=args.lanes, formats=fmt)
+    available = dict(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch,
+                     lanes=args.lanes, formats=fmt)
+    if getattr(args, "target", None) == "ecp5":
+        available["dsp"] = "ecp5"
+    params = _params_dataclass(EngineParams, available, _overrides(args), "engine")
     return SBPCAEngine(params, seed=getattr(args, "seed", 0) or 0), "sbpca_engine"

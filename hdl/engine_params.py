@@ -20,6 +20,8 @@ import numpy as np
 
 from pymodel.fixedpoint import Fmt, Overflow, bits_for
 from pymodel.formats import SBPCAFormats, get_format_set
+from .arith import tree_latency
+from .dsp import PRIMITIVES, tile_latency
 
 __all__ = [
     "EngineParams", "Job", "OP_PROJ", "OP_ACC", "OP_GS", "OP_SCALE", "MAT_X", "MAT_D",
@@ -78,9 +80,11 @@ class EngineParams:
     rows a, cols b, rank k, sub_batch s, lanes P; ``formats`` a format-set name or
     :class:`SBPCAFormats`; ``max_batch`` bounds the samples of one batch (it sizes the
     sample counter n); ``iter_bits`` is the number of quotient/root bits the divider and
-    square-root units resolve per clock; ``mul_stages`` is 1 (one-cycle multipliers) or 2
-    (registered partial products, then one adder: for FPGA timing); ``tree_levels_per_stage``
-    is the number of adder-tree levels between registers.  Illegal values raise ``ValueError``/``TypeError``
+    square-root units resolve per clock; ``tree_levels_per_stage`` is the number of lane
+    adder-tree levels between registers; ``dsp`` picks the multiplier tiles' primitive
+    (``hdl.dsp``): ``generic`` (plain registers and ``*``, any tool and simulator) or
+    ``ecp5`` (``MULT18X18D`` with its own input/output registers, for ECP5 synthesis) —
+    the same latency and the same numbers either way.  Illegal values raise ``ValueError``/``TypeError``
     naming the parameter and its allowed range.
     """
 
@@ -92,8 +96,8 @@ class EngineParams:
     formats: "SBPCAFormats | str" = "q16"
     max_batch: int = 65535
     iter_bits: int = 1
-    tree_levels_per_stage: int = 2
-    mul_stages: int = 2
+    tree_levels_per_stage: int = 1
+    dsp: str = "generic"
     fmts: SBPCAFormats = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +109,8 @@ class EngineParams:
         _check_int("max_batch", self.max_batch, 1, 1 << 24)
         _check_int("iter_bits", self.iter_bits, 1, 8)
         _check_int("tree_levels_per_stage", self.tree_levels_per_stage, 1, 8)
-        _check_int("mul_stages", self.mul_stages, 1, 2)
+        if self.dsp not in PRIMITIVES:
+            raise ValueError(f"engine parameter dsp={self.dsp!r} is unknown; allowed: {', '.join(PRIMITIVES)}")
         if isinstance(self.formats, SBPCAFormats):
             f = self.formats
         elif isinstance(self.formats, str):
@@ -254,20 +259,27 @@ class EngineParams:
     # ------------------------------------------------------------------ pipeline timing
     @property
     def tree_latency(self) -> int:
-        levels = _clog2(self.lanes)
-        if levels == 0:
-            return 0
-        return (levels - 1) // self.tree_levels_per_stage
+        return tree_latency(self.lanes, self.tree_levels_per_stage)
+
+    @property
+    def mul_latencies(self) -> tuple[int, int, int]:
+        """Latencies of the lane multipliers m1, m_r, m2 (DSP tiles, ``hdl.dsp.tile_latency``)."""
+        f = self.fmts
+        a1 = max(f.x.bits, f.delta.bits, f.mat.bits)
+        b1 = max(f.state.bits, f.proj.bits, f.inv.bits)
+        return (tile_latency(a1, b1), tile_latency(f.acc.bits, max(f.recip.bits, f.state.bits)),
+                tile_latency(f.mat.bits, f.mat.bits))
 
     @property
     def lat_final(self) -> int:
-        """Cycles from a uop's issue to its reduction result being written (stage F)."""
-        return 12 + self.tree_latency + 3 * (self.mul_stages - 1)
+        """Cycles from a uop's issue until its reduction result is written (stage F) and visible."""
+        l1, lr, l2 = self.mul_latencies
+        return l1 + lr + l2 + self.tree_latency + 10
 
     @property
     def lat_state(self) -> int:
         """Cycles from a SCALE uop's issue to its state write."""
-        return 5 + (self.mul_stages - 1)
+        return self.mul_latencies[0] + 4
 
     @property
     def norm_cycles(self) -> int:
@@ -287,7 +299,7 @@ class EngineParams:
     def to_dict(self) -> dict:
         return {"rows": self.rows, "cols": self.cols, "rank": self.rank, "sub_batch": self.sub_batch,
                 "lanes": self.lanes, "max_batch": self.max_batch, "iter_bits": self.iter_bits,
-                "tree_levels_per_stage": self.tree_levels_per_stage, "mul_stages": self.mul_stages,
+                "tree_levels_per_stage": self.tree_levels_per_stage, "dsp": self.dsp,
                 "formats": self.fmts.to_dict()}
 
     @classmethod
@@ -297,7 +309,7 @@ class EngineParams:
         return cls(rows=d["rows"], cols=d["cols"], rank=d["rank"], sub_batch=d["sub_batch"],
                    lanes=d["lanes"], formats=fmts, max_batch=d.get("max_batch", 65535),
                    iter_bits=d.get("iter_bits", 1),
-                   tree_levels_per_stage=d.get("tree_levels_per_stage", 2), mul_stages=d.get("mul_stages", 2))
+                   tree_levels_per_stage=d.get("tree_levels_per_stage", 1), dsp=d.get("dsp", "generic"))
 
 
 # ---------------------------------------------------------------------- scheduling

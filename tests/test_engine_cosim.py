@@ -3,7 +3,7 @@
 Each test builds one parameter set (cached by Verilog hash, compiled at -O0) and streams
 several batches with random valid gaps and ready back-pressure; the bench compares every
 state word after every sub-batch, every factor word after each dumped batch and the status
-flags as integers.  Together: k = 1, 2, 4; a != b; a narrow format that saturates; batches
+flags as integers.  Together: k = 1, 2, 4; generic and ECP5 DSP multiplier tiles; a != b; a narrow format that saturates; batches
 that are not a multiple of s; state loads (σ guard, degenerate columns); warm start; and
 one batch captured from a training step of the digits CNN.
 """
@@ -64,8 +64,9 @@ def test_cosim_k2_partial_batches_loads_and_stalls():
     assert rep["rtl_status"]["degenerate"] == exp["status"]["degenerate"]
 
 
-def test_cosim_k1_narrow_format_saturates():
-    p = EngineParams(rows=5, cols=7, rank=1, sub_batch=3, lanes=4, formats="q8")
+def test_cosim_k1_narrow_format_saturates_with_ecp5_dsp_primitives():
+    # dsp="ecp5": the multiplier tiles are MULT18X18D instances (testbench/models simulates them)
+    p = EngineParams(rows=5, cols=7, rank=1, sub_batch=3, lanes=4, formats="q8", dsp="ecp5")
     f = p.fmts
     st = random_stream(p, 3, 8, seed=2, x_scale=4.0, d_scale=1.0)
     X0, D0, _ = initial_state(p)

@@ -33,7 +33,7 @@ from pymodel.formats import FORMAT_SETS
     (dict(rows=0), "rows", "1..4096"),
     (dict(max_batch=0), "max_batch", "1.."),
     (dict(iter_bits=9), "iter_bits", "1..8"),
-    (dict(mul_stages=3), "mul_stages", "1..2"),
+    (dict(tree_levels_per_stage=0), "tree_levels_per_stage", "1..8"),
 ])
 def test_illegal_parameters_name_the_parameter_and_range(kw, name, allowed):
     base = dict(rows=6, cols=5, rank=2, sub_batch=4, lanes=1)

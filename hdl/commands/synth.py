@@ -42,6 +42,8 @@ def register(sub) -> None:
     parser.add_argument("--build-dir", type=Path, default=None,
                         help="where Verilog, netlist and logs go (default build/synth/<top>-<target>-<device>)")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument("--no-route", action="store_true",
+                        help="stop after placement: report nextpnr's Fmax estimate before routing (fast look at a large design)")
     parser.add_argument("--require-timing", action="store_true",
                         help="exit with status 1 when Fmax is below --freq")
     add_design_args(parser)
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = synthesize(component, name, target=target, device=device, package=args.package,
                             build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed,
-                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router)
+                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
+                            route=not args.no_route)
     except SynthError as exc:
         print(f"sbpca synth: error: {exc}", file=sys.stderr)
         return 1
