@@ -411,7 +411,7 @@ def summary_table(s: dict) -> str:
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="train, capture, co-simulate the SoC under firmware, synthesise: one table",
                             description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="reduced sizes for CI (about 1-2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes for CI (about 4 minutes cold on 2 shared cores, synthesis included)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training, capture and initial state (default 0)")
     parser.add_argument("--build-dir", type=Path, default=None, help="build directory (default build/demo)")
     parser.add_argument("--no-synth", action="store_true", help="skip the FPGA synthesis step")
