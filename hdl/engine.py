@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from pymodel.sbpca import SBPCA
 
-from .arith import ISqrt, RoundDivider, fit, mul_parts, round_shift, tree_sum
+from .arith import ISqrt, RoundDivider, fit, round_shift, tree_sum
 from .dsp import tiled_mul
 from .engine_params import (
     MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
@@ -737,10 +737,12 @@ class SBPCAEngine(wiring.Component):
         sc_den = Signal(p.div_den_bits)
         sc_neg = Signal()
         sc_guard = Signal()
-        sc_sig = Signal(signed(gw))
         sc_mag = Signal(gw)  # |σ'| after saturation (<= max_int + 1)
-        sc_parts = [Signal(signed(p.n_bits + 1 + min(16, gw - lo)), name=f"sc_part{i}")
-                    for i, lo in enumerate(range(0, gw, 16))]
+        # the scalar unit's one multiplier (n·σ), DSP tiles with registered operands
+        sc_ma = Signal(p.n_bits)
+        sc_mb = Signal(signed(gw))
+        sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
+        sc_wait = Signal(range(sc_lat + 1))
         sn = Signal(p.n_bits, init=s)
         rn = Signal(p.n_bits)
         recip_pending = Signal(k, init=(1 << k) - 1)
@@ -789,15 +791,15 @@ class SBPCAEngine(wiring.Component):
                     raise_sat("Delta_inv", big & (sc_mat == MAT_D))
                     m.next = "IDLE"
             with m.State("SIG_NUM"):
-                m.d.sync += sc_sig.eq(SIG[sc_c])
+                m.d.sync += [sc_ma.eq(sn), sc_mb.eq(SIG[sc_c]), sc_wait.eq(sc_lat)]
                 m.next = "SIG_MUL"
             with m.State("SIG_MUL"):
-                m.d.sync += [r.eq(pv) for r, (pv, _) in zip(sc_parts, mul_parts(sn, sc_sig))]
-                m.next = "SIG_SUM"
-            with m.State("SIG_SUM"):
-                m.d.sync += sc_num.eq(sum(r << sh for r, (_, sh) in zip(sc_parts, mul_parts(sn, sc_sig)))
-                                      + sc_val)
-                m.next = "SIG_ABS"
+                # the product of the operands set above is valid sc_lat cycles after they are
+                with m.If(sc_wait == 0):
+                    m.d.sync += sc_num.eq(sc_prod + sc_val)
+                    m.next = "SIG_ABS"
+                with m.Else():
+                    m.d.sync += sc_wait.eq(sc_wait - 1)
             with m.State("SIG_ABS"):
                 m.d.sync += [sc_num.eq(Mux(sc_num < 0, -sc_num, sc_num)), sc_neg.eq(sc_num < 0),
                              sc_den.eq(sn + d_m)]
@@ -832,14 +834,15 @@ class SBPCAEngine(wiring.Component):
                     m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
                 low = SIG[sc_c] < smin
-                m.d.sync += [sc_sig.eq(Mux(low, smin, SIG[sc_c])), sc_guard.eq(low)]
+                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, SIG[sc_c])), sc_guard.eq(low),
+                             sc_wait.eq(sc_lat)]
                 m.next = "RCP_MUL1"
             with m.State("RCP_MUL1"):
-                m.d.sync += [r.eq(pv) for r, (pv, _) in zip(sc_parts, mul_parts(rn, sc_sig))]
-                m.next = "RCP_SUM"
-            with m.State("RCP_SUM"):
-                m.d.sync += sc_den.eq(sum(r << sh for r, (_, sh) in zip(sc_parts, mul_parts(rn, sc_sig))))
-                m.next = "RCP_DIV0"
+                with m.If(sc_wait == 0):
+                    m.d.sync += sc_den.eq(sc_prod)
+                    m.next = "RCP_DIV0"
+                with m.Else():
+                    m.d.sync += sc_wait.eq(sc_wait - 1)
             with m.State("RCP_DIV0"):
                 m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
                 m.next = "RCP_DIV"
