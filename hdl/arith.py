@@ -125,7 +125,7 @@ def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int =
         if len(level) == 1 or depth % levels_per_stage == 0:
             regs = []
             for idx, val in enumerate(level):
-                r = Signal(signed(width), name=f"{name}_l{depth}_{idx}")
+                r = Signal(signed(width), name=f"{name}_l{depth}_{idx}", reset_less=True)
                 m.d.sync += r.eq(val)
                 regs.append(r)
             level = regs

@@ -5,7 +5,8 @@ a signed top slice), the size of one ECP5 ``MULT18X18D`` (and of most FPGA multi
 Every tile product has its operands and its result registered — on ECP5 those are the
 DSP block's own input and output registers, so no fabric path runs through the
 multiplier array — and the shifted tile products are summed in a balanced adder tree with
-one register per level.  The latency is fixed by the operand widths alone
+one register per level.  The data registers have no reset (the caller's valid tags say
+which products mean something), which keeps the reset net small.  The latency is fixed by the operand widths alone
 (:func:`tile_latency`), whatever the primitive, so the generic and the ECP5 variant are
 cycle- and bit-identical.
 
@@ -65,10 +66,10 @@ def _piece(v: Value, lo: int, hi: int, is_signed: bool) -> Value:
 
 def _mul18(m: Module, a: Value, b: Value, name: str, primitive: str, domain: str) -> Signal:
     """One registered-in, registered-out 18 × 18 signed product (latency 2)."""
-    out = Signal(signed(2 * TILE_BITS), name=f"{name}_p")
+    out = Signal(signed(2 * TILE_BITS), name=f"{name}_p", reset_less=True)
     if primitive == "generic":
-        ra = Signal(signed(TILE_BITS), name=f"{name}_a")
-        rb = Signal(signed(TILE_BITS), name=f"{name}_b")
+        ra = Signal(signed(TILE_BITS), name=f"{name}_a", reset_less=True)
+        rb = Signal(signed(TILE_BITS), name=f"{name}_b", reset_less=True)
         m.d[domain] += [ra.eq(a), rb.eq(b), out.eq(ra * rb)]
         return out
     ea = Signal(signed(TILE_BITS), name=f"{name}_ai")
@@ -117,7 +118,7 @@ def tiled_mul(m: Module, a: Value, b: Value, *, name: str, primitive: str = "gen
     while len(terms) > 1:
         nxt = []
         for i in range(0, len(terms), 2):
-            r = Signal(signed(width), name=f"{name}_s{level}_{i // 2}")
+            r = Signal(signed(width), name=f"{name}_s{level}_{i // 2}", reset_less=True)
             m.d[domain] += r.eq(terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i])
             nxt.append(r)
         terms = nxt

@@ -440,14 +440,21 @@ class SBPCAEngine(wiring.Component):
 
         all_stages = []
 
+        assert next(iter(uop))[1].offset == 0  # ``valid`` is bit 0 of a uop tag
+
         def stage(prev, name):
-            u = Signal(uop, name=name)
-            m.d.sync += u.eq(prev)
+            """The uop tag one cycle later; only its ``valid`` bit is reset."""
+            body = Signal(uop, name=name, reset_less=True)
+            valid = Signal(name=f"{name}_valid")
+            m.d.sync += [body.eq(prev), valid.eq(prev.valid)]
+            u = data.View(uop, Cat(valid, body.as_value()[1:]))
             all_stages.append(u)
             return u
 
         def reg(shape, value, name):
-            r = Signal(shape, name=name)
+            # datapath registers carry no reset: only the uop tags' ``valid`` and the control
+            # state must be cleared, and a reset net reaching every data flip-flop is a slow net
+            r = Signal(shape, name=name, reset_less=True)
             m.d.sync += r.eq(value)
             return r
 
@@ -517,7 +524,7 @@ class SBPCAEngine(wiring.Component):
         cdr = delay(cdr2, L1 - 1, signed(aw), "m1_dr")
 
         # ---------------------------------------------------------------- P1: accumulate, round
-        lacc = [Signal(signed(LW), name=f"lacc_{l}") for l in range(P)]
+        lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
         with m.If(uP1.valid & (uP1.op == OP_ACC)):
             m.d.sync += [lacc[l].eq(Mux(uP1.fj, p1[l], lacc[l] + p1[l])) for l in range(P)]
         sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
@@ -585,8 +592,15 @@ class SBPCAEngine(wiring.Component):
         scale_w = uW.valid & (uW.op == OP_SCALE)
         qrow = Cat(*q_w)
         # state load (only while the engine is idle at a batch boundary, so never with a SCALE)
-        ld = self.load.payload
-        load_take = self.load.valid & self.load.ready
+        # a load beat is registered before it is written (the handshake logic stays off the
+        # memories' wide write-data multiplexer); the write lands one cycle later, still idle
+        load_take = Signal()
+        m.d.comb += load_take.eq(self.load.valid & self.load.ready)
+        ld_v = Signal(name="load_v")
+        ld_r = Signal(self.layouts["load"], name="load_r", reset_less=True)
+        m.d.sync += [ld_v.eq(load_take), ld_r.eq(self.load.payload)]
+        ld = ld_r
+        load_take = ld_v
         wrow = Mux(load_take, ld.data.as_value(), qrow)
         wcol = Mux(load_take, ld.col, uW.c)
         wx = Mux(load_take, ld.kind == KIND_X, scale_w & (uW.mat == MAT_X))
@@ -670,7 +684,7 @@ class SBPCAEngine(wiring.Component):
         tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
         assert tlat == p.tree_latency, (tlat, p.tree_latency)
         ut = udelay(u9, tlat, "ut")
-        racc = Signal(signed(RW))
+        racc = Signal(signed(RW), reset_less=True)
         with m.If(ut.valid & ut.red):
             m.d.sync += racc.eq(Mux(ut.rfirst, tsum, racc + tsum))
         uf = stage(ut, "uf")

@@ -556,6 +556,10 @@ def synthesize(
         luts = design_cells.get("SB_LUT4", 0)
         ffs = sum(design_cells[k] for k in ff_types)
     fmax_by_clock = {k: float(v.get("achieved", 0.0)) for k, v in report.get("fmax", {}).items()}
+    if not fmax_by_clock and not route:
+        # without routing nextpnr's report has no Fmax: take the placer's estimate from the log
+        for clk, mhz in re.findall(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz", plog.read_text()):
+            fmax_by_clock[clk] = float(mhz)
     fmax = min(fmax_by_clock.values()) if fmax_by_clock else None
     if wrapper_info is not None:
         wrapper_info = {**wrapper_info, "luts": int(w_luts), "ffs": int(w_ffs)}

@@ -108,6 +108,16 @@ def test_classic_abc_fallback_script(tmp_path):
     assert report.fmax_mhz and report.fmax_mhz > 50
 
 
+def test_placement_only_reports_the_estimate(tmp_path):
+    """``route=False``: no bitstream config, Fmax from the placer's estimate, said in the notes."""
+    report = synthesize(MacLanes(lanes=1, width=16, acc_width=40), "mac1", target="ecp5", device="25k",
+                        build_dir=tmp_path, abc9=False, route=False)
+    assert report.fmax_mhz and report.fmax_mhz > 50
+    assert any("placement only" in n for n in report.notes)
+    assert not (tmp_path / "mac1.config").exists()
+    assert report.dsps == 1
+
+
 def test_mac_ice40_and_failures(tmp_path):
     mac = MacLanes(lanes=1, width=8, acc_width=20)
     report = synthesize(mac, "mac8", target="ice40", device="up5k", build_dir=tmp_path / "ok", freq_mhz=24)
