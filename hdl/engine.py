@@ -429,8 +429,6 @@ class SBPCAEngine(wiring.Component):
         m.d.comb += [
             xb_r.addr.eq((cur_slot * s + cj) * Rb + ci),
             db_r.addr.eq((cur_slot * s + cj) * Ra + ci),
-            sx_r.addr.eq(Mux(dumping, dump_addr, ci)),
-            sd_r.addr.eq(Mux(dumping, dump_addr, ci)),
             sx_r.en.eq(~dumping | dump_adv),
             sd_r.en.eq(~dumping | dump_adv),
             pq_r.addr.eq(((j_mat * k + j_col) * s) + cj),
@@ -463,7 +461,20 @@ class SBPCAEngine(wiring.Component):
         # (``hdl.dsp.tiled_mul``): their operands are sampled by the tiles' input registers,
         # every tile product is registered, and the tiles are summed one tree level per cycle.
         # Each requantisation is split: round (registered), then range check (registered).
-        u1 = stage(u0, "u1")
+        u1r = stage(u0, "u1")
+        # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on
+        # ECP5); the state memories (distributed RAM, registered read) are read one cycle
+        # later instead, from the uop's own chunk index, so every operand is a register at cycle 2
+        m.d.comb += [
+            sx_r.addr.eq(Mux(dumping, dump_addr, u1r.i)),
+            sd_r.addr.eq(Mux(dumping, dump_addr, u1r.i)),
+        ]
+        xb_d = reg(lane(signed(xw)), xb_r.data, "xb_d")
+        db_d = reg(lane(signed(dw)), db_r.data, "db_d")
+        pq_d = reg(signed(pw), pq_r.data, "pq_d")
+        wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
+        dr_d = reg(lane(signed(aw)), dr_r.data, "dr_d")
+        u1 = stage(u1r, "u2")
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
@@ -484,24 +495,24 @@ class SBPCAEngine(wiring.Component):
             s_j1 = Mux(u1.mat, sd_r.data[u1.step + 1][l], sx_r.data[u1.step + 1][l])
             s_0 = Mux(u1.mat, sd_r.data[0][l], sx_r.data[0][l])
             s_oth_c = Mux(u1.mat, sx_r.data[u1.c][l], sd_r.data[u1.c][l])
-            x_l, d_l = xb_r.data[l], db_r.data[l]
+            x_l, d_l = xb_d[l], db_d[l]
             av = Signal(signed(A1W), name=f"a1_{l}")
             bv = Signal(signed(B1W), name=f"b1_{l}")
             with m.Switch(u1.op):
                 with m.Case(OP_PROJ):
                     m.d.comb += [av.eq(Mux(u1.mat, x_l, d_l)), bv.eq(s_oth_c)]
                 with m.Case(OP_ACC):
-                    m.d.comb += [av.eq(Mux(u1.mat, d_l, x_l)), bv.eq(pq_r.data)]
+                    m.d.comb += [av.eq(Mux(u1.mat, d_l, x_l)), bv.eq(pq_d)]
                 with m.Case(OP_GS):
                     m.d.comb += [av.eq(h_sel), bv.eq(s_j)]
                 with m.Case(OP_SCALE):
-                    m.d.comb += [av.eq(wm_r.data[l]), bv.eq(inv_sel)]
+                    m.d.comb += [av.eq(wm_d[l]), bv.eq(inv_sel)]
             a1.append(av)
             b1.append(bv)
-            cv2.append(reg(signed(mw), wm_r.data[l], f"s2_v_{l}"))
+            cv2.append(reg(signed(mw), wm_d[l], f"s2_v_{l}"))
             cb2.append(reg(signed(sw), Mux(u1.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
-            cdr2.append(reg(signed(aw), dr_r.data[l], f"s2_dr_{l}"))
+            cdr2.append(reg(signed(aw), dr_d[l], f"s2_dr_{l}"))
 
         def delay(vals, n, shape, name):
             for t in range(n):
@@ -517,7 +528,7 @@ class SBPCAEngine(wiring.Component):
         m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim) for l in range(P)]
         L1 = m1[0][1]
         p1 = [v for v, _ in m1]
-        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 1 + L1: p1 valid
+        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
         cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
         cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
         cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
@@ -617,7 +628,7 @@ class SBPCAEngine(wiring.Component):
         with m.If(scale_w & uW.jlast):
             m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
         pipe_push = scale_w & uW.tr
-        assert 1 + L1 + 3 == p.lat_state, (L1, p.lat_state)
+        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
 
         # ---------------------------------------------------------------- m_r (P1+2 .. PR)
         mr = [tiled_mul(m, mra[l], mrb[l], name=f"mr_{l}", primitive=prim) for l in range(P)]

@@ -274,12 +274,12 @@ class EngineParams:
     def lat_final(self) -> int:
         """Cycles from a uop's issue until its reduction result is written (stage F) and visible."""
         l1, lr, l2 = self.mul_latencies
-        return l1 + lr + l2 + self.tree_latency + 10
+        return l1 + lr + l2 + self.tree_latency + 11
 
     @property
     def lat_state(self) -> int:
         """Cycles from a SCALE uop's issue to its state write."""
-        return self.mul_latencies[0] + 4
+        return self.mul_latencies[0] + 5
 
     @property
     def norm_cycles(self) -> int:
