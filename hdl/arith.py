@@ -151,7 +151,7 @@ class RoundDivider(wiring.Component):
 
     Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result
     (registered), which then holds until the next start.  Latency:
-    ``ceil(quot_bits / bits_per_cycle) + 2`` cycles.
+    ``ceil(quot_bits / bits_per_cycle) + 3`` cycles (the operands are registered first).
     ``den == 0`` reports ``overflow``.
     """
 
@@ -186,21 +186,25 @@ class RoundDivider(wiring.Component):
         q2 = Signal(qp)
         count = Signal(range(self.steps + 1))
         two_num = Signal(nw)
-        m.d.comb += two_num.eq(self.num << 1)
-        high = two_num >> qp  # bits of 2*num above the quotient window
+        checking = Signal()  # the cycle after start: operands are registered, range check
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
+            # register the operands first: the caller's operand multiplexers and the wide
+            # comparison below would otherwise share one cycle
+            m.d.sync += [den.eq(self.den), two_num.eq(self.num << 1), checking.eq(1), self.busy.eq(1)]
+        with m.Elif(checking):
+            high = two_num >> qp  # bits of 2*num above the quotient window
             m.d.sync += [
-                den.eq(self.den),
+                checking.eq(0),
                 low.eq(two_num[:qp] if nw > qp else two_num),
                 q2.eq(0),
                 count.eq(self.steps),
             ]
-            with m.If(high >= self.den):
+            with m.If(high >= den):
                 # quotient does not fit in qp bits (also den == 0)
-                m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0)]
+                m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0), self.busy.eq(0)]
             with m.Else():
-                m.d.sync += [self.overflow.eq(0), self.busy.eq(1), rem.eq(high)]
+                m.d.sync += [self.overflow.eq(0), rem.eq(high)]
         with m.Elif(self.busy):
             r = rem
             lo = low
