@@ -766,6 +766,7 @@ class SBPCAEngine(wiring.Component):
         # the scalar unit's one multiplier (n·σ), DSP tiles with registered operands
         sc_ma = Signal(p.n_bits)
         sc_mb = Signal(signed(gw))
+        sc_sel = Signal(signed(gw))
         sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
         sc_wait = Signal(range(sc_lat + 1))
         sn = Signal(p.n_bits, init=s)
@@ -802,7 +803,7 @@ class SBPCAEngine(wiring.Component):
                         m.next = "SQRT"
                 with m.Elif(recip_pending != 0):
                     m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
-                    m.next = "RCP_MUL"
+                    m.next = "RCP_SEL"
             with m.State("SQRT"):
                 with m.If(sq.done):
                     m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
@@ -856,10 +857,13 @@ class SBPCAEngine(wiring.Component):
                         m.d.sync += [sn.eq(n_next), sub_batches.eq(sub_batches + 1)]
                         with m.If(d_last):
                             m.d.sync += batches.eq(batches + 1)
-                    m.next = "RCP_MUL"
+                    m.next = "RCP_SEL"
+            with m.State("RCP_SEL"):
+                m.d.sync += sc_sel.eq(SIG[sc_c])  # registered before the σ_min comparison
+                m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
-                low = SIG[sc_c] < smin
-                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, SIG[sc_c])), sc_guard.eq(low),
+                low = sc_sel < smin
+                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, sc_sel)), sc_guard.eq(low),
                              sc_wait.eq(sc_lat)]
                 m.next = "RCP_MUL1"
             with m.State("RCP_MUL1"):
