@@ -767,6 +767,7 @@ class SBPCAEngine(wiring.Component):
         sc_ma = Signal(p.n_bits)
         sc_mb = Signal(signed(gw))
         sc_sel = Signal(signed(gw))
+        sc_zero = Signal()
         sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
         sc_wait = Signal(range(sc_lat + 1))
         sn = Signal(p.n_bits, init=s)
@@ -792,18 +793,24 @@ class SBPCAEngine(wiring.Component):
                 m.d.comb += sc_idle.eq(1)
                 with m.If(task_fifo.r_rdy):
                     m.d.comb += task_fifo.r_en.eq(1)
-                    m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value)]
+                    # the task is registered first and dispatched in the next cycle
+                    m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value),
+                                 sc_zero.eq(tr_.value == 0)]
                     with m.If(tr_.sigma):
                         m.next = "SIG_NUM"
-                    with m.Elif(tr_.value == 0):
-                        m.d.sync += [INV[tr_.mat * k + tr_.c].eq(0), inv_valid[tr_.mat * k + tr_.c].eq(1)]
-                        m.d.comb += degen_inc.eq(1)
                     with m.Else():
-                        m.d.comb += [sq.start.eq(1), sq.value.eq(tr_.value.as_unsigned() << (2 * f.norm_guard))]
-                        m.next = "SQRT"
+                        m.next = "NORM"
                 with m.Elif(recip_pending != 0):
                     m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
                     m.next = "RCP_SEL"
+            with m.State("NORM"):
+                with m.If(sc_zero):
+                    m.d.sync += [INV[sc_mat * k + sc_c].eq(0), inv_valid[sc_mat * k + sc_c].eq(1)]
+                    m.d.comb += degen_inc.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
+                    m.next = "SQRT"
             with m.State("SQRT"):
                 with m.If(sq.done):
                     m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
