@@ -449,6 +449,22 @@ class SBPCAEngine(wiring.Component):
             all_stages.append(u)
             return u
 
+        def lane_stages(prev, name):
+            """``stage(prev)`` once more per lane: each lane's multiplexers get their own copy of the
+            control bits, placed next to the lane, instead of one net fanning out to every lane.
+            The ``sbpca_dup`` attribute asks synthesis (``hdl.synth``) not to merge the copies."""
+            if P == 1:
+                return None
+            outs = []
+            for l in range(P):
+                r = Signal(uop, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1})
+                m.d.sync += r.eq(prev)
+                outs.append(r)
+            return outs
+
+        def lane_view(main, copies, l):
+            return main if copies is None else copies[l]
+
         def reg(shape, value, name):
             # datapath registers carry no reset: only the uop tags' ``valid`` and the control
             # state must be cleared, and a reset net reaching every data flip-flop is a slow net
@@ -475,6 +491,7 @@ class SBPCAEngine(wiring.Component):
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
         dr_d = reg(lane(signed(aw)), dr_r.data, "dr_d")
         u1 = stage(u1r, "u2")
+        u1L = lane_stages(u1r, "u2")
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
@@ -490,19 +507,20 @@ class SBPCAEngine(wiring.Component):
         h_sel = H[idx1]
         inv_sel = INV[idx1]
         for l in range(P):
-            s_own_c = Mux(u1.mat, sd_r.data[u1.c][l], sx_r.data[u1.c][l])
-            s_j = Mux(u1.mat, sd_r.data[u1.step][l], sx_r.data[u1.step][l])
-            s_j1 = Mux(u1.mat, sd_r.data[u1.step + 1][l], sx_r.data[u1.step + 1][l])
-            s_0 = Mux(u1.mat, sd_r.data[0][l], sx_r.data[0][l])
-            s_oth_c = Mux(u1.mat, sx_r.data[u1.c][l], sd_r.data[u1.c][l])
+            ul = lane_view(u1, u1L, l)
+            s_own_c = Mux(ul.mat, sd_r.data[ul.c][l], sx_r.data[ul.c][l])
+            s_j = Mux(ul.mat, sd_r.data[ul.step][l], sx_r.data[ul.step][l])
+            s_j1 = Mux(ul.mat, sd_r.data[ul.step + 1][l], sx_r.data[ul.step + 1][l])
+            s_0 = Mux(ul.mat, sd_r.data[0][l], sx_r.data[0][l])
+            s_oth_c = Mux(ul.mat, sx_r.data[ul.c][l], sd_r.data[ul.c][l])
             x_l, d_l = xb_d[l], db_d[l]
             av = Signal(signed(A1W), name=f"a1_{l}")
             bv = Signal(signed(B1W), name=f"b1_{l}")
-            with m.Switch(u1.op):
+            with m.Switch(ul.op):
                 with m.Case(OP_PROJ):
-                    m.d.comb += [av.eq(Mux(u1.mat, x_l, d_l)), bv.eq(s_oth_c)]
+                    m.d.comb += [av.eq(Mux(ul.mat, x_l, d_l)), bv.eq(s_oth_c)]
                 with m.Case(OP_ACC):
-                    m.d.comb += [av.eq(Mux(u1.mat, d_l, x_l)), bv.eq(pq_d)]
+                    m.d.comb += [av.eq(Mux(ul.mat, d_l, x_l)), bv.eq(pq_d)]
                 with m.Case(OP_GS):
                     m.d.comb += [av.eq(h_sel), bv.eq(s_j)]
                 with m.Case(OP_SCALE):
@@ -510,7 +528,7 @@ class SBPCAEngine(wiring.Component):
             a1.append(av)
             b1.append(bv)
             cv2.append(reg(signed(mw), wm_d[l], f"s2_v_{l}"))
-            cb2.append(reg(signed(sw), Mux(u1.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
+            cb2.append(reg(signed(sw), Mux(ul.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
             cdr2.append(reg(signed(aw), dr_d[l], f"s2_dr_{l}"))
 
@@ -528,7 +546,9 @@ class SBPCAEngine(wiring.Component):
         m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim) for l in range(P)]
         L1 = m1[0][1]
         p1 = [v for v, _ in m1]
-        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
+        uP1_in = udelay(u1, L1 - 1, "u_m1")
+        uP1 = stage(uP1_in, "u_p1")  # cycle P1 = 2 + L1: p1 valid
+        uP1L = lane_stages(uP1_in, "u_p1")
         cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
         cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
         cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
@@ -536,8 +556,10 @@ class SBPCAEngine(wiring.Component):
 
         # ---------------------------------------------------------------- P1: accumulate, round
         lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
-        with m.If(uP1.valid & (uP1.op == OP_ACC)):
-            m.d.sync += [lacc[l].eq(Mux(uP1.fj, p1[l], lacc[l] + p1[l])) for l in range(P)]
+        for l in range(P):
+            ul = lane_view(uP1, uP1L, l)
+            with m.If(ul.valid & (ul.op == OP_ACC)):
+                m.d.sync += lacc[l].eq(Mux(ul.fj, p1[l], lacc[l] + p1[l]))
         sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
         t_r = [rreg(round_shift(p1[l], sh_t - f.mat.frac, f.mat.rounding), f"rt_{l}")
                for l in range(P)]
@@ -566,6 +588,7 @@ class SBPCAEngine(wiring.Component):
         la_d = [rreg(round_shift(lacc[l], f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding),
                     f"rad_{l}") for l in range(P)]
         uR2 = stage(uR1, "u_r2")  # P1 + 2
+        uR2L = lane_stages(uR1, "u_r2")
         cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
                            ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x"),
                             (cdr, signed(aw), "r2_dr")))
@@ -581,11 +604,13 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             fx, sx_ = fit(la_x[l], f.acc)
             fd, sd_ = fit(la_d[l], f.acc)
-            asat.append(Mux(uR2.mat, sd_, sx_))
+            ul = lane_view(uR2, uR2L, l)
+            asat.append(Mux(ul.mat, sd_, sx_))
             # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
             ra = Signal(signed(aw), name=f"mra_{l}")
             rb = Signal(signed(MRB), name=f"mrb_{l}")
-            m.d.comb += [ra.eq(Mux(acc_r2, Mux(uR2.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_r2, r_sel, q_f[l]))]
+            acc_l = ul.op == OP_ACC
+            m.d.comb += [ra.eq(Mux(acc_l, Mux(ul.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_l, r_sel, q_f[l]))]
             mra.append(ra)
             mrb.append(rb)
             mra_w.append(reg(signed(aw), ra, f"w_dr_{l}"))
@@ -654,6 +679,7 @@ class SBPCAEngine(wiring.Component):
             upd.append(reg(signed(mw), uv, f"fupd_{l}"))
         raise_sat("M_update", uU1.valid & (uU1.op == OP_ACC) & uU1.lj & Cat(*usat).any())
         uU2 = stage(uU1, "u_u2")
+        uU2L = lane_stages(uU1, "u_u2")
         v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), delay(cx, 1, signed(sw), "u2_x")
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
         prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
@@ -663,10 +689,11 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             mv, ms_ = fit((cx[l] << shift) + upd[l], f.mat)
             msat.append(ms_)
-            vnew = Mux(uU2.op == OP_ACC, mv, v_w[l])
+            ul = lane_view(uU2, uU2L, l)
+            vnew = Mux(ul.op == OP_ACC, mv, v_w[l])
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
-            b2_8.append(reg(signed(mw), Mux(uU2.norm, vnew, cb[l]), f"s8_b2_{l}"))
+            b2_8.append(reg(signed(mw), Mux(ul.norm, vnew, cb[l]), f"s8_b2_{l}"))
         raise_sat("M", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & Cat(*msat).any())
         u8 = stage(uU2, "u_v")  # V = PR + 3
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
@@ -682,13 +709,16 @@ class SBPCAEngine(wiring.Component):
         m2 = [tiled_mul(m, v8[l], b2_8[l], name=f"m2_{l}", primitive=prim) for l in range(P)]
         L2 = m2[0][1]
         p2 = [v for v, _ in m2]
-        u9 = udelay(u8, L2, "u_m2")
+        u9_in = udelay(u8, L2 - 1, "u_m2")
+        u9 = stage(u9_in, "u_p2")
+        u9L = lane_stages(u9_in, "u_p2")
         prs9 = delay(prs, L2, signed(aw + MRB), "prs_m2")
         pr = delay(pr_p, L2, signed(A1W + B1W), "pp_m2")  # the projection product, carried from P1
         red_in = []
         for l in range(P):
             rv = Signal(signed(RW), name=f"red_in_{l}")
-            m.d.comb += rv.eq(Mux(u9.op == OP_PROJ, pr[l], Mux(u9.op == OP_SCALE, prs9[l], p2[l])))
+            ul = lane_view(u9, u9L, l)
+            m.d.comb += rv.eq(Mux(ul.op == OP_PROJ, pr[l], Mux(ul.op == OP_SCALE, prs9[l], p2[l])))
             red_in.append(rv)
 
         # ---------------------------------------------------------------- reduction

@@ -41,6 +41,9 @@ from pathlib import Path
 
 __all__ = ["SynthError", "SynthReport", "Port", "DEVICES", "synthesize", "list_ports", "io_wrapper_verilog"]
 
+# wire attribute of registers duplicated on purpose (not to be merged by Yosys)
+DUP_ATTR = "sbpca_dup"
+
 # target -> device -> (nextpnr device flag, default package)
 DEVICES: dict[str, dict[str, tuple[str, str]]] = {
     "ecp5": {
@@ -490,6 +493,9 @@ def synthesize(
         script = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {synth_top}"]
         if io == "wrap":
             script.append(f"setattr -mod -set keep_hierarchy 1 {_escape(top_name).strip()}")
+        # registers a design duplicated on purpose (wire attribute DUP_ATTR, e.g. one copy of a
+        # control word per lane) keep their flip-flops: Yosys would otherwise merge them back
+        script += ["proc", f"setattr -set keep 1 a:{DUP_ATTR} %ci1:+[Q]"]
         script += [*synth_cmds, "tee -q -o stat.json stat -json"]
         (build / "synth.ys").write_text("\n".join(script) + "\n")
         return _run_tool("yosys", ["-q", "-l", ylog.name, "-s", "synth.ys"], cwd=build, step="yosys", log=ylog,
