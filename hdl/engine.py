@@ -332,12 +332,17 @@ class SBPCAEngine(wiring.Component):
             m.d.sync += [jd[key].eq(nd[key]) for key in jd]
         is_proj, is_acc = j_op == OP_PROJ, j_op == OP_ACC
         is_gs, is_scale = j_op == OP_GS, j_op == OP_SCALE
-        n_in = Signal(range(maxn + 1))
-        n_out = Signal(range(maxn + 1))
-        m.d.comb += [
-            n_in.eq(Mux(is_proj, chunks_oth, Mux(is_acc, cur_m, chunks_mat))),
-            n_out.eq(Mux(is_proj, cur_m, Mux(is_acc, chunks_mat, 1))),
-        ]
+        # loop bounds minus one, registered with the descriptor: the issue decision compares
+        # two registers instead of multiplexing and subtracting first
+        n_in_m1 = Signal(range(maxn + 1))
+        n_out_m1 = Signal(range(maxn + 1))
+        m_next = Signal(range(s + 1))  # samples of the sub-batch the next descriptor belongs to
+        nd_proj, nd_acc = nd["op"] == OP_PROJ, nd["op"] == OP_ACC
+        with m.If(load_desc):
+            m.d.sync += [
+                n_in_m1.eq(Mux(nd_proj, nd["chunks_oth"], Mux(nd_acc, m_next, nd["chunks_mat"])) - 1),
+                n_out_m1.eq(Mux(nd_proj, m_next, Mux(nd_acc, nd["chunks_mat"], 1)) - 1),
+            ]
         # trace credits
         tdepth = 2 * Rm + 2 * k + 2
         credit = Signal(range(tdepth + 1), init=tdepth)
@@ -347,8 +352,8 @@ class SBPCAEngine(wiring.Component):
         start = running & ~active & (pc < NJ) & wait_ok
         issue = active | start
         in_first = inner == 0
-        in_last = inner == n_in - 1
-        out_last = outer == n_out - 1
+        in_last = inner == n_in_m1
+        out_last = outer == n_out_m1
         ci = Mux(is_acc, outer, inner)
         cj = Mux(is_proj, outer, Mux(is_acc, inner, 0))
         seq_take = Signal(range(tdepth + 1))
@@ -402,6 +407,7 @@ class SBPCAEngine(wiring.Component):
             ]
             with m.If(desc_last[cmp_slot]):
                 m.d.sync += cmp_batches.eq(cmp_batches + 1)
+        m.d.comb += m_next.eq(Mux(begin, desc_m[cmp_slot], cur_m))
         m.d.comb += [
             desc_fifo.w_en.eq(begin),
             desc_fifo.w_data.eq(Cat(desc_m[cmp_slot], desc_last[cmp_slot])),
