@@ -156,14 +156,19 @@ class SBPCAEngine(wiring.Component):
             return rows
 
         lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
-        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=2 * s * Rb, init=[])
-        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=2 * s * Ra, init=[])
+        # The sample buffers are double-buffered (the input side writes one slot while the lanes
+        # read the other) and the Gram–Schmidt column memory is read only after a job's writes
+        # are done (scoreboard), so a read never meets a write to the same address: synthesis
+        # need not build read-before-write collision logic around these block RAMs.
+        no_rw = {"no_rw_check": 1}
+        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=2 * s * Rb, init=[], attrs=no_rw)
+        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=2 * s * Ra, init=[], attrs=no_rw)
         m.submodules.sx = sx = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Rb,
                                              init=state_rows(X0, Rb))
         m.submodules.sd = sd = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Ra,
                                              init=state_rows(D0, Ra))
         m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=2 * k * s, init=[])
-        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[])
+        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[], attrs=no_rw)
         m.submodules.drm = drm = memory.Memory(shape=lane(signed(aw)), depth=k * Ra, init=[])
         xb_r, xb_w = xb.read_port(), xb.write_port()
         db_r, db_w = db.read_port(), db.write_port()
@@ -204,6 +209,7 @@ class SBPCAEngine(wiring.Component):
         slot_free_l = [Signal(name=f"slot_free{i}", init=1) for i in range(2)]
         slot_full_l = [Signal(name=f"slot_full{i}") for i in range(2)]
         desc_m_l = [Signal(smpw + 1, name=f"desc_m{i}") for i in range(2)]
+        desc_m1_l = [Signal(smpw + 1, name=f"desc_m1_{i}") for i in range(2)]  # samples minus one
         desc_last_l = [Signal(name=f"desc_last{i}") for i in range(2)]
         slot_free, slot_full = Array(slot_free_l), Array(slot_full_l)
         desc_m, desc_last = Array(desc_m_l), Array(desc_last_l)
@@ -256,6 +262,7 @@ class SBPCAEngine(wiring.Component):
             m.d.sync += [
                 slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
                 desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
+                Array(desc_m1_l)[in_slot].eq(x_smp - 1),
                 in_slot.eq(~in_slot),
                 x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
                 samples.eq(samples + x_smp),
@@ -308,7 +315,10 @@ class SBPCAEngine(wiring.Component):
             Ro = p.chunks(oth)
             return {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
                     "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
-                    "chunks_mat": R, "chunks_oth": Ro}
+                    "chunks_mat": R,
+                    # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
+                    "in_m1": (Ro if job.op == OP_PROJ else R) - 1, "in_is_m": int(job.op == OP_ACC),
+                    "out_m1": (R - 1) if job.op == OP_ACC else 0, "out_is_m": int(job.op == OP_PROJ)}
 
         descs = [job_desc(j) for j in prog]
         # descriptor of the current job, held in registers (loaded ahead: no ROM on the issue path)
@@ -317,10 +327,11 @@ class SBPCAEngine(wiring.Component):
             "step": Signal(colw, name="j_step"), "norm": Signal(name="j_norm"),
             "wait": Signal(NF, name="j_wait"), "clear": Signal(NF, name="j_clear"),
             "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"),
-            "chunks_oth": Signal(range(Rm + 1), name="j_chunks_oth"),
+            "in_m1": Signal(range(Rm + 1), name="j_in_m1"), "in_is_m": Signal(name="j_in_is_m"),
+            "out_m1": Signal(range(Rm + 1), name="j_out_m1"), "out_is_m": Signal(name="j_out_is_m"),
         }
         j_op, j_mat, j_col, j_step, j_norm = jd["op"], jd["mat"], jd["col"], jd["step"], jd["norm"]
-        chunks_mat, chunks_oth = jd["chunks_mat"], jd["chunks_oth"]
+        chunks_mat = jd["chunks_mat"]
         pc_load = Signal(range(NJ + 1))
         load_desc = Signal()
         nd = {key: Signal.like(sig, name=f"nd_{key}") for key, sig in jd.items()}
@@ -336,12 +347,12 @@ class SBPCAEngine(wiring.Component):
         # two registers instead of multiplexing and subtracting first
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
-        m_next = Signal(range(s + 1))  # samples of the sub-batch the next descriptor belongs to
-        nd_proj, nd_acc = nd["op"] == OP_PROJ, nd["op"] == OP_ACC
+        m_next_m1 = Signal(range(s + 1))  # samples minus one of the sub-batch of the next descriptor
+        cur_m1 = Signal(range(s + 1))
         with m.If(load_desc):
             m.d.sync += [
-                n_in_m1.eq(Mux(nd_proj, nd["chunks_oth"], Mux(nd_acc, m_next, nd["chunks_mat"])) - 1),
-                n_out_m1.eq(Mux(nd_proj, m_next, Mux(nd_acc, nd["chunks_mat"], 1)) - 1),
+                n_in_m1.eq(Mux(nd["in_is_m"], m_next_m1, nd["in_m1"])),
+                n_out_m1.eq(Mux(nd["out_is_m"], m_next_m1, nd["out_m1"])),
             ]
         # trace credits
         tdepth = 2 * Rm + 2 * k + 2
@@ -367,12 +378,13 @@ class SBPCAEngine(wiring.Component):
                 m.d.comb += guard_inc.eq(r_guard[j_col])
             with m.If(is_scale & self.trace_en):
                 m.d.comb += seq_take.eq(chunks_mat)
-        m.d.comb += pc_load.eq(pc + 1)
+        pc1 = Signal(range(NJ + 2))  # pc + 1, kept in a register for the descriptor lookup
+        m.d.comb += pc_load.eq(pc1)
         with m.If(issue):
             with m.If(in_last):
                 m.d.sync += inner.eq(0)
                 with m.If(out_last):
-                    m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc + 1)]
+                    m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc1), pc1.eq(pc1 + 1)]
                     m.d.comb += load_desc.eq(1)
                     with m.If(pc == release_idx):
                         m.d.sync += slot_free[cur_slot].eq(1)
@@ -402,12 +414,13 @@ class SBPCAEngine(wiring.Component):
         with m.If(begin):
             m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
             m.d.sync += [
-                running.eq(1), pc.eq(0), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
+                running.eq(1), pc.eq(0), pc1.eq(1), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
+                cur_m1.eq(Array(desc_m1_l)[cmp_slot]),
                 slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot), in_batch.eq(~desc_last[cmp_slot]),
             ]
             with m.If(desc_last[cmp_slot]):
                 m.d.sync += cmp_batches.eq(cmp_batches + 1)
-        m.d.comb += m_next.eq(Mux(begin, desc_m[cmp_slot], cur_m))
+        m.d.comb += m_next_m1.eq(Mux(begin, Array(desc_m1_l)[cmp_slot], cur_m1))
         m.d.comb += [
             desc_fifo.w_en.eq(begin),
             desc_fifo.w_data.eq(Cat(desc_m[cmp_slot], desc_last[cmp_slot])),
