@@ -1009,14 +1009,22 @@ class SBPCAEngine(wiring.Component):
 
         # ---------------------------------------------------------------- status
         cycles = Signal(32)
+        # status events are registered once before they reach the sticky flags and the counters
+        # (their conditions end deep in the datapath); busy holds until they have landed
+        sat_now_r = Signal.like(sat_now)
+        guard_inc_r = Signal()
+        degen_inc_r = Signal()
+        m.d.sync += [sat_now_r.eq(sat_now), guard_inc_r.eq(guard_inc), degen_inc_r.eq(degen_inc)]
+        status_pending = sat_now_r.any() | guard_inc_r | degen_inc_r
         with m.If(self.clear):
             m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), error.eq(0), cycles.eq(0)]
         with m.Else():
-            m.d.sync += [sat.eq(sat | sat_now), guard_cnt.eq(guard_cnt + guard_inc),
-                         degen_cnt.eq(degen_cnt + degen_inc)]
+            m.d.sync += [sat.eq(sat | sat_now_r), guard_cnt.eq(guard_cnt + guard_inc_r),
+                         degen_cnt.eq(degen_cnt + degen_inc_r)]
             with m.If(self.busy):
                 m.d.sync += cycles.eq(cycles + 1)
-        busy = running | stages_valid.any() | ~sc_idle | dumping | (task_fifo.level != 0)
+        busy = (running | stages_valid.any() | ~sc_idle | dumping | (task_fifo.level != 0)
+                | status_pending)
         m.d.comb += [
             self.busy.eq(busy), self.in_batch.eq(in_batch),
             self.sat.eq(sat), self.error.eq(error),
