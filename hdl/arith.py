@@ -192,7 +192,9 @@ class RoundDivider(wiring.Component):
             # register the operands first: the caller's operand multiplexers and the wide
             # comparison below would otherwise share one cycle
             m.d.sync += [den.eq(self.den), two_num.eq(self.num << 1), checking.eq(1), self.busy.eq(1)]
-        with m.Elif(checking):
+        # the branches below are separate: ``checking`` and the iteration both imply ``busy``, so
+        # ``start`` (accepted only while idle) stays off their registers' enables
+        with m.If(checking):
             high = two_num >> qp  # bits of 2*num above the quotient window
             m.d.sync += [
                 checking.eq(0),
@@ -205,7 +207,7 @@ class RoundDivider(wiring.Component):
                 m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0), self.busy.eq(0)]
             with m.Else():
                 m.d.sync += [self.overflow.eq(0), rem.eq(high)]
-        with m.Elif(self.busy):
+        with m.If(self.busy & ~checking):
             r = rem
             lo = low
             q = q2
