@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 __all__ = ["SynthError", "SynthReport", "Port", "DEVICES", "synthesize", "list_ports", "io_wrapper_verilog"]
 
@@ -414,6 +415,7 @@ def synthesize(
     abc9: bool | None = None,
     router: str | None = None,
     route: bool = True,
+    pnr_args: Sequence[str] = (),
     timeout_s: float = 3600.0,
 ) -> SynthReport:
     """Synthesise, place and route ``design`` (module ``top_name``) and report resources and Fmax.
@@ -427,7 +429,8 @@ def synthesize(
     ``report.notes``); True/False forces one mapper.  ``router`` picks nextpnr's router
     (``router1``, its default, or ``router2``, much faster on large designs).  ``route=False``
     stops after placement: ``fmax_mhz`` is then nextpnr's estimate before routing (noted in
-    ``report.notes``), a quick look at the critical path of a large design.
+    ``report.notes``), a quick look at a large design.  ``pnr_args`` are passed to nextpnr as
+    they are (e.g. ``["--placer-heap-beta", "0.7"]``), except the options this function sets.
     """
     if target not in DEVICES:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
@@ -444,6 +447,12 @@ def synthesize(
         raise ValueError(f"io must be 'wrap' or 'none', not {io!r}")
     if router not in (None, "router1", "router2"):
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    pnr_args = [str(a) for a in pnr_args]
+    owned = {"--json", "--report", "--log", "--textcfg", "--asc", "--package", "--freq", "--seed", "--router",
+             "--no-route", "-q"}
+    clash = sorted({a.split("=")[0] for a in pnr_args} & owned)
+    if clash:
+        raise ValueError(f"pnr_args may not set {', '.join(clash)}: synthesize() sets them")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
 
@@ -527,6 +536,7 @@ def synthesize(
             "--seed", str(seed), "--report", report_path.name, "--log", plog.name, "--timing-allow-fail", "-q"]
     if router is not None:
         args += ["--router", router]
+    args += pnr_args
     if not route:
         args += ["--no-route"]
         notes.append("placement only (--no-route): Fmax and the critical path are nextpnr's estimates "

@@ -67,6 +67,8 @@ def test_bad_arguments(tmp_path):
         synthesize("x.v", "top", io="pins", build_dir=tmp_path)
     with pytest.raises(ValueError, match="router must be"):
         synthesize("x.v", "top", router="router3", build_dir=tmp_path)
+    with pytest.raises(ValueError, match="pnr_args may not set --json"):
+        synthesize("x.v", "top", pnr_args=["--json", "other.json"], build_dir=tmp_path)
     with pytest.raises(FileNotFoundError):
         synthesize(tmp_path / "missing.v", "top", build_dir=tmp_path)
     with pytest.raises(ValueError, match="no module named 'top'"):
@@ -111,7 +113,7 @@ def test_classic_abc_fallback_script(tmp_path):
 def test_placement_only_reports_the_estimate(tmp_path):
     """``route=False``: no bitstream config, Fmax from the placer's estimate, said in the notes."""
     report = synthesize(MacLanes(lanes=1, width=16, acc_width=40), "mac1", target="ecp5", device="25k",
-                        build_dir=tmp_path, abc9=False, route=False)
+                        build_dir=tmp_path, abc9=False, route=False, pnr_args=["--placer-heap-beta", "0.8"])
     assert report.fmax_mhz and report.fmax_mhz > 50
     assert any("placement only" in n for n in report.notes)
     assert not (tmp_path / "mac1.config").exists()

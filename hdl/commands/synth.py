@@ -42,6 +42,9 @@ def register(sub) -> None:
     parser.add_argument("--build-dir", type=Path, default=None,
                         help="where Verilog, netlist and logs go (default build/synth/<top>-<target>-<device>)")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to nextpnr as it is (repeatable; e.g. --nextpnr-arg=--placer-heap-beta "
+                             "--nextpnr-arg=0.7)")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: report nextpnr's Fmax estimate before routing (fast look at a large design)")
     parser.add_argument("--require-timing", action="store_true",
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         report = synthesize(component, name, target=target, device=device, package=args.package,
                             build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed,
                             abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
-                            route=not args.no_route)
+                            route=not args.no_route, pnr_args=args.nextpnr_arg)
     except SynthError as exc:
         print(f"sbpca synth: error: {exc}", file=sys.stderr)
         return 1
