@@ -698,23 +698,29 @@ class SBPCAEngine(wiring.Component):
             upd.append(reg(signed(mw), uv, f"fupd_{l}"))
         raise_sat("M_update", uU1.valid & (uU1.op == OP_ACC) & uU1.lj & Cat(*usat).any())
         uU2 = stage(uU1, "u_u2")
-        uU2L = lane_stages(uU1, "u_u2")
         v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), delay(cx, 1, signed(sw), "u2_x")
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
         prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
-        # PR+2: M = X + update, the new column value and the m2 operand
+        # PR+2: M = X + update (exact sum, registered before its range check)
         shift = f.mat.frac - f.state.frac
+        msum = [rreg((cx[l] << shift) + upd[l], f"msum_{l}") for l in range(P)]
+        uU3 = stage(uU2, "u_u3")
+        uU3L = lane_stages(uU2, "u_u3")
+        v_w, cb = delay(v_w, 1, signed(mw), "u3_v"), delay(cb, 1, signed(sw), "u3_qn")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u3")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_u3")
+        # PR+3: the new column value and the m2 operand
         v8, b2_8, msat = [], [], []
         for l in range(P):
-            mv, ms_ = fit((cx[l] << shift) + upd[l], f.mat)
+            mv, ms_ = fit(msum[l], f.mat)
             msat.append(ms_)
-            ul = lane_view(uU2, uU2L, l)
+            ul = lane_view(uU3, uU3L, l)
             vnew = Mux(ul.op == OP_ACC, mv, v_w[l])
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
             b2_8.append(reg(signed(mw), Mux(ul.norm, vnew, cb[l]), f"s8_b2_{l}"))
-        raise_sat("M", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & Cat(*msat).any())
-        u8 = stage(uU2, "u_v")  # V = PR + 3
+        raise_sat("M", uU3.valid & (uU3.op == OP_ACC) & uU3.lj & Cat(*msat).any())
+        u8 = stage(uU3, "u_v")  # V = PR + 4
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
         prs = delay(prs, 1, signed(aw + MRB), "prs_v")
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))

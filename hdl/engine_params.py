@@ -274,7 +274,7 @@ class EngineParams:
     def lat_final(self) -> int:
         """Cycles from a uop's issue until its reduction result is written (stage F) and visible."""
         l1, lr, l2 = self.mul_latencies
-        return l1 + lr + l2 + self.tree_latency + 11
+        return l1 + lr + l2 + self.tree_latency + 12
 
     @property
     def lat_state(self) -> int:
