@@ -823,6 +823,8 @@ class SBPCAEngine(wiring.Component):
         sc_mb = Signal(signed(gw))
         sc_sel = Signal(signed(gw))
         sc_zero = Signal()
+        sc_q = Signal(max(iw, rw))  # a saturated divider result on its way to INV or RC
+        sc_big = Signal()
         sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
         sc_wait = Signal(range(sc_lat + 1))
         sn = Signal(p.n_bits, init=s)
@@ -872,12 +874,15 @@ class SBPCAEngine(wiring.Component):
                     m.next = "NDIV"
             with m.State("NDIV"):
                 with m.If(dv.done):
+                    # the saturated quotient is registered before it is written to its column
                     big = dv.overflow | (dv.quotient > inv_max)
-                    m.d.sync += [INV[sc_mat * k + sc_c].eq(Mux(big, inv_max, dv.quotient)),
-                                 inv_valid[sc_mat * k + sc_c].eq(1)]
-                    raise_sat("X_inv", big & (sc_mat == MAT_X))
-                    raise_sat("Delta_inv", big & (sc_mat == MAT_D))
-                    m.next = "IDLE"
+                    m.d.sync += [sc_q.eq(Mux(big, inv_max, dv.quotient)), sc_big.eq(big)]
+                    m.next = "NDIV_SET"
+            with m.State("NDIV_SET"):
+                m.d.sync += [INV[sc_mat * k + sc_c].eq(sc_q), inv_valid[sc_mat * k + sc_c].eq(1)]
+                raise_sat("X_inv", sc_big & (sc_mat == MAT_X))
+                raise_sat("Delta_inv", sc_big & (sc_mat == MAT_D))
+                m.next = "IDLE"
             with m.State("SIG_NUM"):
                 m.d.sync += [sc_ma.eq(sn), sc_mb.eq(SIG[sc_c]), sc_wait.eq(sc_lat)]
                 m.next = "SIG_MUL"
@@ -940,9 +945,12 @@ class SBPCAEngine(wiring.Component):
             with m.State("RCP_DIV"):
                 with m.If(dv.done):
                     big = dv.overflow | (dv.quotient > rc_max)
-                    m.d.sync += [RC[sc_c].eq(Mux(big, rc_max, dv.quotient)), r_sat[sc_c].eq(big),
-                                 r_guard[sc_c].eq(sc_guard), r_valid[sc_c].eq(1)]
-                    m.next = "IDLE"
+                    m.d.sync += [sc_q.eq(Mux(big, rc_max, dv.quotient)), sc_big.eq(big)]
+                    m.next = "RCP_SET"
+            with m.State("RCP_SET"):
+                m.d.sync += [RC[sc_c].eq(sc_q), r_sat[sc_c].eq(sc_big), r_guard[sc_c].eq(sc_guard),
+                             r_valid[sc_c].eq(1)]
+                m.next = "IDLE"
 
         # ---------------------------------------------------------------- trace output
         tlay = self.layouts["trace"]

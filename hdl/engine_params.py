@@ -284,7 +284,7 @@ class EngineParams:
     @property
     def norm_cycles(self) -> int:
         """Cycles of the scalar unit for one normalisation (sqrt then division) with hand-offs."""
-        return self.sqrt_cycles + self.div_cycles + 9
+        return self.sqrt_cycles + self.div_cycles + 10
 
     @property
     def bound_cycles_per_sample(self) -> float:
