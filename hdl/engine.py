@@ -459,6 +459,21 @@ class SBPCAEngine(wiring.Component):
 
         assert next(iter(uop))[1].offset == 0  # ``valid`` is bit 0 of a uop tag
 
+        # Per-lane control: from the operand stage on, every lane carries its own copy of the
+        # uop tags down its own pipeline (``lane_of``), so the lanes' multiplexers are driven
+        # from registers next to them and only one register-to-register hop crosses the chip.
+        # The ``sbpca_dup`` attribute asks synthesis (``hdl.synth``) not to merge the copies.
+        lane_of: dict[int, list] = {}
+        lane_chains = [P > 1]
+
+        def lane_regs(prevs, name):
+            outs = []
+            for l, pv in enumerate(prevs):
+                r = Signal(uop, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1})
+                m.d.sync += r.eq(pv)
+                outs.append(r)
+            return outs
+
         def stage(prev, name):
             """The uop tag one cycle later; only its ``valid`` bit is reset."""
             body = Signal(uop, name=name, reset_less=True)
@@ -466,22 +481,22 @@ class SBPCAEngine(wiring.Component):
             m.d.sync += [body.eq(prev), valid.eq(prev.valid)]
             u = data.View(uop, Cat(valid, body.as_value()[1:]))
             all_stages.append(u)
+            if lane_chains[0] and id(prev) in lane_of:
+                lane_of[id(u)] = lane_regs(lane_of[id(prev)], name)
             return u
 
-        def lane_stages(prev, name):
-            """``stage(prev)`` once more per lane: each lane's multiplexers get their own copy of the
-            control bits, placed next to the lane, instead of one net fanning out to every lane.
-            The ``sbpca_dup`` attribute asks synthesis (``hdl.synth``) not to merge the copies."""
-            if P == 1:
-                return None
+        def lane_copies(shape, value, name):
+            """``value`` registered once per lane (kept apart in synthesis, like the uop copies)."""
             outs = []
             for l in range(P):
-                r = Signal(uop, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1})
-                m.d.sync += r.eq(prev)
+                r = Signal(shape, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1} if P > 1 else {})
+                m.d.sync += r.eq(value)
                 outs.append(r)
             return outs
 
-        def lane_view(main, copies, l):
+        def lane_view(main, l):
+            """Lane ``l``'s copy of the central stage ``main`` (``main`` itself with one lane)."""
+            copies = lane_of.get(id(main))
             return main if copies is None else copies[l]
 
         def reg(shape, value, name):
@@ -506,11 +521,17 @@ class SBPCAEngine(wiring.Component):
         ]
         xb_d = reg(lane(signed(xw)), xb_r.data, "xb_d")
         db_d = reg(lane(signed(dw)), db_r.data, "db_d")
-        pq_d = reg(signed(pw), pq_r.data, "pq_d")
+        idx1 = u1r.mat * k + u1r.c
+        # values every lane uses (the projection, h, 1/‖v‖) are selected centrally one cycle
+        # ahead and registered once per lane
+        pq_d = lane_copies(signed(pw), pq_r.data, "pq_d")
+        h_sel = lane_copies(signed(mw), H[idx1], "h_sel")
+        inv_sel = lane_copies(signed(iw), INV[idx1], "inv_sel")
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
         dr_d = reg(lane(signed(aw)), dr_r.data, "dr_d")
         u1 = stage(u1r, "u2")
-        u1L = lane_stages(u1r, "u2")
+        if lane_chains[0]:
+            lane_of[id(u1)] = lane_regs([u1r] * P, "u2")
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
@@ -521,12 +542,9 @@ class SBPCAEngine(wiring.Component):
             value = Value.cast(value)
             return reg(value.shape(), value, name)
 
-        idx1 = u1.mat * k + u1.c
         a1, b1, cv2, cb2, cx2, cdr2 = [], [], [], [], [], []
-        h_sel = H[idx1]
-        inv_sel = INV[idx1]
         for l in range(P):
-            ul = lane_view(u1, u1L, l)
+            ul = lane_view(u1, l)
             s_own_c = Mux(ul.mat, sd_r.data[ul.c][l], sx_r.data[ul.c][l])
             s_j = Mux(ul.mat, sd_r.data[ul.step][l], sx_r.data[ul.step][l])
             s_j1 = Mux(ul.mat, sd_r.data[ul.step + 1][l], sx_r.data[ul.step + 1][l])
@@ -539,11 +557,11 @@ class SBPCAEngine(wiring.Component):
                 with m.Case(OP_PROJ):
                     m.d.comb += [av.eq(Mux(ul.mat, x_l, d_l)), bv.eq(s_oth_c)]
                 with m.Case(OP_ACC):
-                    m.d.comb += [av.eq(Mux(ul.mat, d_l, x_l)), bv.eq(pq_d)]
+                    m.d.comb += [av.eq(Mux(ul.mat, d_l, x_l)), bv.eq(pq_d[l])]
                 with m.Case(OP_GS):
-                    m.d.comb += [av.eq(h_sel), bv.eq(s_j)]
+                    m.d.comb += [av.eq(h_sel[l]), bv.eq(s_j)]
                 with m.Case(OP_SCALE):
-                    m.d.comb += [av.eq(wm_d[l]), bv.eq(inv_sel)]
+                    m.d.comb += [av.eq(wm_d[l]), bv.eq(inv_sel[l])]
             a1.append(av)
             b1.append(bv)
             cv2.append(reg(signed(mw), wm_d[l], f"s2_v_{l}"))
@@ -565,9 +583,7 @@ class SBPCAEngine(wiring.Component):
         m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim) for l in range(P)]
         L1 = m1[0][1]
         p1 = [v for v, _ in m1]
-        uP1_in = udelay(u1, L1 - 1, "u_m1")
-        uP1 = stage(uP1_in, "u_p1")  # cycle P1 = 2 + L1: p1 valid
-        uP1L = lane_stages(uP1_in, "u_p1")
+        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
         cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
         cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
         cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
@@ -576,7 +592,7 @@ class SBPCAEngine(wiring.Component):
         # ---------------------------------------------------------------- P1: accumulate, round
         lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
         for l in range(P):
-            ul = lane_view(uP1, uP1L, l)
+            ul = lane_view(uP1, l)
             with m.If(ul.valid & (ul.op == OP_ACC)):
                 m.d.sync += lacc[l].eq(Mux(ul.fj, p1[l], lacc[l] + p1[l]))
         sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
@@ -606,8 +622,8 @@ class SBPCAEngine(wiring.Component):
                 for l in range(P)]
         la_d = [rreg(round_shift(lacc[l], f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding),
                     f"rad_{l}") for l in range(P)]
+        r_sel = lane_copies(signed(rw), RC[uR1.c], "r_sel")  # r_c for the power step, per lane
         uR2 = stage(uR1, "u_r2")  # P1 + 2
-        uR2L = lane_stages(uR1, "u_r2")
         cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
                            ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x"),
                             (cdr, signed(aw), "r2_dr")))
@@ -617,19 +633,18 @@ class SBPCAEngine(wiring.Component):
         acc_r2 = uR2.op == OP_ACC
         acc_last_r2 = uR2.valid & acc_r2 & uR2.lj
         gs_r2 = uR2.valid & (uR2.op == OP_GS)
-        r_sel = RC[uR2.c]
         mra, mrb, v_w, q_w, mra_w = [], [], [], [], []
         asat, vsat = [], []
         for l in range(P):
             fx, sx_ = fit(la_x[l], f.acc)
             fd, sd_ = fit(la_d[l], f.acc)
-            ul = lane_view(uR2, uR2L, l)
+            ul = lane_view(uR2, l)
             asat.append(Mux(ul.mat, sd_, sx_))
             # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
             ra = Signal(signed(aw), name=f"mra_{l}")
             rb = Signal(signed(MRB), name=f"mrb_{l}")
             acc_l = ul.op == OP_ACC
-            m.d.comb += [ra.eq(Mux(acc_l, Mux(ul.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_l, r_sel, q_f[l]))]
+            m.d.comb += [ra.eq(Mux(acc_l, Mux(ul.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_l, r_sel[l], q_f[l]))]
             mra.append(ra)
             mrb.append(rb)
             mra_w.append(reg(signed(aw), ra, f"w_dr_{l}"))
@@ -705,7 +720,6 @@ class SBPCAEngine(wiring.Component):
         shift = f.mat.frac - f.state.frac
         msum = [rreg((cx[l] << shift) + upd[l], f"msum_{l}") for l in range(P)]
         uU3 = stage(uU2, "u_u3")
-        uU3L = lane_stages(uU2, "u_u3")
         v_w, cb = delay(v_w, 1, signed(mw), "u3_v"), delay(cb, 1, signed(sw), "u3_qn")
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u3")
         prs = delay(prs, 1, signed(aw + MRB), "prs_u3")
@@ -714,7 +728,7 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             mv, ms_ = fit(msum[l], f.mat)
             msat.append(ms_)
-            ul = lane_view(uU3, uU3L, l)
+            ul = lane_view(uU3, l)
             vnew = Mux(ul.op == OP_ACC, mv, v_w[l])
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
@@ -734,17 +748,16 @@ class SBPCAEngine(wiring.Component):
         m2 = [tiled_mul(m, v8[l], b2_8[l], name=f"m2_{l}", primitive=prim) for l in range(P)]
         L2 = m2[0][1]
         p2 = [v for v, _ in m2]
-        u9_in = udelay(u8, L2 - 1, "u_m2")
-        u9 = stage(u9_in, "u_p2")
-        u9L = lane_stages(u9_in, "u_p2")
+        u9 = udelay(u8, L2, "u_m2")
         prs9 = delay(prs, L2, signed(aw + MRB), "prs_m2")
         pr = delay(pr_p, L2, signed(A1W + B1W), "pp_m2")  # the projection product, carried from P1
         red_in = []
         for l in range(P):
             rv = Signal(signed(RW), name=f"red_in_{l}")
-            ul = lane_view(u9, u9L, l)
+            ul = lane_view(u9, l)
             m.d.comb += rv.eq(Mux(ul.op == OP_PROJ, pr[l], Mux(ul.op == OP_SCALE, prs9[l], p2[l])))
             red_in.append(rv)
+        lane_chains[0] = False  # from here on the lanes' results are summed: no per-lane control
 
         # ---------------------------------------------------------------- reduction
         tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
