@@ -359,7 +359,12 @@ class SBPCAEngine(wiring.Component):
         credit = Signal(range(tdepth + 1), init=tdepth)
         job_tr = Signal()
         flag_vec = Cat(*all_flags)
-        wait_ok = ((flag_vec | ~jd["wait"]) == (1 << NF) - 1) & (~is_scale | ~self.trace_en | (credit >= chunks_mat))
+        # a SCALE job's trace reservation reaches ``credit`` one cycle after its start
+        # (``take_r``); while one is pending neither a SCALE job nor a σ trace word may reserve
+        take_r = Signal(range(tdepth + 1))
+        take_pending = take_r != 0
+        wait_ok = ((flag_vec | ~jd["wait"]) == (1 << NF) - 1) & (
+            ~is_scale | ~self.trace_en | ((credit >= chunks_mat) & ~take_pending))
         start = running & ~active & (pc < NJ) & wait_ok
         issue = active | start
         in_first = inner == 0
@@ -927,7 +932,7 @@ class SBPCAEngine(wiring.Component):
             with m.State("SIG_TR"):
                 # a reservation of the sequencer this cycle takes at most chunks_max credits, so
                 # credit > chunks_max leaves room for this word whatever the sequencer does
-                can = ~self.trace_en | ((credit > Rm) & ~pipe_push)
+                can = ~self.trace_en | ((credit > Rm) & ~pipe_push & ~take_pending)
                 with m.If(can):
                     m.d.comb += sc_push.eq(self.trace_en)
                     n_next = Mux(d_last, s, sn + d_m)
@@ -982,7 +987,7 @@ class SBPCAEngine(wiring.Component):
             tfifo.r_en.eq(self.trace.ready),
         ]
         pop = tfifo.r_rdy & self.trace.ready
-        m.d.sync += credit.eq(credit - seq_take - sc_push + pop)
+        m.d.sync += [take_r.eq(seq_take), credit.eq(credit - take_r - sc_push + pop)]
 
         # ---------------------------------------------------------------- factor dump
         assert len(all_stages) + 1 == p.lat_final, (len(all_stages), p.lat_final)
