@@ -141,7 +141,7 @@ def tree_latency(n: int, levels_per_stage: int = 1) -> int:
 
 
 class RoundDivider(wiring.Component):
-    """Iterative restoring divider: ``q = floor((2·num + den) / (2·den))`` on unsigned operands.
+    """Iterative (non-restoring) divider: ``q = floor((2·num + den) / (2·den))`` on unsigned operands.
 
     This is :func:`pymodel.fixedpoint.div_round` on magnitudes.  The unit computes
     ``q2 = floor(2·num / den)`` with ``quot_bits`` bits, ``bits_per_cycle`` quotient bits per
@@ -181,7 +181,7 @@ class RoundDivider(wiring.Component):
         nw = self.num_width + 1  # width of 2*num
         dw = self.den_width
         den = Signal(dw)
-        rem = Signal(dw + 1)
+        rem = Signal(signed(dw + 2))  # non-restoring partial remainder, in [-den, den)
         low = Signal(max(qp, 1))  # the low qp bits of 2*num, shifted out MSB first
         q2 = Signal(qp)
         count = Signal(range(self.steps + 1))
@@ -212,9 +212,12 @@ class RoundDivider(wiring.Component):
             lo = low
             q = q2
             for _ in range(self.bits_per_cycle):
-                shifted = Cat(lo[qp - 1], r[:dw])  # (r << 1) | next bit; r < den so fits dw+1
-                ge = shifted >= den
-                r = Mux(ge, shifted - den, shifted)[:dw + 1]
+                # non-restoring step: add or subtract by the sign of the partial remainder (a
+                # register for one bit per cycle), so no wide comparison drives a wide multiplexer;
+                # the quotient bits are the restoring division's (bit = new remainder >= 0)
+                shifted = Cat(lo[qp - 1], r).as_signed()  # 2r + next bit
+                r = Mux(r[-1], shifted + den, shifted - den)[:dw + 2].as_signed()
+                ge = ~r[-1]
                 lo = Cat(Const(0, 1), lo[:qp - 1]) if qp > 1 else Const(0, 1)
                 q = Cat(ge, q[:qp - 1]) if qp > 1 else ge
             with m.If(count != 0):

@@ -152,7 +152,8 @@ def _run(dut, bench):
 def test_round_divider_matches_div_round(bpc):
     rng = random.Random(bpc)
     qb = 9
-    cases = [(rng.randrange(1 << 20), rng.randrange(1, 1 << 12)) for _ in range(30)]
+    cases = [(rng.randrange(1 << 20), rng.randrange(1, 1 << 12)) for _ in range(150)]
+    cases += [(rng.randrange(1 << 12), rng.randrange(1 << 11, 1 << 12)) for _ in range(50)]  # small quotients
     cases += [(0, 7), (7, 2), (3, 2), (5, 0), ((1 << 19), 1), (255, 1)]
     dut = RoundDivider(num_width=20, den_width=12, quot_bits=qb, bits_per_cycle=bpc)
     out = []
