@@ -42,6 +42,7 @@ def test_presets_and_lr_scale():
     q, f = DemoConfig.preset(True), DemoConfig.preset(False)
     assert q.epochs < f.epochs and q.capture_batch < f.capture_batch
     assert q.synth_engine["rows"] * q.synth_engine["cols"] < f.synth_engine["rows"] * f.synth_engine["cols"]
+    assert q.synth_engine["lanes"] <= f.synth_engine["lanes"]
     # eta / (dw_min * BL) in unsigned Q8.24, rounded half up
     assert lr_scale_word(0.2, 0.01, 16) == round(1.25 * (1 << 24))
     assert lr_scale_word(1e-6, 1.0, 1) == 17  # 16.78 rounds up

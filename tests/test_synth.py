@@ -110,6 +110,30 @@ def test_classic_abc_fallback_script(tmp_path):
     assert report.fmax_mhz and report.fmax_mhz > 50
 
 
+class DupRegs(wiring.Component):
+    """One input registered three times: plain copies merge in Yosys, ``sbpca_dup`` copies stay."""
+
+    def __init__(self, *, dup: bool) -> None:
+        self._dup = dup
+        super().__init__({"a": In(4), "o": Out(4).array(3)})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(3):
+            r = Signal(4, name=f"r{i}", attrs={"sbpca_dup": 1} if self._dup else {})
+            m.d.sync += r.eq(self.a)
+            m.d.comb += self.o[i].eq(r + i)
+        return m
+
+
+def test_registers_duplicated_on_purpose_are_kept(tmp_path):
+    kept = synthesize(DupRegs(dup=True), "dup", target="ecp5", device="25k", build_dir=tmp_path / "k",
+                      abc9=False, route=False)
+    merged = synthesize(DupRegs(dup=False), "dup", target="ecp5", device="25k", build_dir=tmp_path / "m",
+                        abc9=False, route=False)
+    assert kept.ffs == 12 and merged.ffs == 4
+
+
 def test_placement_only_reports_the_estimate(tmp_path):
     """``route=False``: no bitstream config, Fmax from the placer's estimate, said in the notes."""
     report = synthesize(MacLanes(lanes=1, width=16, acc_width=40), "mac1", target="ecp5", device="25k",

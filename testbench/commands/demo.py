@@ -64,7 +64,7 @@ class DemoConfig:
     def preset(cls, quick: bool, seed: int = 0) -> "DemoConfig":
         if quick:
             return cls(epochs=3, train_limit=None, capture_batch=12, capture_step=2, soc_lanes=2,
-                       synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=2), seed=seed)
+                       synth_engine=dict(rows=8, cols=8, rank=2, sub_batch=4, lanes=1), seed=seed)
         # the synthesised engine is the captured layer's (10 x 65, k = 4, s = 8) with one lane: with
         # the SoC's 4 lanes place and route alone takes over 5 minutes on two shared cores
         return cls(epochs=6, train_limit=None, capture_batch=24, capture_step=5, soc_lanes=4,
@@ -296,7 +296,7 @@ def synth_step(cfg: DemoConfig, build_dir: Path, note: Callable[..., None] | Non
 
     import tempfile
 
-    eng = SBPCAEngine(EngineParams(**cfg.synth_engine, formats="q16"), seed=cfg.seed)
+    eng = SBPCAEngine(EngineParams(**cfg.synth_engine, formats="q16", dsp="ecp5"), seed=cfg.seed)
     with tempfile.TemporaryDirectory(prefix="sbpca_demo_v_") as tmp:
         vtext = write_verilog(eng, "sbpca_engine", Path(tmp)).read_text()
     key = hashlib.sha1(f"{cfg.synth_router}\n{vtext}".encode()).hexdigest()[:16]
