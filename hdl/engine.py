@@ -169,14 +169,18 @@ class SBPCAEngine(wiring.Component):
                                              init=state_rows(D0, Ra))
         m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=2 * k * s, init=[])
         m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[], attrs=no_rw)
-        m.submodules.drm = drm = memory.Memory(shape=lane(signed(aw)), depth=k * Ra, init=[])
+        # D_r = R_acc(D) per column: one memory per lane, read and written from the lane's own
+        # copy of the uop tags (the power step needs it only at cycle R2, so it is read late)
+        drm_l = []
+        for l in range(P):
+            m.submodules[f"drm{l}"] = mem_l = memory.Memory(shape=signed(aw), depth=k * Ra, init=[])
+            drm_l.append((mem_l.read_port(), mem_l.write_port()))
         xb_r, xb_w = xb.read_port(), xb.write_port()
         db_r, db_w = db.read_port(), db.write_port()
         sx_r, sx_w = sx.read_port(), sx.write_port(granularity=1)
         sd_r, sd_w = sd.read_port(), sd.write_port(granularity=1)
         pq_r, pq_w = pq.read_port(), pq.write_port()
         wm_r, wm_w = wm.read_port(), wm.write_port()
-        dr_r, dr_w = drm.read_port(), drm.write_port()
 
         # ---------------------------------------------------------------- scoreboard & scalar state
         def flags(name, n, init=0):
@@ -457,7 +461,6 @@ class SBPCAEngine(wiring.Component):
             sd_r.en.eq(~dumping | dump_adv),
             pq_r.addr.eq(((j_mat * k + j_col) * s) + cj),
             wm_r.addr.eq((j_mat * k + j_col) * Rm + ci),
-            dr_r.addr.eq(j_col * Ra + ci),
         ]
 
         all_stages = []
@@ -533,7 +536,6 @@ class SBPCAEngine(wiring.Component):
         h_sel = lane_copies(signed(mw), H[idx1], "h_sel")
         inv_sel = lane_copies(signed(iw), INV[idx1], "inv_sel")
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
-        dr_d = reg(lane(signed(aw)), dr_r.data, "dr_d")
         u1 = stage(u1r, "u2")
         if lane_chains[0]:
             lane_of[id(u1)] = lane_regs([u1r] * P, "u2")
@@ -547,7 +549,7 @@ class SBPCAEngine(wiring.Component):
             value = Value.cast(value)
             return reg(value.shape(), value, name)
 
-        a1, b1, cv2, cb2, cx2, cdr2 = [], [], [], [], [], []
+        a1, b1, cv2, cb2, cx2 = [], [], [], [], []
         for l in range(P):
             ul = lane_view(u1, l)
             s_own_c = Mux(ul.mat, sd_r.data[ul.c][l], sx_r.data[ul.c][l])
@@ -572,7 +574,6 @@ class SBPCAEngine(wiring.Component):
             cv2.append(reg(signed(mw), wm_d[l], f"s2_v_{l}"))
             cb2.append(reg(signed(sw), Mux(ul.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
-            cdr2.append(reg(signed(aw), dr_d[l], f"s2_dr_{l}"))
 
         def delay(vals, n, shape, name):
             for t in range(n):
@@ -592,7 +593,6 @@ class SBPCAEngine(wiring.Component):
         cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
         cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
         cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
-        cdr = delay(cdr2, L1 - 1, signed(aw), "m1_dr")
 
         # ---------------------------------------------------------------- P1: accumulate, round
         lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
@@ -607,9 +607,14 @@ class SBPCAEngine(wiring.Component):
                    f"rq_{l}") for l in range(P)]
         pr_p = [reg(signed(A1W + B1W), p1[l], f"pp_{l}") for l in range(P)]
         uR1 = stage(uP1, "u_r1")  # P1 + 1
-        cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
-                           ((cv, signed(mw), "r1_v"), (cb, signed(sw), "r1_qn"), (cx, signed(sw), "r1_x"),
-                            (cdr, signed(aw), "r1_dr")))
+        cv, cb, cx = (delay(v, 1, sh, nm) for v, sh, nm in
+                      ((cv, signed(mw), "r1_v"), (cb, signed(sw), "r1_qn"), (cx, signed(sw), "r1_x")))
+        # D_r read at R1 from the lane's own uop copy, data at R2
+        cdr = []
+        for l, (rp, _) in enumerate(drm_l):
+            ul = lane_view(uR1, l)
+            m.d.comb += rp.addr.eq(ul.c * Ra + ul.i)
+            cdr.append(rp.data)
 
         # ---------------------------------------------------------------- P1+1: fit t, q; round lacc
         t_f, q_f, qsat = [], [], []
@@ -629,9 +634,8 @@ class SBPCAEngine(wiring.Component):
                     f"rad_{l}") for l in range(P)]
         r_sel = lane_copies(signed(rw), RC[uR1.c], "r_sel")  # r_c for the power step, per lane
         uR2 = stage(uR1, "u_r2")  # P1 + 2
-        cv, cb, cx, cdr = (delay(v, 1, sh, nm) for v, sh, nm in
-                           ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x"),
-                            (cdr, signed(aw), "r2_dr")))
+        cv, cb, cx = (delay(v, 1, sh, nm) for v, sh, nm in
+                      ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x")))
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_r2")
 
         # ---------------------------------------------------------------- P1+2: v, m_r operands
@@ -685,10 +689,11 @@ class SBPCAEngine(wiring.Component):
             sx_w.data.eq(Cat(*[wrow] * k)), sd_w.data.eq(Cat(*[wrow] * k)),
             sx_w.en.eq(Cat(*[wx & (wcol == c) for c in range(k)])),
             sd_w.en.eq(Cat(*[wd & (wcol == c) for c in range(k)])),
-            dr_w.addr.eq(uW.c * Ra + uW.i),
-            dr_w.data.eq(Cat(*mra_w)),
-            dr_w.en.eq(uW.valid & (uW.op == OP_ACC) & uW.lj & (uW.mat == MAT_D)),
         ]
+        for l, (_, wp) in enumerate(drm_l):
+            ul = lane_view(uW, l)
+            m.d.comb += [wp.addr.eq(ul.c * Ra + ul.i), wp.data.eq(mra_w[l]),
+                         wp.en.eq(ul.valid & (ul.op == OP_ACC) & ul.lj & (ul.mat == MAT_D))]
         with m.If(scale_w & uW.jlast):
             m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
         pipe_push = scale_w & uW.tr
