@@ -16,7 +16,7 @@
    (``--json FILE`` writes the same numbers).
 
 ``--quick`` (CI): 3 epochs, a 12-sample captured batch, a 2-lane engine in the SoC, and a
-small engine (a = b = 8, k = 2, P = 2) on the ECP5-85k for synthesis.  The full run uses
+small engine (a = b = 8, k = 2, P = 1) on the ECP5-85k for synthesis.  The full run uses
 6 epochs on all images, a 24-sample batch, 4 lanes in the SoC, and synthesises the captured
 layer's engine (a = 10, b = 65, k = 4, s = 8) with one lane (P = 4 alone takes over 5 minutes of
 place and route; the table says which engine was synthesised).  nextpnr runs with router2.  nextpnr's placement and routing dominate the run time (minutes
