@@ -471,6 +471,8 @@ def build_from_args(args: argparse.Namespace) -> tuple[SBPCASoC, str]:
     from hdl.designs import _formats, _overrides
 
     ov = _overrides(args)
+    if getattr(args, "target", None) == "ecp5":
+        ov.setdefault("dsp", "ecp5")  # the engine's multiplier tiles as MULT18X18D (hdl.dsp)
     e = EngineParams(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch, lanes=args.lanes,
                      formats=_formats(args), **ov)
     d = DriverParams(rows=args.rows, cols=args.cols, scheme=getattr(args, "scheme", "stochastic"),
