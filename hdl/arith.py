@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from pymodel.fixedpoint import Fmt, Overflow, Rounding
 
-__all__ = ["round_shift", "fit", "requant", "mul_parts", "RoundDivider", "ISqrt", "tree_sum", "tree_latency", "check_hw_format"]
+__all__ = ["round_shift", "fit", "requant", "RoundDivider", "ISqrt", "tree_sum", "tree_latency", "check_hw_format"]
 
 
 def check_hw_format(name: str, fmt: Fmt) -> None:
@@ -75,28 +75,6 @@ def fit(v: Value, fmt: Fmt) -> tuple[Value, Value]:
 def requant(v: Value, from_frac: int, fmt: Fmt) -> tuple[Value, Value]:
     """The one narrowing step (:func:`pymodel.fixedpoint.requantize`): round, then fit."""
     return fit(round_shift(v, from_frac - fmt.frac, fmt.rounding), fmt)
-
-
-def mul_parts(a: Value, b: Value, slice_bits: int = 16) -> list[tuple[Value, int]]:
-    """Split ``a * b`` into partial products over ``slice_bits``-wide slices of ``b``.
-
-    Returns ``[(product, shift), ...]`` with ``a * b == sum(product << shift)``: the slices
-    are unsigned except the top one, which keeps ``b``'s sign.  Registering the partial
-    products and adding them in the next cycle turns one wide multiplier into DSP-sized
-    pieces and one adder, a two-stage multiply without a long carry path.
-    """
-    a, b = Value.cast(a), Value.cast(b)
-    if slice_bits < 2:
-        raise ValueError(f"slice_bits must be >= 2, not {slice_bits!r}")
-    width = len(b)
-    parts = []
-    for lo in range(0, width, slice_bits):
-        hi = min(lo + slice_bits, width)
-        piece = b[lo:hi]
-        if hi == width and b.shape().signed:
-            piece = piece.as_signed()
-        parts.append((a * piece, lo))
-    return parts
 
 
 def tree_sum(m: Module, values: list[Value], width: int, levels_per_stage: int = 1,

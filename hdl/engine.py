@@ -33,6 +33,7 @@ from pymodel.sbpca import SBPCA
 
 from .arith import ISqrt, RoundDivider, fit, round_shift, tree_sum
 from .dsp import tiled_mul
+from .synth import DUP_ATTR
 from .engine_params import (
     MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
 )
@@ -213,7 +214,7 @@ class SBPCAEngine(wiring.Component):
         slot_free_l = [Signal(name=f"slot_free{i}", init=1) for i in range(2)]
         slot_full_l = [Signal(name=f"slot_full{i}") for i in range(2)]
         desc_m_l = [Signal(smpw + 1, name=f"desc_m{i}") for i in range(2)]
-        desc_m1_l = [Signal(smpw + 1, name=f"desc_m1_{i}") for i in range(2)]  # samples minus one
+        desc_m1 = Array(Signal(smpw + 1, name=f"desc_m1_{i}") for i in range(2))  # samples minus one
         desc_last_l = [Signal(name=f"desc_last{i}") for i in range(2)]
         slot_free, slot_full = Array(slot_free_l), Array(slot_full_l)
         desc_m, desc_last = Array(desc_m_l), Array(desc_last_l)
@@ -266,7 +267,7 @@ class SBPCAEngine(wiring.Component):
             m.d.sync += [
                 slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
                 desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
-                Array(desc_m1_l)[in_slot].eq(x_smp - 1),
+                desc_m1[in_slot].eq(x_smp - 1),
                 in_slot.eq(~in_slot),
                 x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
                 samples.eq(samples + x_smp),
@@ -424,12 +425,12 @@ class SBPCAEngine(wiring.Component):
             m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
             m.d.sync += [
                 running.eq(1), pc.eq(0), pc1.eq(1), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
-                cur_m1.eq(Array(desc_m1_l)[cmp_slot]),
+                cur_m1.eq(desc_m1[cmp_slot]),
                 slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot), in_batch.eq(~desc_last[cmp_slot]),
             ]
             with m.If(desc_last[cmp_slot]):
                 m.d.sync += cmp_batches.eq(cmp_batches + 1)
-        m.d.comb += m_next_m1.eq(Mux(begin, Array(desc_m1_l)[cmp_slot], cur_m1))
+        m.d.comb += m_next_m1.eq(Mux(begin, desc_m1[cmp_slot], cur_m1))
         m.d.comb += [
             desc_fifo.w_en.eq(begin),
             desc_fifo.w_data.eq(Cat(desc_m[cmp_slot], desc_last[cmp_slot])),
@@ -474,11 +475,12 @@ class SBPCAEngine(wiring.Component):
         lane_of: dict[int, list] = {}
         lane_chains = [P > 1]
 
-        def lane_regs(prevs, name):
+        def lane_regs(shape, values, name):
+            """``values[l]`` registered for lane ``l``, kept apart in synthesis (``DUP_ATTR``)."""
             outs = []
-            for l, pv in enumerate(prevs):
-                r = Signal(uop, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1})
-                m.d.sync += r.eq(pv)
+            for l, v in enumerate(values):
+                r = Signal(shape, name=f"{name}_l{l}", reset_less=True, attrs={DUP_ATTR: 1} if P > 1 else {})
+                m.d.sync += r.eq(v)
                 outs.append(r)
             return outs
 
@@ -490,17 +492,12 @@ class SBPCAEngine(wiring.Component):
             u = data.View(uop, Cat(valid, body.as_value()[1:]))
             all_stages.append(u)
             if lane_chains[0] and id(prev) in lane_of:
-                lane_of[id(u)] = lane_regs(lane_of[id(prev)], name)
+                lane_of[id(u)] = lane_regs(uop, lane_of[id(prev)], name)
             return u
 
         def lane_copies(shape, value, name):
             """``value`` registered once per lane (kept apart in synthesis, like the uop copies)."""
-            outs = []
-            for l in range(P):
-                r = Signal(shape, name=f"{name}_l{l}", reset_less=True, attrs={"sbpca_dup": 1} if P > 1 else {})
-                m.d.sync += r.eq(value)
-                outs.append(r)
-            return outs
+            return lane_regs(shape, [value] * P, name)
 
         def lane_view(main, l):
             """Lane ``l``'s copy of the central stage ``main`` (``main`` itself with one lane)."""
@@ -538,7 +535,7 @@ class SBPCAEngine(wiring.Component):
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
         u1 = stage(u1r, "u2")
         if lane_chains[0]:
-            lane_of[id(u1)] = lane_regs([u1r] * P, "u2")
+            lane_of[id(u1)] = lane_regs(uop, [u1r] * P, "u2")
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
