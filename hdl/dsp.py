@@ -52,9 +52,13 @@ def _levels(n: int) -> int:
     return max(0, (n - 1).bit_length())
 
 
-def tile_latency(a_width: int, b_width: int, a_signed: bool = True, b_signed: bool = True) -> int:
-    """Cycles from the operands (combinational) to the registered product."""
-    return 2 + _levels(tile_count(a_width, b_width, a_signed, b_signed))
+def tile_latency(a_width: int, b_width: int, a_signed: bool = True, b_signed: bool = True,
+                 fabric_reg: bool = False) -> int:
+    """Cycles from the operands (combinational) to the registered product.
+
+    ``fabric_reg`` adds the fabric register of :func:`tiled_mul` in front of the tiles.
+    """
+    return 2 + int(fabric_reg) + _levels(tile_count(a_width, b_width, a_signed, b_signed))
 
 
 def _piece(v: Value, lo: int, hi: int, is_signed: bool) -> Value:
@@ -98,16 +102,24 @@ def _mul18(m: Module, a: Value, b: Value, name: str, primitive: str, domain: str
 
 
 def tiled_mul(m: Module, a: Value, b: Value, *, name: str, primitive: str = "generic",
-              domain: str = "sync") -> tuple[Signal, int]:
+              domain: str = "sync", fabric_reg: bool = False) -> tuple[Signal, int]:
     """``a * b`` (exact, signed result) registered after :func:`tile_latency` cycles.
 
     ``a`` and ``b`` are sampled in the cycle they are presented (their first register is the
-    tiles' input register).  Returns ``(product, latency)``.
+    tiles' input register).  With ``fabric_reg`` they are first registered in the fabric,
+    one cycle more: when the operands come out of multiplexer logic and the tiles sit in
+    DSP columns far apart, the logic then ends at a register placed next to it and only a
+    plain net crosses the chip to the DSP input registers.  Returns ``(product, latency)``.
     """
     if primitive not in PRIMITIVES:
         raise ValueError(f"multiplier primitive {primitive!r} is unknown; allowed: {', '.join(PRIMITIVES)}")
     a, b = Value.cast(a), Value.cast(b)
     sa, sb = a.shape(), b.shape()
+    if fabric_reg:
+        ra = Signal(sa, name=f"{name}_fa", reset_less=True)
+        rb = Signal(sb, name=f"{name}_fb", reset_less=True)
+        m.d[domain] += [ra.eq(a), rb.eq(b)]
+        a, b = ra, rb
     width = len(a) + len(b) + (0 if (sa.signed or sb.signed) else 1)
     pairs = tiles(len(a), sa.signed, len(b), sb.signed)
     terms: list[Value] = []
@@ -128,6 +140,6 @@ def tiled_mul(m: Module, a: Value, b: Value, *, name: str, primitive: str = "gen
         res = Signal(signed(width), name=f"{name}_out")
         m.d.comb += res.eq(prod)
         prod = res
-    lat = tile_latency(len(a), len(b), sa.signed, sb.signed)
-    assert 2 + level == lat, (level, lat)
+    lat = tile_latency(len(a), len(b), sa.signed, sb.signed, fabric_reg)
+    assert 2 + int(fabric_reg) + level == lat, (level, lat)
     return prod, lat

@@ -583,7 +583,7 @@ class SBPCAEngine(wiring.Component):
             return u
 
         # ---------------------------------------------------------------- m1 (cycles 1 .. P1)
-        m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim) for l in range(P)]
+        m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim, fabric_reg=True) for l in range(P)]
         L1 = m1[0][1]
         p1 = [v for v, _ in m1]
         uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
@@ -697,7 +697,7 @@ class SBPCAEngine(wiring.Component):
         assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
 
         # ---------------------------------------------------------------- m_r (P1+2 .. PR)
-        mr = [tiled_mul(m, mra[l], mrb[l], name=f"mr_{l}", primitive=prim) for l in range(P)]
+        mr = [tiled_mul(m, mra[l], mrb[l], name=f"mr_{l}", primitive=prim, fabric_reg=True) for l in range(P)]
         LR = mr[0][1]
         prr = [v for v, _ in mr]
         uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR

@@ -263,11 +263,16 @@ class EngineParams:
 
     @property
     def mul_latencies(self) -> tuple[int, int, int]:
-        """Latencies of the lane multipliers m1, m_r, m2 (DSP tiles, ``hdl.dsp.tile_latency``)."""
+        """Latencies of the lane multipliers m1, m_r, m2 (DSP tiles, ``hdl.dsp.tile_latency``).
+
+        m1 and m_r take their operands from multiplexers and register them in the fabric
+        first; m2's operands are registers already.
+        """
         f = self.fmts
         a1 = max(f.x.bits, f.delta.bits, f.mat.bits)
         b1 = max(f.state.bits, f.proj.bits, f.inv.bits)
-        return (tile_latency(a1, b1), tile_latency(f.acc.bits, max(f.recip.bits, f.state.bits)),
+        return (tile_latency(a1, b1, fabric_reg=True),
+                tile_latency(f.acc.bits, max(f.recip.bits, f.state.bits), fabric_reg=True),
                 tile_latency(f.mat.bits, f.mat.bits))
 
     @property

@@ -10,14 +10,17 @@ from amaranth.sim import Simulator
 from hdl.dsp import TILE_BITS, tile_count, tile_latency, tiled_mul, tiles
 
 
-@pytest.mark.parametrize("aw,asg,bw,bsg", [(16, True, 16, True), (24, True, 32, True), (40, True, 32, True),
-                                           (18, True, 17, False), (35, False, 20, True), (7, False, 5, False)])
-def test_tiled_product_is_exact_at_the_stated_latency(aw, asg, bw, bsg):
+@pytest.mark.parametrize("aw,asg,bw,bsg,freg", [
+    (16, True, 16, True, False), (24, True, 32, True, False), (40, True, 32, True, False),
+    (18, True, 17, False, False), (35, False, 20, True, False), (7, False, 5, False, False),
+    (16, True, 16, True, True), (40, True, 32, True, True), (35, False, 20, True, True)])
+def test_tiled_product_is_exact_at_the_stated_latency(aw, asg, bw, bsg, freg):
     m = Module()
     a = Signal(signed(aw) if asg else unsigned(aw))
     b = Signal(signed(bw) if bsg else unsigned(bw))
-    prod, lat = tiled_mul(m, a, b, name="mul")
-    assert lat == tile_latency(aw, bw, asg, bsg)
+    prod, lat = tiled_mul(m, a, b, name="mul", fabric_reg=freg)
+    assert lat == tile_latency(aw, bw, asg, bsg, fabric_reg=freg)
+    assert lat == tile_latency(aw, bw, asg, bsg) + int(freg)
     rng = np.random.default_rng(aw * 100 + bw)
 
     def draw(w, sg, n):
@@ -56,6 +59,7 @@ def test_tiles_fit_one_dsp_each():
         assert len(pairs) == tile_count(aw, bw)
     assert tile_count(16, 16) == 1 and tile_latency(16, 16) == 2
     assert tile_count(40, 32) == 6 and tile_latency(40, 32) == 5
+    assert tile_latency(40, 32, fabric_reg=True) == 6
 
 
 def test_unknown_primitive_is_rejected():
