@@ -546,6 +546,14 @@ class SBPCAEngine(wiring.Component):
             value = Value.cast(value)
             return reg(value.shape(), value, name)
 
+        def lanes_any(bits, name):
+            """Each lane's flag registered beside its lane, OR-ed over the lanes a cycle later.
+
+            A range check ends a lane's carry chain; OR-ing all lanes' checks in the same cycle
+            would add a chip-wide net to it.  The caller pairs the result with the next stage.
+            """
+            return Cat(*[reg(1, b, f"{name}_{l}") for l, b in enumerate(bits)]).any()
+
         a1, b1, cv2, cb2, cx2 = [], [], [], [], []
         for l in range(P):
             ul = lane_view(u1, l)
@@ -621,10 +629,7 @@ class SBPCAEngine(wiring.Component):
             qsat.append(qs_)
             t_f.append(reg(signed(mw), tv, f"ft_{l}"))
             q_f.append(reg(signed(sw), qv, f"fq_{l}"))
-        any_qsat = Cat(*qsat).any()
-        v_scale_r1 = uR1.valid & (uR1.op == OP_SCALE)
-        raise_sat("X_q", v_scale_r1 & (uR1.mat == MAT_X) & any_qsat)
-        raise_sat("Delta_q", v_scale_r1 & (uR1.mat == MAT_D) & any_qsat)
+        any_qsat = lanes_any(qsat, "qsat")  # seen at R2
         la_x = [rreg(round_shift(lacc[l], f.x.frac + f.proj.frac - f.acc.frac, f.acc.rounding), f"rax_{l}")
                 for l in range(P)]
         la_d = [rreg(round_shift(lacc[l], f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding),
@@ -636,9 +641,9 @@ class SBPCAEngine(wiring.Component):
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_r2")
 
         # ---------------------------------------------------------------- P1+2: v, m_r operands
-        acc_r2 = uR2.op == OP_ACC
-        acc_last_r2 = uR2.valid & acc_r2 & uR2.lj
-        gs_r2 = uR2.valid & (uR2.op == OP_GS)
+        v_scale_r2 = uR2.valid & (uR2.op == OP_SCALE)
+        raise_sat("X_q", v_scale_r2 & (uR2.mat == MAT_X) & any_qsat)
+        raise_sat("Delta_q", v_scale_r2 & (uR2.mat == MAT_D) & any_qsat)
         mra, mrb, v_w, q_w, mra_w = [], [], [], [], []
         asat, vsat = [], []
         for l in range(P):
@@ -658,12 +663,14 @@ class SBPCAEngine(wiring.Component):
             vsat.append(vs_)
             v_w.append(reg(signed(mw), vv, f"w_v_{l}"))
             q_w.append(reg(signed(sw), q_f[l], f"w_q_{l}"))
-        raise_sat("A", acc_last_r2 & (uR2.mat == MAT_X) & Cat(*asat).any())
-        raise_sat("D", acc_last_r2 & (uR2.mat == MAT_D) & Cat(*asat).any())
-        any_vsat = Cat(*vsat).any()
-        raise_sat("X_gs_v", gs_r2 & (uR2.mat == MAT_X) & any_vsat)
-        raise_sat("Delta_gs_v", gs_r2 & (uR2.mat == MAT_D) & any_vsat)
+        any_asat, any_vsat = lanes_any(asat, "asat"), lanes_any(vsat, "vsat")  # seen at W
         uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write, trace
+        acc_last_w = uW.valid & (uW.op == OP_ACC) & uW.lj
+        gs_w = uW.valid & (uW.op == OP_GS)
+        raise_sat("A", acc_last_w & (uW.mat == MAT_X) & any_asat)
+        raise_sat("D", acc_last_w & (uW.mat == MAT_D) & any_asat)
+        raise_sat("X_gs_v", gs_w & (uW.mat == MAT_X) & any_vsat)
+        raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & any_vsat)
         cb, cx = delay(cb, 1, signed(sw), "w_qn"), delay(cx, 1, signed(sw), "w_x")
         scale_w = uW.valid & (uW.op == OP_SCALE)
         qrow = Cat(*q_w)
@@ -718,8 +725,9 @@ class SBPCAEngine(wiring.Component):
             uv, us_ = fit(upd_r[l], f.mat)
             usat.append(us_)
             upd.append(reg(signed(mw), uv, f"fupd_{l}"))
-        raise_sat("M_update", uU1.valid & (uU1.op == OP_ACC) & uU1.lj & Cat(*usat).any())
+        any_usat = lanes_any(usat, "usat")
         uU2 = stage(uU1, "u_u2")
+        raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & any_usat)
         v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), delay(cx, 1, signed(sw), "u2_x")
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
         prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
@@ -740,8 +748,9 @@ class SBPCAEngine(wiring.Component):
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
             b2_8.append(reg(signed(mw), Mux(ul.norm, vnew, cb[l]), f"s8_b2_{l}"))
-        raise_sat("M", uU3.valid & (uU3.op == OP_ACC) & uU3.lj & Cat(*msat).any())
+        any_msat = lanes_any(msat, "msat")
         u8 = stage(uU3, "u_v")  # V = PR + 4
+        raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & any_msat)
         pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
         prs = delay(prs, 1, signed(aw + MRB), "prs_v")
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
