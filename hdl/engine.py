@@ -149,12 +149,10 @@ class SBPCAEngine(wiring.Component):
         X0, D0, S0 = self.init_state
 
         # ---------------------------------------------------------------- memories
-        def state_rows(M: np.ndarray, R: int) -> list:
-            rows = []
-            for i in range(R):
-                rows.append([[int(M[i * P + l, c]) if i * P + l < M.shape[0] else 0 for l in range(P)]
-                             for c in range(k)])
-            return rows
+        def state_rows(M: np.ndarray, R: int, l: int) -> list:
+            """Lane ``l``'s rows of a state matrix: row i holds element i·P + l of every column."""
+            return [[int(M[i * P + l, c]) if i * P + l < M.shape[0] else 0 for c in range(k)]
+                    for i in range(R)]
 
         lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
         # The sample buffers are double-buffered (the input side writes one slot while the lanes
@@ -164,10 +162,14 @@ class SBPCAEngine(wiring.Component):
         no_rw = {"no_rw_check": 1}
         m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=2 * s * Rb, init=[], attrs=no_rw)
         m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=2 * s * Ra, init=[], attrs=no_rw)
-        m.submodules.sx = sx = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Rb,
-                                             init=state_rows(X0, Rb))
-        m.submodules.sd = sd = memory.Memory(shape=data.ArrayLayout(lane(signed(sw)), k), depth=Ra,
-                                             init=state_rows(D0, Ra))
+        # the state matrices: one memory per lane (all k columns of the lane's rows), each read
+        # from the lane's own registered address, so no read address spans the lanes
+        sx_l, sd_l = [], []
+        for l in range(P):
+            for nm, M, R, lst in (("sx", X0, Rb, sx_l), ("sd", D0, Ra, sd_l)):
+                m.submodules[f"{nm}{l}"] = mem_l = memory.Memory(
+                    shape=data.ArrayLayout(signed(sw), k), depth=R, init=state_rows(M, R, l))
+                lst.append((mem_l.read_port(), mem_l.write_port(granularity=1)))
         m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=2 * k * s, init=[])
         m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[], attrs=no_rw)
         # D_r = R_acc(D) per column: one memory per lane, read and written from the lane's own
@@ -178,8 +180,6 @@ class SBPCAEngine(wiring.Component):
             drm_l.append((mem_l.read_port(), mem_l.write_port()))
         xb_r, xb_w = xb.read_port(), xb.write_port()
         db_r, db_w = db.read_port(), db.write_port()
-        sx_r, sx_w = sx.read_port(), sx.write_port(granularity=1)
-        sd_r, sd_w = sd.read_port(), sd.write_port(granularity=1)
         pq_r, pq_w = pq.read_port(), pq.write_port()
         wm_r, wm_w = wm.read_port(), wm.write_port()
 
@@ -458,8 +458,6 @@ class SBPCAEngine(wiring.Component):
         m.d.comb += [
             xb_r.addr.eq((cur_slot * s + cj) * Rb + ci),
             db_r.addr.eq((cur_slot * s + cj) * Ra + ci),
-            sx_r.en.eq(~dumping | dump_adv),
-            sd_r.en.eq(~dumping | dump_adv),
             pq_r.addr.eq(((j_mat * k + j_col) * s) + cj),
             wm_r.addr.eq((j_mat * k + j_col) * Rm + ci),
         ]
@@ -520,10 +518,12 @@ class SBPCAEngine(wiring.Component):
         # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on
         # ECP5); the state memories (distributed RAM, registered read) are read one cycle
         # later instead, from the uop's own chunk index, so every operand is a register at cycle 2
-        m.d.comb += [
-            sx_r.addr.eq(Mux(dumping, dump_addr, u1r.i)),
-            sd_r.addr.eq(Mux(dumping, dump_addr, u1r.i)),
-        ]
+        s_addr = lane_copies(unsigned(chw), u0.i, "s_addr")  # = u1r.i, once per lane
+        for l in range(P):
+            for rp, _ in (sx_l[l], sd_l[l]):
+                m.d.comb += [rp.addr.eq(Mux(dumping, dump_addr, s_addr[l])), rp.en.eq(~dumping | dump_adv)]
+        sxd = [rp.data for rp, _ in sx_l]
+        sdd = [rp.data for rp, _ in sd_l]
         xb_d = reg(lane(signed(xw)), xb_r.data, "xb_d")
         db_d = reg(lane(signed(dw)), db_r.data, "db_d")
         idx1 = u1r.mat * k + u1r.c
@@ -557,11 +557,11 @@ class SBPCAEngine(wiring.Component):
         a1, b1, cv2, cb2, cx2 = [], [], [], [], []
         for l in range(P):
             ul = lane_view(u1, l)
-            s_own_c = Mux(ul.mat, sd_r.data[ul.c][l], sx_r.data[ul.c][l])
-            s_j = Mux(ul.mat, sd_r.data[ul.step][l], sx_r.data[ul.step][l])
-            s_j1 = Mux(ul.mat, sd_r.data[ul.step + 1][l], sx_r.data[ul.step + 1][l])
-            s_0 = Mux(ul.mat, sd_r.data[0][l], sx_r.data[0][l])
-            s_oth_c = Mux(ul.mat, sx_r.data[ul.c][l], sd_r.data[ul.c][l])
+            s_own_c = Mux(ul.mat, sdd[l][ul.c], sxd[l][ul.c])
+            s_j = Mux(ul.mat, sdd[l][ul.step], sxd[l][ul.step])
+            s_j1 = Mux(ul.mat, sdd[l][ul.step + 1], sxd[l][ul.step + 1])
+            s_0 = Mux(ul.mat, sdd[l][0], sxd[l][0])
+            s_oth_c = Mux(ul.mat, sxd[l][ul.c], sdd[l][ul.c])
             x_l, d_l = xb_d[l], db_d[l]
             av = Signal(signed(A1W), name=f"a1_{l}")
             bv = Signal(signed(B1W), name=f"b1_{l}")
@@ -684,16 +684,20 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += [ld_v.eq(load_take), ld_r.eq(self.load.payload)]
         ld = ld_r
         load_take = ld_v
-        wrow = Mux(load_take, ld.data.as_value(), qrow)
-        wcol = Mux(load_take, ld.col, uW.c)
-        wx = Mux(load_take, ld.kind == KIND_X, scale_w & (uW.mat == MAT_X))
-        wd = Mux(load_take, ld.kind == KIND_D, scale_w & (uW.mat == MAT_D))
-        m.d.comb += [
-            sx_w.addr.eq(Mux(load_take, ld.chunk, uW.i)), sd_w.addr.eq(Mux(load_take, ld.chunk, uW.i)),
-            sx_w.data.eq(Cat(*[wrow] * k)), sd_w.data.eq(Cat(*[wrow] * k)),
-            sx_w.en.eq(Cat(*[wx & (wcol == c) for c in range(k)])),
-            sd_w.en.eq(Cat(*[wd & (wcol == c) for c in range(k)])),
-        ]
+        ldv = ld.data.as_value()
+        for l in range(P):
+            # each lane's state memories are written from the lane's own uop copy
+            ul = lane_view(uW, l)
+            scale_l = ul.valid & (ul.op == OP_SCALE)
+            wcol = Mux(load_take, ld.col, ul.c)
+            wrow = Mux(load_take, ldv[l * sw:(l + 1) * sw].as_signed(), q_w[l])
+            for (_, wp), kind, mat in ((sx_l[l], KIND_X, MAT_X), (sd_l[l], KIND_D, MAT_D)):
+                wsel = Mux(load_take, ld.kind == kind, scale_l & (ul.mat == mat))
+                m.d.comb += [
+                    wp.addr.eq(Mux(load_take, ld.chunk, ul.i)),
+                    wp.data.eq(Cat(*[wrow] * k)),
+                    wp.en.eq(Cat(*[wsel & (wcol == c) for c in range(k)])),
+                ]
         for l, (_, wp) in enumerate(drm_l):
             ul = lane_view(uW, l)
             m.d.comb += [wp.addr.eq(ul.c * Ra + ul.i), wp.data.eq(mra_w[l]),
@@ -1045,7 +1049,7 @@ class SBPCAEngine(wiring.Component):
         fl = self.factors.payload
         m.d.comb += [
             self.factors.valid.eq(f_valid),
-            fl.data.eq(Mux(f_kind, sx_r.data[f_col], sd_r.data[f_col])),
+            fl.data.eq(Mux(f_kind, Cat(*[d[f_col] for d in sxd]), Cat(*[d[f_col] for d in sdd]))),
             fl.sigma.eq(f_sigma), fl.col.eq(f_col), fl.kind.eq(f_kind), fl.chunk.eq(f_chunk),
             fl.last.eq(f_last),
         ]
