@@ -25,7 +25,7 @@ Architecture (details, port formats and timing in ``docs/ENGINE.md``):
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,6 +46,29 @@ KIND_X, KIND_D, KIND_SIGMA = 0, 1, 2
 def _w(n: int) -> int:
     """Bits of an index in range(n) (at least 1)."""
     return max(1, (int(n) - 1).bit_length())
+
+
+def _addr(*fields) -> Value:
+    """A memory address made of index fields ``(value, n)``, least significant first.
+
+    Each field takes ``_w(n)`` bits (its power-of-two stride), so the address is wiring, not
+    a multiply-add: the read addresses come from the issue logic in the same cycle, and an
+    adder there (a carry chain before a block RAM's address pins) was a critical path.
+    """
+    parts = []
+    for v, n in fields:
+        v = Value.cast(v).as_unsigned()
+        w = _w(n)
+        parts.append(v[:w] if len(v) >= w else Cat(v, Const(0, w - len(v))))
+    return Cat(*parts)
+
+
+def _depth(*ns: int) -> int:
+    """Depth of a memory addressed by :func:`_addr` with fields of these ranges."""
+    d = 1
+    for n in ns:
+        d <<= _w(n)
+    return d
 
 
 def engine_layouts(params: EngineParams) -> dict[str, data.StructLayout]:
@@ -160,8 +183,8 @@ class SBPCAEngine(wiring.Component):
         # are done (scoreboard), so a read never meets a write to the same address: synthesis
         # need not build read-before-write collision logic around these block RAMs.
         no_rw = {"no_rw_check": 1}
-        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=2 * s * Rb, init=[], attrs=no_rw)
-        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=2 * s * Ra, init=[], attrs=no_rw)
+        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=_depth(Rb, s, 2), init=[], attrs=no_rw)
+        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=_depth(Ra, s, 2), init=[], attrs=no_rw)
         # the state matrices: one memory per lane (all k columns of the lane's rows), each read
         # from the lane's own registered address, so no read address spans the lanes
         sx_l, sd_l = [], []
@@ -170,13 +193,13 @@ class SBPCAEngine(wiring.Component):
                 m.submodules[f"{nm}{l}"] = mem_l = memory.Memory(
                     shape=data.ArrayLayout(signed(sw), k), depth=R, init=state_rows(M, R, l))
                 lst.append((mem_l.read_port(), mem_l.write_port(granularity=1)))
-        m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=2 * k * s, init=[])
-        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=2 * k * Rm, init=[], attrs=no_rw)
+        m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=_depth(s, k, 2), init=[])
+        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=_depth(Rm, k, 2), init=[], attrs=no_rw)
         # D_r = R_acc(D) per column: one memory per lane, read and written from the lane's own
         # copy of the uop tags (the power step needs it only at cycle R2, so it is read late)
         drm_l = []
         for l in range(P):
-            m.submodules[f"drm{l}"] = mem_l = memory.Memory(shape=signed(aw), depth=k * Ra, init=[])
+            m.submodules[f"drm{l}"] = mem_l = memory.Memory(shape=signed(aw), depth=_depth(Ra, k), init=[])
             drm_l.append((mem_l.read_port(), mem_l.write_port()))
         xb_r, xb_w = xb.read_port(), xb.write_port()
         db_r, db_w = db.read_port(), db.write_port()
@@ -238,10 +261,10 @@ class SBPCAEngine(wiring.Component):
         x_take = self.x.valid & self.x.ready
         d_take = self.d.valid & self.d.ready
         m.d.comb += [
-            xb_w.addr.eq((in_slot * s + x_smp) * Rb + x_chunk),
+            xb_w.addr.eq(_addr((x_chunk, Rb), (x_smp, s), (in_slot, 2))),
             xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
             xb_w.en.eq(x_take),
-            db_w.addr.eq((in_slot * s + d_smp) * Ra + d_chunk),
+            db_w.addr.eq(_addr((d_chunk, Ra), (d_smp, s), (in_slot, 2))),
             db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
             db_w.en.eq(d_take),
         ]
@@ -259,10 +282,11 @@ class SBPCAEngine(wiring.Component):
         batch_acc = Signal(32)
         batch_size = Signal(32)
         in_batches = Signal(32)  # batches fully received
+        in_batches_p1 = Signal(32, init=1)  # in_batches + 1, counted alongside (no adder on use)
         in_mid = (x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_acc != 0)
         close = free_now & x_done & (d_smp == x_smp)
         with m.If(close & x_closed):
-            m.d.sync += in_batches.eq(in_batches + 1)
+            m.d.sync += [in_batches.eq(in_batches_p1), in_batches_p1.eq(in_batches_p1 + 1)]
         with m.If(close):
             m.d.sync += [
                 slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
@@ -418,7 +442,7 @@ class SBPCAEngine(wiring.Component):
         m.d.comb += self.factor_req.ready.eq(~req_pending)
         with m.If(self.factor_req.valid & ~req_pending):
             m.d.sync += [req_pending.eq(1), req_col.eq(self.factor_req.payload.col),
-                         req_all.eq(self.factor_req.payload.all), req_target.eq(in_batches + in_mid)]
+                         req_all.eq(self.factor_req.payload.all), req_target.eq(Mux(in_mid, in_batches_p1, in_batches))]
         req_block = req_pending & (cmp_batches == req_target)
         begin = ~running & slot_full[cmp_slot] & ~dumping & ~req_block & desc_fifo.w_rdy
         with m.If(begin):
@@ -456,10 +480,10 @@ class SBPCAEngine(wiring.Component):
         dump_addr = Signal(chw)
         dump_adv = Signal()
         m.d.comb += [
-            xb_r.addr.eq((cur_slot * s + cj) * Rb + ci),
-            db_r.addr.eq((cur_slot * s + cj) * Ra + ci),
-            pq_r.addr.eq(((j_mat * k + j_col) * s) + cj),
-            wm_r.addr.eq((j_mat * k + j_col) * Rm + ci),
+            xb_r.addr.eq(_addr((ci, Rb), (cj, s), (cur_slot, 2))),
+            db_r.addr.eq(_addr((ci, Ra), (cj, s), (cur_slot, 2))),
+            pq_r.addr.eq(_addr((cj, s), (j_col, k), (j_mat, 2))),
+            wm_r.addr.eq(_addr((ci, Rm), (j_col, k), (j_mat, 2))),
         ]
 
         all_stages = []
@@ -618,7 +642,7 @@ class SBPCAEngine(wiring.Component):
         cdr = []
         for l, (rp, _) in enumerate(drm_l):
             ul = lane_view(uR1, l)
-            m.d.comb += rp.addr.eq(ul.c * Ra + ul.i)
+            m.d.comb += rp.addr.eq(_addr((ul.i, Ra), (ul.c, k)))
             cdr.append(rp.data)
 
         # ---------------------------------------------------------------- P1+1: fit t, q; round lacc
@@ -700,7 +724,7 @@ class SBPCAEngine(wiring.Component):
                 ]
         for l, (_, wp) in enumerate(drm_l):
             ul = lane_view(uW, l)
-            m.d.comb += [wp.addr.eq(ul.c * Ra + ul.i), wp.data.eq(mra_w[l]),
+            m.d.comb += [wp.addr.eq(_addr((ul.i, Ra), (ul.c, k))), wp.data.eq(mra_w[l]),
                          wp.en.eq(ul.valid & (ul.op == OP_ACC) & ul.lj & (ul.mat == MAT_D))]
         with m.If(scale_w & uW.jlast):
             m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
@@ -759,7 +783,7 @@ class SBPCAEngine(wiring.Component):
         prs = delay(prs, 1, signed(aw + MRB), "prs_v")
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
         m.d.comb += [
-            wm_w.addr.eq((u8.mat * k + u8.c) * Rm + u8.i),
+            wm_w.addr.eq(_addr((u8.i, Rm), (u8.c, k), (u8.mat, 2))),
             wm_w.data.eq(Cat(*v8)),
             wm_w.en.eq(w8),
         ]
@@ -811,7 +835,7 @@ class SBPCAEngine(wiring.Component):
         # PROJ -> projection memory
         fin_proj = fin & (ug.op == OP_PROJ)
         m.d.comb += [
-            pq_w.addr.eq(idxf * s + ug.smp),
+            pq_w.addr.eq(_addr((ug.smp, s), (ug.c, k), (ug.mat, 2))),
             pq_w.data.eq(g_q),
             pq_w.en.eq(fin_proj),
         ]
