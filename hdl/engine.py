@@ -708,13 +708,12 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += [ld_v.eq(load_take), ld_r.eq(self.load.payload)]
         ld = ld_r
         load_take = ld_v
-        ldv = ld.data.as_value()
         for l in range(P):
             # each lane's state memories are written from the lane's own uop copy
             ul = lane_view(uW, l)
             scale_l = ul.valid & (ul.op == OP_SCALE)
             wcol = Mux(load_take, ld.col, ul.c)
-            wrow = Mux(load_take, ldv[l * sw:(l + 1) * sw].as_signed(), q_w[l])
+            wrow = Mux(load_take, ld.data[l], q_w[l])
             for (_, wp), kind, mat in ((sx_l[l], KIND_X, MAT_X), (sd_l[l], KIND_D, MAT_D)):
                 wsel = Mux(load_take, ld.kind == kind, scale_l & (ul.mat == mat))
                 m.d.comb += [
