@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .sbpca import SBPCA, orth, random_orthonormal
+from .sks import SKS
 
 
 class GradientEstimator(Protocol):
@@ -138,8 +139,10 @@ class PowerSGD:
 
 def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: int = 16,
                    seed: int = 0, fixed=False, error_feedback: bool = True,
-                   sigma_min: float | None = None) -> GradientEstimator:
-    """Build an estimator by name: ``mbgd``, ``sbpca``, ``svd`` or ``powersgd``."""
+                   sigma_min: float | None = None, block: int = 1) -> GradientEstimator:
+    """Build an estimator by name: ``mbgd``, ``sbpca``, ``svd``, ``powersgd``, ``sks`` or ``sks-unbiased``.
+
+    ``block`` is the SKS block size q (pairs per core SVD)."""
     if method == "mbgd":
         return ExactGradient(rows, cols)
     if method == "sbpca":
@@ -148,4 +151,8 @@ def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: 
         return TruncatedSVD(rows, cols, rank)
     if method == "powersgd":
         return PowerSGD(rows, cols, rank, seed=seed, error_feedback=error_feedback)
-    raise ValueError(f"unknown method {method!r}; choose one of mbgd, sbpca, svd, powersgd")
+    if method in ("sks", "sks-unbiased"):
+        if fixed is not False:
+            raise ValueError(f"{method} has no fixed-point model yet")
+        return SKS(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed)
+    raise ValueError(f"unknown method {method!r}; choose one of mbgd, sbpca, svd, powersgd, sks, sks-unbiased")

@@ -29,7 +29,8 @@ from .update_rules import METHODS, LayerRule, RuleConfig
 
 # Default learning rate per method: the best of the sweep on digits documented in
 # docs/TRAINING.md (cnn, batch 64, 40 epochs, rank 4, sub-batch 16, mean of 3 seeds).
-DEFAULT_LR: dict[str, float] = {"mbgd": 0.2, "sbpca": 0.2, "svd": 0.5, "powersgd": 0.2}
+DEFAULT_LR: dict[str, float] = {"mbgd": 0.2, "sbpca": 0.2, "svd": 0.5, "powersgd": 0.2, "sks": 0.2,
+                                "sks-unbiased": 0.2}
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,6 +70,7 @@ class TrainConfig:
     measure_error: bool = True
     max_batches: int | None = None  # stop each epoch after this many batches (quick runs)
     fixed_scaling: str = "first"  # fixed point: x/δ power-of-two exponents "first" batch or every "batch"
+    block: int = 1  # sks / sks-unbiased: pairs per core SVD (q)
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -95,7 +97,7 @@ class TrainConfig:
                           error_feedback=self.error_feedback, sigma_min=self.sigma_min,
                           device_model=self.device_model, device_scheme=self.device_scheme,
                           device_bl=self.device_bl, device_options=dict(self.device_options),
-                          fixed_scaling=self.fixed_scaling).validate()
+                          fixed_scaling=self.fixed_scaling, block=self.block).validate()
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -40,7 +40,8 @@ from .formats import FORMAT_SETS, get_format_set
 from .nn.layers import WeightLayer
 from .sbpca import SBPCA
 
-METHODS = ("mbgd", "sbpca", "svd", "powersgd")
+METHODS = ("mbgd", "sbpca", "svd", "powersgd", "sks", "sks-unbiased")
+FIXED_METHODS = ("sbpca",)  # those with a bit-accurate golden model
 SCHEMES = ("stochastic", "deterministic")
 FIXED_SCALINGS = ("first", "batch")
 
@@ -60,18 +61,19 @@ class RuleConfig:
     device_bl: int | None = None
     device_options: dict = field(default_factory=dict)
     fixed_scaling: str = "first"  # "first": x/δ exponents set on the first batch; "batch": every batch
+    block: int = 1  # sks / sks-unbiased: pairs per core SVD (q)
 
     def validate(self) -> "RuleConfig":
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for name in ("rank", "sub_batch"):
+        for name in ("rank", "sub_batch", "block"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if self.fixed is not None:
-            if self.method != "sbpca":
-                raise ValueError(f"fixed-point formats apply to method sbpca only (the bit-accurate "
-                                 f"golden model), not {self.method!r}")
+            if self.method not in FIXED_METHODS:
+                raise ValueError(f"fixed-point formats apply to methods {', '.join(FIXED_METHODS)} only (the "
+                                 f"bit-accurate golden models), not {self.method!r}")
             get_format_set(self.fixed)  # raises with the list of names
         if self.sigma_min is not None and not self.sigma_min > 0:
             raise ValueError(f"sigma_min must be positive, not {self.sigma_min!r}")
@@ -125,7 +127,7 @@ class LayerRule:
         self.fmts = None if config.fixed is None else get_format_set(config.fixed)
         self.estimator = make_estimator(config.method, a, b, rank=self.rank, sub_batch=config.sub_batch,
                                         seed=seed, fixed=fixed, error_feedback=config.error_feedback,
-                                        sigma_min=config.sigma_min)
+                                        sigma_min=config.sigma_min, block=config.block)
         self.x_exp: int | None = None
         self.d_exp: int | None = None
         self.rescales = 0  # times the σ register was shifted because the exponents changed

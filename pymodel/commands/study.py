@@ -28,7 +28,7 @@ import numpy as np
 
 from ..formats import FORMAT_SETS, get_format_set
 from ..training import DEFAULT_LR, TrainConfig, TrainingDiverged, to_jsonable, train
-from ..update_rules import METHODS
+from ..update_rules import FIXED_METHODS, METHODS
 from .train import add_training_arguments
 
 FLOAT = "float"
@@ -97,10 +97,10 @@ def plan_settings(methods: list[str], ranks: list[int], formats: list[str]) -> t
             continue
         for r in ranks:
             for f in formats:
-                if f != FLOAT and m != "sbpca":
+                if f != FLOAT and m not in FIXED_METHODS:
                     continue
                 settings.append(Setting(m, r, f))
-        if fixed and m != "sbpca":
+        if fixed and m not in FIXED_METHODS:
             notes.append(f"{m} runs in float only (fixed-point formats model the SBPCA engine)")
     if not settings:
         raise ValueError("the sweep is empty: give float among --formats, or sbpca among --methods")
@@ -426,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
                        device_model=args.device_model, device_scheme=args.device_scheme,
                        device_bl=args.device_bl, device_options=dict(args.device_option),
                        train_limit=args.train_limit, test_limit=args.test_limit,
-                       fixed_scaling=args.fixed_scaling).validate()
+                       fixed_scaling=args.fixed_scaling, block=args.block).validate()
     # fail early (in this process) on a missing dataset rather than in every worker
     from ..training import prepare_data
     prepare_data(base)

@@ -33,6 +33,8 @@ def add_training_arguments(p: argparse.ArgumentParser, study: bool = False) -> N
     p.add_argument("--data-dir", default=None, help="directory with MNIST/Fashion-MNIST IDX or CIFAR-10 files")
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="network (default: cnn)")
     p.add_argument("--sub-batch", type=int, default=16, help="SBPCA sub-batch s in stream pairs (default 16)")
+    p.add_argument("--block", type=int, default=1,
+                   help="sks / sks-unbiased: stream pairs folded in per core SVD, q (default 1, per pair)")
     p.add_argument("--batch", type=int, default=64, help="mini-batch size in samples (default 64)")
     epochs = 40 if study else 20
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
@@ -77,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device_model=args.device_model, device_scheme=args.device_scheme, device_bl=args.device_bl,
         device_options=dict(args.device_option), data_dir=args.data_dir, error_feedback=args.error_feedback,
         sigma_min=args.sigma_min, train_limit=args.train_limit, test_limit=args.test_limit,
-        measure_error=args.measure_error, fixed_scaling=args.fixed_scaling).validate()
+        measure_error=args.measure_error, fixed_scaling=args.fixed_scaling, block=args.block).validate()
 
 
 def format_report(res: dict) -> str:
