@@ -72,7 +72,7 @@ class RuleConfig:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if self.fixed is not None:
             if self.method not in FIXED_METHODS:
-                raise ValueError(f"fixed-point formats apply to methods {', '.join(FIXED_METHODS)} only (the "
+                raise ValueError(f"fixed-point formats apply to method {', '.join(FIXED_METHODS)} only (the "
                                  f"bit-accurate golden models), not {self.method!r}")
             get_format_set(self.fixed)  # raises with the list of names
         if self.sigma_min is not None and not self.sigma_min > 0:
