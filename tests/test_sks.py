@@ -218,3 +218,14 @@ def test_compiled_equals_reference_unbiased(a, b, r, q, seed):
     e1.update(x, d)
     scale = np.abs(d.T @ x).max()
     np.testing.assert_allclose(e1.gradient(), e0.gradient(), atol=1e-9 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["sks", "sks-unbiased"])
+def test_training_runs_with_sks(method):
+    """`sbpca train --method sks[-unbiased]`: the rule trains and measures the gradient error."""
+    from pymodel.training import TrainConfig, train
+
+    res = train(TrainConfig(method=method, epochs=1, max_batches=3, block=2, seed=1))
+    assert set(res["grad_error"]) == {"conv1", "conv2", "fc"}
+    assert all(np.isfinite(v) and v >= 0 for v in res["grad_error"].values())
+    assert res["updates"]["rank1_per_batch"] == 4 + 4 + 4
