@@ -162,6 +162,9 @@ class FirmwareDriver:
             "sbpca_check_errors": (ctypes.c_int, [P(SbpcaDev), P(u32)]),
             "sbpca_train_batch": (ctypes.c_int, [P(SbpcaDev), P(SbpcaConfig), i32p, i32p, u32, i32p,
                                                  u32, P(SbpcaStats), u32]),
+            "sbpca_soft_reset": (ctypes.c_int, [P(SbpcaDev), u32]),
+            "sbpca_load_state": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, i32p, u32]),
+            "sbpca_read_state": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, i32p, u32]),
             "sbpca_strerror": (ctypes.c_char_p, [ctypes.c_int]),
         }
         for name, (restype, argtypes) in sig.items():
@@ -302,3 +305,24 @@ class FirmwareDriver:
         return BatchResult(status=status, sigma=sigma[: self.dev.rank].astype(np.int64),
                            samples=stats.samples, sub_batches=stats.sub_batches, cycles=stats.cycles,
                            updates=stats.updates, errors=stats.errors)
+
+    def soft_reset(self, *, max_polls: int = 10000) -> None:
+        """``sbpca_soft_reset``: CTRL.SOFT_RESET, then wait idle; a state must be loaded before the next batch."""
+        self._check("sbpca_soft_reset", ctypes.byref(self.dev), max_polls)
+
+    def load_state(self, delta_f, x_f, sigma, *, max_polls: int = 10000) -> None:
+        """``sbpca_load_state``: Delta (a×k), X (b×k) and σ (k) integer words into the engine."""
+        k, a, b = self.dev.rank, self.dev.rows, self.dev.cols
+        d = _int32_array("delta_f", np.asarray(delta_f).T, (k, a))
+        x = _int32_array("x_f", np.asarray(x_f).T, (k, b))
+        s = _int32_array("sigma", sigma, (k,))
+        self._check("sbpca_load_state", ctypes.byref(self.dev), _ptr(d), _ptr(x), _ptr(s), max_polls)
+
+    def read_state(self, *, max_polls: int = 10000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``sbpca_read_state``: (Delta a×k, X b×k, σ k), the checkpoint :meth:`load_state` restores."""
+        k = self.dev.rank
+        d = np.zeros((k, self.dev.rows), dtype=np.int32)
+        x = np.zeros((k, self.dev.cols), dtype=np.int32)
+        s = np.zeros(max(1, k), dtype=np.int32)
+        self._check("sbpca_read_state", ctypes.byref(self.dev), _ptr(d), _ptr(x), _ptr(s), max_polls)
+        return d.T.astype(np.int64), x.T.astype(np.int64), s[:k].astype(np.int64)

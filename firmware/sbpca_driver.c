@@ -369,6 +369,82 @@ int sbpca_train_batch(const sbpca_dev_t *dev, const sbpca_config_t *cfg, const i
     return status;
 }
 
+int sbpca_soft_reset(const sbpca_dev_t *dev, uint32_t max_polls)
+{
+    if (dev == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    pulse(dev, SBPCA_CTRL_SOFT_RESET_MASK);
+    return sbpca_wait_idle(dev, max_polls);
+}
+
+/* Push one state word into STATE_DATA, reading STATE_STATUS.SPACE when the known space is used up. */
+static int push_state_word(const sbpca_dev_t *dev, int32_t value, uint32_t *space, uint32_t max_polls)
+{
+    uint32_t polls = 0u;
+    while (*space == 0u) {
+        *space = SBPCA_GET(STATE_STATUS_SPACE, sbpca_read_reg(dev, SBPCA_STATE_STATUS));
+        if (*space == 0u && ++polls >= max_polls) {
+            return SBPCA_ERR_TIMEOUT;
+        }
+    }
+    sbpca_write_reg(dev, SBPCA_STATE_DATA, (uint32_t)value);
+    --*space;
+    return SBPCA_OK;
+}
+
+int sbpca_load_state(const sbpca_dev_t *dev, const int32_t *delta_f, const int32_t *x_f,
+                     const int32_t *sigma, uint32_t max_polls)
+{
+    uint32_t c, i, space = 0u;
+    int status = SBPCA_OK;
+    if (dev == NULL || delta_f == NULL || x_f == NULL || sigma == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    for (c = 0u; c < dev->rank; ++c) {
+        for (i = 0u; i < dev->rows; ++i) {
+            if (!fits_signed(delta_f[(size_t)c * dev->rows + i], dev->state_bits)) {
+                return SBPCA_ERR_RANGE;
+            }
+        }
+        for (i = 0u; i < dev->cols; ++i) {
+            if (!fits_signed(x_f[(size_t)c * dev->cols + i], dev->state_bits)) {
+                return SBPCA_ERR_RANGE;
+            }
+        }
+        if (!fits_signed(sigma[c], dev->sigma_bits)) {
+            return SBPCA_ERR_RANGE;
+        }
+    }
+    for (c = 0u; c < dev->rank && status == SBPCA_OK; ++c) {
+        for (i = 0u; i < dev->rows && status == SBPCA_OK; ++i) {
+            status = push_state_word(dev, delta_f[(size_t)c * dev->rows + i], &space, max_polls);
+        }
+        for (i = 0u; i < dev->cols && status == SBPCA_OK; ++i) {
+            status = push_state_word(dev, x_f[(size_t)c * dev->cols + i], &space, max_polls);
+        }
+    }
+    for (c = 0u; c < dev->rank && status == SBPCA_OK; ++c) {
+        status = push_state_word(dev, sigma[c], &space, max_polls);
+    }
+    if (status != SBPCA_OK) {
+        return status;
+    }
+    return poll_status(dev, SBPCA_STATUS_STATE_VALID_MASK | SBPCA_STATUS_BUSY_MASK, SBPCA_STATUS_STATE_VALID_MASK,
+                       max_polls);
+}
+
+int sbpca_read_state(const sbpca_dev_t *dev, int32_t *delta_f, int32_t *x_f, int32_t *sigma,
+                     uint32_t max_polls)
+{
+    int status;
+    if (dev == NULL || delta_f == NULL || x_f == NULL || sigma == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    status = sbpca_read_sigma(dev, sigma, dev->rank, max_polls);
+    return status == SBPCA_OK ? sbpca_read_factors(dev, delta_f, x_f, max_polls) : status;
+}
+
 const char *sbpca_strerror(int status)
 {
     switch (status) {

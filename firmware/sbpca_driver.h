@@ -152,6 +152,30 @@ int sbpca_train_batch(const sbpca_dev_t *dev, const sbpca_config_t *cfg, const i
                       const int32_t *delta, uint32_t n, int32_t *sigma, uint32_t capacity,
                       sbpca_stats_t *stats, uint32_t max_polls);
 
+/*
+ * Pulse CTRL.SOFT_RESET and wait until idle (at most max_polls STATUS reads).
+ * Everything behind the register bank returns to reset: the open batch, readout and
+ * update streams are dropped, the FIFOs flushed, the driver's LFSRs reseeded, and the
+ * engine's control and sigma reset.  Its X/Delta memories keep stale contents, so
+ * STATUS.STATE_VALID is 0 afterwards and START_BATCH is refused until a state has been
+ * loaded with sbpca_load_state (for instance the last one sbpca_read_state returned).
+ */
+int sbpca_soft_reset(const sbpca_dev_t *dev, uint32_t max_polls);
+
+/*
+ * Write a complete engine state through STATE_DATA (never more than STATE_STATUS.SPACE
+ * words at a time): for c = 0..k-1, delta_f[c*rows ..] then x_f[c*cols ..] (the layout of
+ * sbpca_read_factors), then sigma[0..k-1]; then wait until STATE_VALID is set and the
+ * engine is idle.  Only between batches.  Values out of the state / sigma formats give
+ * SBPCA_ERR_RANGE before any write.
+ */
+int sbpca_load_state(const sbpca_dev_t *dev, const int32_t *delta_f, const int32_t *x_f,
+                     const int32_t *sigma, uint32_t max_polls);
+
+/* sbpca_read_sigma then sbpca_read_factors: the checkpoint that sbpca_load_state restores. */
+int sbpca_read_state(const sbpca_dev_t *dev, int32_t *delta_f, int32_t *x_f, int32_t *sigma,
+                     uint32_t max_polls);
+
 /* A short English name of a status code. */
 const char *sbpca_strerror(int status);
 

@@ -35,7 +35,7 @@ LR_SCALE_FRAC = 24
 """Fraction bits of the unsigned learning-rate scale in ``LR_SCALE`` (Q8.24)."""
 
 ID_MAGIC = 0x5BCA
-REGMAP_VERSION = 2
+REGMAP_VERSION = 3
 
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -521,7 +521,7 @@ def _build_sbpca_map() -> RegisterMap:
         Register("PARAMS", 0x008, (
             Field("RANK", 0, 8, C, 4, "k: rank of the estimate (number of factor pairs)."),
             Field("LANES", 8, 8, C, 8, "P: parallel multiply-accumulate lanes."),
-            Field("FIFO_DEPTH", 16, 16, C, 16, "Depth in words of the SAMPLE_DATA and FACTOR_DATA FIFOs."),
+            Field("FIFO_DEPTH", 16, 16, C, 16, "Depth in words of the SAMPLE_DATA, FACTOR_DATA and STATE_DATA FIFOs."),
         ), "Build-time engine parameters."),
         Register("FORMAT_IN", 0x00C, (
             Field("X_BITS", 0, 8, C, fmt.x.bits, "Total bits of an x element."),
@@ -545,7 +545,12 @@ def _build_sbpca_map() -> RegisterMap:
             Field("READ_SIGMA", 2, 1, W1S, 0, "Push the k σ words into FACTOR_DATA."),
             Field("READ_FACTORS", 3, 1, W1S, 0, "Push the k factor pairs into FACTOR_DATA: for c = 0..k-1, Δ_c (a words) then X_c (b words)."),
             Field("APPLY_UPDATE", 4, 1, W1S, 0, "Apply the k rank-1 row/column updates to the array."),
-            Field("SOFT_RESET", 5, 1, W1S, 0, "Reset the engine and drivers; flushes both FIFOs of the bank."),
+            Field("SOFT_RESET", 5, 1, W1S, 0, "Reset everything behind the bank: the open batch is dropped, "
+                  "readout and update streams stop, the FIFOs are flushed, the driver's LFSRs return to their "
+                  "seeds and the engine's control, σ, flags and counts return to reset. The engine's X/Δ "
+                  "memories keep stale contents, so STATUS.STATE_VALID reads 0 and START_BATCH is refused "
+                  "until a complete state has been written through STATE_DATA. Configuration registers and "
+                  "counters of the bank keep their values."),
             Field("CLEAR", 6, 1, W1S, 0, "Clear the engine's sticky status (its saturation flags, σ-guard and "
                   "degenerate counts and STATUS.ENGINE_ERROR) so that the next event raises ERRORS again; "
                   "ERRORS itself is cleared by writing 1s to it."),
@@ -557,6 +562,9 @@ def _build_sbpca_map() -> RegisterMap:
             Field("UPD_DONE", 3, 1, RO, 0, "All k updates of the last APPLY_UPDATE were applied. Cleared by APPLY_UPDATE and START_BATCH."),
             Field("ENGINE_ERROR", 4, 1, RO, 0, "The engine's sticky error: a batch had more than MAX_BATCH samples "
                   "(raised ERRORS.BATCH_LIMIT). Cleared only by CTRL.CLEAR."),
+            Field("STATE_VALID", 5, 1, RO, 0, "The engine holds a consistent state (X, Δ, σ): 1 after power-on "
+                  "(the build-time state), 0 from CTRL.SOFT_RESET or the first STATE_DATA word of a load until "
+                  "the load's last σ word has reached the engine."),
         ), "Engine and driver status."),
         Register("ERRORS", 0x028, (
             Field("SATURATION", 0, 1, W1C, 0, "A datapath value saturated to its format's range."),
@@ -612,6 +620,15 @@ def _build_sbpca_map() -> RegisterMap:
             Field("FACTOR_LEVEL", 16, 16, Access.FIFO_LEVEL, 0, "Words waiting in the FACTOR_DATA FIFO.", "FACTOR_DATA"),
         ), "FIFO fill state: write up to SAMPLE_SPACE words, read up to FACTOR_LEVEL words without checking "
            "(after reset SAMPLE_SPACE reads PARAMS.FIFO_DEPTH)."),
+        Register("STATE_DATA", 0x06C, (
+            Field("WORD", 0, 32, Access.FIFO_W, 0,
+                  "One state word, two's complement sign-extended: for c = 0..k-1, Δ_c (a words) then X_c "
+                  "(b words), as READ_FACTORS delivers them, then σ_0..σ_{k-1}."),
+        ), "State load window: a complete state (k(a+b) + k words) replaces the engine's X, Δ and σ at a "
+           "batch boundary (after SOFT_RESET, or to restore a checkpoint)."),
+        Register("STATE_STATUS", 0x070, (
+            Field("SPACE", 0, 16, Access.FIFO_SPACE, 0, "Free words in the STATE_DATA FIFO.", "STATE_DATA"),
+        ), "State-load FIFO fill state: write up to SPACE words without checking."),
     ]
     constants = {
         "ID_MAGIC": (ID_MAGIC, "value of ID.MAGIC"),

@@ -33,9 +33,18 @@ the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
   stored but not used by this SoC (its scaling is the fixed rule above; the LFSR lane seeds
   are build parameters of the driver).  A ``SCHEME`` other than the driver's built scheme
   raises ``PROTOCOL`` and applies nothing (``UPD_DONE`` is set with ``UPDATES`` unchanged).
-* **SOFT_RESET** flushes the bank's FIFOs and resets the SoC glue and the driver (its
-  LFSRs return to their seeds).  The engine is *not* reset: its X/Δ state lives in
-  memories that a reset cannot restore, and a half-reset state would be inconsistent.
+* **SOFT_RESET** resets everything behind the register bank (:class:`_Core`, under one
+  ``ResetInserter``): the open batch is dropped, readout and update streams stop, the bank's
+  FIFOs are flushed, the driver's LFSRs return to their seeds, and the engine's control,
+  σ (to its build-time value), flags, counts and pending reciprocals return to reset.  The
+  engine's X/Δ memories cannot be reset, so the state after a soft reset is not a valid
+  SBPCA state: ``STATUS.STATE_VALID`` drops and ``START_BATCH`` is refused (``PROTOCOL``)
+  until firmware writes a complete state (for c: Δ_c, X_c; then σ) through ``STATE_DATA``,
+  which the SoC hands to the engine's ``load`` port.  The firmware keeps the last state it
+  read as the checkpoint (``sbpca_soft_reset`` + ``sbpca_load_state``); the bank's
+  configuration registers and counters are not reset.
+* **STATE_DATA** (a load) is taken only while no batch is open; ``STATE_VALID`` drops at its
+  first word and rises when the engine accepted the k-th σ word.
 * Status and counters: ``BUSY`` = engine busy (stretched by ``BUSY_HOLD`` cycles: it
   drops briefly between the engine's scalar jobs) or a readout/update stream in flight;
   ``UPD_BUSY``/``UPD_DONE`` follow the k driver updates; ``SAMPLES`` counts samples whose
@@ -137,10 +146,15 @@ def soc_update_config(params: SoCParams, sigma_c: int, batch_size: int, lr_scale
 
 
 class _Core(Elaboratable):
-    """Glue, engine and driver: everything that SOFT_RESET resets (the bank stays outside)."""
+    """Glue, engine and driver: everything that SOFT_RESET resets (the bank stays outside).
 
-    def __init__(self, soc: "SBPCASoC") -> None:
+    ``state_valid`` (in) is the SoC's STATE_VALID flag, kept outside the reset; ``load_start``
+    and ``load_done`` (out) strobe on a state load's first word and on its last σ beat.
+    """
+
+    def __init__(self, soc: "SBPCASoC", state_valid: Signal, load_start: Signal, load_done: Signal) -> None:
         self.soc = soc
+        self.state_valid, self.load_start, self.load_done = state_valid, load_start, load_done
 
     def elaborate(self, platform) -> Module:  # noqa: C901 - one control block, written top to bottom
         m = Module()
@@ -153,18 +167,20 @@ class _Core(Elaboratable):
         m.submodules.engine = eng
         m.submodules.driver = drv
         ctrl = bank.ctrl
-        m.d.comb += [eng.trace_en.eq(0), eng.trace.ready.eq(1), eng.load.valid.eq(0), eng.clear.eq(ctrl.clear)]
+        m.d.comb += [eng.trace_en.eq(0), eng.trace.ready.eq(1), eng.clear.eq(ctrl.clear)]
 
         proto = Signal()  # protocol error seen this cycle
+        batch_open = Signal()
+        loading = self._state_loader(m, proto, batch_open)
 
         # ------------------------------------------------------------ batch control
-        batch_open = Signal()
         smp_cnt = Signal(32)  # samples completed in the open batch
         bsize = bank.batch_size.samples
         start_ok = Signal()
         # BATCH_SIZE above max_batch is not refused here: the engine counts the samples it
         # receives and raises its error (ERRORS.BATCH_LIMIT), the one place that checks it
-        m.d.comb += start_ok.eq(~batch_open & (bank.sub_batch.samples == p.sub_batch) & (bsize != 0))
+        m.d.comb += start_ok.eq(~batch_open & (bank.sub_batch.samples == p.sub_batch) & (bsize != 0)
+                                & self.state_valid & ~loading)
         with m.If(ctrl.start_batch):
             with m.If(start_ok):
                 m.d.sync += [batch_open.eq(1), smp_cnt.eq(0)]
@@ -402,13 +418,82 @@ class _Core(Elaboratable):
         with m.Elif(hold != 0):
             m.d.sync += hold.eq(hold - 1)
         m.d.comb += [
-            bank.status.busy.eq(eng.busy | (hold != 0) | busy_rd),
+            bank.status.busy.eq(eng.busy | (hold != 0) | busy_rd | loading),
             bank.status.done.eq(done),
             bank.status.upd_busy.eq(upd_busy),
             bank.status.upd_done.eq(upd_done),
             bank.status.engine_error.eq(eng.error),
         ]
         return m
+
+    def _state_loader(self, m: Module, proto: Signal, batch_open: Signal) -> Signal:
+        """STATE_DATA words -> the engine's ``load`` beats; returns "a load is in progress".
+
+        Words come as READ_FACTORS delivers them (for c: Δ_c a words, X_c b words), then the k
+        σ words; Δ/X words are packed into P-lane chunks like the samples.  Words wait in the
+        FIFO while a batch is open (the engine takes loads only at a batch boundary).  A word
+        that is not a sign-extended value of its format raises PROTOCOL (its low bits are used).
+        """
+        soc = self.soc
+        p = soc.params.engine
+        f = p.fmts
+        a, b, k, P = p.rows, p.cols, p.rank, p.lanes
+        eng, sd = soc.engine, soc.bank.state_data
+        KIND_X, KIND_D, KIND_SIGMA = 0, 1, 2  # the engine's load kinds (hdl.engine)
+        col = Signal(range(k))
+        phase = Signal(2, init=KIND_D)  # Δ_c, then X_c; σ after the k-th pair
+        elem = Signal(range(max(a, b)))
+        chunk = Signal(range(p.chunks_max))
+        lane = Signal(range(P))
+        beat = Signal(eng.layouts["load"])
+        bv = Signal()
+        active = Signal()  # a load has started and its last σ beat has not been accepted
+        m.d.comb += [eng.load.payload.eq(beat), eng.load.valid.eq(bv)]
+        with m.If(eng.load.valid & eng.load.ready):
+            m.d.sync += bv.eq(0)
+            with m.If((beat.kind == KIND_SIGMA) & (beat.col == k - 1)):
+                m.d.sync += active.eq(0)
+                m.d.comb += self.load_done.eq(1)
+        word = sd.payload
+        sw, gw = f.state.bits, f.sigma.bits
+        top_s, top_g = word[sw - 1:], word[gw - 1:]
+        ext_ok = Signal()
+        m.d.comb += ext_ok.eq(Mux(phase == KIND_SIGMA, (top_g == 0) | (top_g == (1 << (33 - gw)) - 1),
+                                  (top_s == 0) | (top_s == (1 << (33 - sw)) - 1)))
+        vlen1 = Mux(phase == KIND_X, b - 1, a - 1)
+        end_chunk = Signal()
+        m.d.comb += [end_chunk.eq((lane == P - 1) | (elem == vlen1)), sd.ready.eq(~bv & ~batch_open)]
+        with m.If(sd.valid & sd.ready):
+            with m.If(~active):
+                m.d.comb += self.load_start.eq(1)
+                m.d.sync += active.eq(1)
+            with m.If(~ext_ok):
+                m.d.comb += proto.eq(1)
+            with m.If(phase == KIND_SIGMA):
+                m.d.sync += [beat.kind.eq(KIND_SIGMA), beat.col.eq(col), beat.sigma.eq(word[:gw]), bv.eq(1),
+                             col.eq(Mux(col == k - 1, 0, col + 1))]
+                with m.If(col == k - 1):
+                    m.d.sync += phase.eq(KIND_D)
+            with m.Else():
+                with m.If(lane == 0):
+                    m.d.sync += beat.data.eq(0)
+                m.d.sync += [beat.data[lane].eq(word[:sw]), beat.kind.eq(phase), beat.col.eq(col),
+                             beat.chunk.eq(chunk), lane.eq(Mux(end_chunk, 0, lane + 1))]
+                with m.If(end_chunk):
+                    m.d.sync += [bv.eq(1), chunk.eq(chunk + 1)]
+                with m.If(elem == vlen1):
+                    m.d.sync += [elem.eq(0), chunk.eq(0)]
+                    with m.If(phase == KIND_D):
+                        m.d.sync += phase.eq(KIND_X)
+                    with m.Elif(col == k - 1):
+                        m.d.sync += [phase.eq(KIND_SIGMA), col.eq(0)]
+                    with m.Else():
+                        m.d.sync += [phase.eq(KIND_D), col.eq(col + 1)]
+                with m.Else():
+                    m.d.sync += elem.eq(elem + 1)
+        loading = Signal()
+        m.d.comb += loading.eq(active | bv | sd.valid)
+        return loading
 
 
 class SBPCASoC(wiring.Component):
@@ -439,7 +524,16 @@ class SBPCASoC(wiring.Component):
         m = Module()
         m.submodules.bank = self.bank
         wiring.connect(m, wiring.flipped(self.bus), self.bank.bus)
-        m.submodules.core = ResetInserter(self.bank.ctrl.soft_reset)(_Core(self))
+        soft = self.bank.ctrl.soft_reset
+        # STATE_VALID lives outside the soft reset: it is what the reset takes away
+        state_valid = Signal(init=1)
+        load_start, load_done = Signal(), Signal()
+        m.submodules.core = ResetInserter(soft)(_Core(self, state_valid, load_start, load_done))
+        with m.If(soft | load_start):
+            m.d.sync += state_valid.eq(0)
+        with m.Elif(load_done):
+            m.d.sync += state_valid.eq(1)
+        m.d.comb += self.bank.status.state_valid.eq(state_valid)
         return m
 
 

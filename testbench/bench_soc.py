@@ -123,10 +123,16 @@ async def soc_firmware_cosim(dut):
     if status != "SBPCA_OK":
         sb.fail(f"sbpca_wait_idle after reset returned {status}")
     batches_out = []
+    resets_out = []
     total_cycles = busy_cycles = samples = 0
+    X0, D0, s0 = (np.asarray(v, dtype=np.int64) for v in job["init"])
+    checkpoint = (D0, X0, s0)  # the last state read back: what a soft reset restores
     for bi, (batch, exp) in enumerate(zip(job["batches"], job["expected"])):
         x = np.asarray(batch["x"], dtype=np.int64)
         d = np.asarray(batch["d"], dtype=np.int64)
+        scenario = job["resets"][bi]
+        if scenario:
+            resets_out.append(await soft_reset_scenario(scenario, bi, drv, wb, mon, sb, job, x, d, checkpoint))
         n_words0 = len(mon.words)
         t0 = get_sim_time("ns")
         res = await bridge(drv.train_batch)(x, d, sub_batch=s, scheme=cfg["scheme"], manage=cfg["manage"],
@@ -160,6 +166,7 @@ async def soc_firmware_cosim(dut):
             sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), int(flags[name]))
         for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR", "BATCH_LIMIT"):
             sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
+        checkpoint = (d_f, x_f, np.asarray(res.sigma, dtype=np.int64))
         cycles = int((t1 - t0) // PERIOD_NS)
         total_cycles += cycles
         busy_cycles += res.cycles
@@ -191,6 +198,7 @@ async def soc_firmware_cosim(dut):
         "bus_writes": wb.stats.writes,
         "firmware_accesses": drv.accesses,
         "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
+        "soft_resets": resets_out,
         **extra,
     }
     write_report(report)
@@ -204,6 +212,78 @@ async def _firmware_status(fn, **kw) -> str:
     except FirmwareError as exc:
         return exc.name
     return "SBPCA_OK"
+
+
+async def soft_reset_scenario(scenario: str, bi: int, drv: FirmwareDriver, wb: WishboneMaster, mon: PulseMonitor,
+                              sb: Scoreboard, job: dict, x: np.ndarray, d: np.ndarray, checkpoint) -> dict:
+    """CTRL.SOFT_RESET in the middle of a batch, a factor readout or a pulse update, then the restore.
+
+    The interrupted work is set up with the firmware's own steps (or raw register writes), the
+    reset is ``sbpca_soft_reset``; expected (docs/SOC.md): STATE_VALID 0 and START_BATCH refused
+    with PROTOCOL, the interrupted stream gone (FACTOR_LEVEL 0, UPD_BUSY 0, no pulse word while
+    the crossbar was held), then ``sbpca_load_state`` of the checkpoint (the state read after the
+    last batch) gives STATE_VALID 1 and reads back word for word.  The normal batch that follows
+    is scored against the golden model, whose driver LFSRs restart from their seeds here.
+    """
+    ep = job["params"]["engine"]
+    s, k = ep["sub_batch"], ep["rank"]
+    R, ST = REGS, REGS.STATUS
+    tag = f"batch {bi} soft reset {scenario}"
+    out: dict = {"batch": bi, "scenario": scenario}
+    if scenario == "mid_batch":
+        cfg = job["config"]
+        await bridge(drv.configure)(batch_size=int(x.shape[0]), sub_batch=s, scheme=cfg["scheme"],
+                                    manage=cfg["manage"], bl=cfg["bl"], lr_scale=cfg["lr_scale"], seed=cfg["seed"])
+        await bridge(drv.start_batch)()
+        part = min(int(x.shape[0]) - 1, s + 1)  # one whole sub-batch in the engine, the next one open
+        await bridge(drv.stream_samples)(x[:part], d[:part])
+        out["samples_before"] = await wb.read(R.SAMPLES.offset)
+        out["status_before"] = await wb.read(ST.offset)
+        sb.check(f"{tag}: samples streamed before the reset", int(out["samples_before"] >= 1), 1)
+    elif scenario == "mid_readout":
+        await wb.write(R.CTRL.offset, R.CTRL.READ_FACTORS.mask)
+        for _ in range(3):
+            await wb.read(R.FACTOR_DATA.offset)
+        out["factor_level_before"] = R.FIFO_STATUS.FACTOR_LEVEL.get(await wb.read(R.FIFO_STATUS.offset))
+        sb.check(f"{tag}: words waiting in FACTOR_DATA before the reset", int(out["factor_level_before"] > 0), 1)
+    elif scenario == "mid_update":
+        mon.hold = True
+        await wb.write(R.CTRL.offset, R.CTRL.APPLY_UPDATE.mask)
+        for _ in range(4):
+            await wb.read(R.ID.offset)  # the first pair reaches the driver
+        out["status_before"] = await wb.read(ST.offset)
+        sb.check(f"{tag}: UPD_BUSY before the reset", ST.UPD_BUSY.get(out["status_before"]), 1)
+    else:
+        raise ValueError(f"unknown soft-reset scenario {scenario!r}")
+    n_pulses = len(mon.words)
+    out["reset_status"] = await _firmware_status(drv.soft_reset, max_polls=10000)
+    mon.hold = False
+    sb.check(f"{tag}: sbpca_soft_reset", int(out["reset_status"] == "SBPCA_OK"), 1)
+    after = await wb.read(ST.offset)
+    fifo = await wb.read(R.FIFO_STATUS.offset)
+    out.update(status_after=after, fifo_status_after=fifo)
+    sb.check(f"{tag}: STATUS.STATE_VALID after the reset", ST.STATE_VALID.get(after), 0)
+    sb.check(f"{tag}: STATUS.UPD_BUSY after the reset", ST.UPD_BUSY.get(after), 0)
+    sb.check(f"{tag}: FIFO_STATUS after the reset (flushed)", fifo,
+             R.FIFO_STATUS.pack(SAMPLE_SPACE=job["params"]["fifo_depth"], FACTOR_LEVEL=0))
+    sb.check(f"{tag}: pulse words during the held update", len(mon.words) - n_pulses, 0)
+    await wb.write(R.ERRORS.offset, 0xFFFFFFFF)
+    await wb.write(R.CTRL.offset, R.CTRL.START_BATCH.mask)
+    refused = await wb.read(R.ERRORS.offset)
+    sb.check(f"{tag}: START_BATCH refused (PROTOCOL) without a state", R.ERRORS.PROTOCOL.get(refused), 1)
+    await wb.write(R.ERRORS.offset, 0xFFFFFFFF)
+    D, X, sg = checkpoint
+    out["load_status"] = await _firmware_status(drv.load_state, delta_f=D, x_f=X, sigma=sg)
+    sb.check(f"{tag}: sbpca_load_state", int(out["load_status"] == "SBPCA_OK"), 1)
+    sb.check(f"{tag}: STATUS.STATE_VALID after the load", ST.STATE_VALID.get(await wb.read(ST.offset)), 1)
+    D2, X2, s2 = await bridge(drv.read_state)()
+    for c in range(k):
+        sb.check(f"{tag}: restored sigma[{c}]", s2[c], sg[c])
+        for r in range(D.shape[0]):
+            sb.check(f"{tag}: restored Delta[{r},{c}]", D2[r, c], D[r, c])
+        for r in range(X.shape[0]):
+            sb.check(f"{tag}: restored X[{r},{c}]", X2[r, c], X[r, c])
+    return out
 
 
 async def idle_check(drv: FirmwareDriver, wb: WishboneMaster, mon: PulseMonitor, sb: Scoreboard) -> dict:

@@ -75,17 +75,29 @@ def _sat_counts(model: SBPCA) -> dict[str, int]:
     return dict(model.status.saturation.counts)
 
 
+RESET_SCENARIOS = ("mid_batch", "mid_readout", "mid_update")
+"""Where the bench pulses CTRL.SOFT_RESET before a batch (``resets=`` of :func:`run_soc_cosim`)."""
+
+
 def soc_golden(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], init, *,
-               lr_scale: int, bl: int) -> list[dict]:
-    """Per batch: σ, Δ, X after it, the pulse words of its k updates, counters and error flags."""
+               lr_scale: int, bl: int, resets: Sequence[str | None] | None = None) -> list[dict]:
+    """Per batch: σ, Δ, X after it, the pulse words of its k updates, counters and error flags.
+
+    ``resets[i]`` names a soft reset before batch i (docs/SOC.md): the firmware restores the
+    state it read after batch i-1, so the engine's state carries on unchanged, while the
+    driver's LFSRs restart from their seeds.
+    """
     p, f = params.engine, params.engine.fmts
+    resets = list(resets) if resets is not None else [None] * len(batches)
     X0, D0, s0 = init
     g = SBPCA(p.rows, p.cols, p.rank, p.sub_batch, fixed=f,
               init=(f.state.dequantize(X0), f.state.dequantize(D0), f.sigma.dequantize(s0)))
     g.X_int, g.Delta_int, g.sigma_int = X0.copy(), D0.copy(), s0.copy()
     drv = DriverModel(params.driver)
     out = []
-    for x, d in batches:
+    for (x, d), reset in zip(batches, resets):
+        if reset:
+            drv = DriverModel(params.driver)
         # the firmware pulses CTRL.CLEAR when it configures a batch: the engine's sticky
         # flags start from zero, so each flag says whether its event happened in this batch
         sat0, guard0, degen0 = _sat_counts(g), g.status.sigma_guard, g.status.degenerate
@@ -114,7 +126,8 @@ def _cache_root() -> Path:
 def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndarray]], *, init=None,
                   seed: int = 0, lr_scale: int = 1 << 20, bl: int = 15, bus_stalls: bool = False,
                   pulse_stall_prob: float = 0.0, stim_seed: int = 1, build_dir: "str | Path | None" = None,
-                  waves: bool = False, fast_build: bool = True, extra_checks: bool = False) -> dict:
+                  waves: bool = False, fast_build: bool = True, extra_checks: bool = False,
+                  resets: Sequence[str | None] | None = None) -> dict:
     """Run ``batches`` through the SoC RTL under the C firmware and compare with the golden model.
 
     ``init`` -- integer engine state (X, Δ, σ), else the golden model's seeded state for ``seed``;
@@ -124,7 +137,10 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     compile the simulator at -O0 (much faster to build; these runs are bus bound anyway);
     ``extra_checks`` -- after the batches, ``sbpca_wait_idle`` against a stuck crossbar (report
     ``idle_check``) and a batch of ``max_batch + 1`` samples with ``CTRL.CLEAR`` (report
-    ``batch_limit_check``; needs ``max_batch`` <= 64 to stay short), both scored.
+    ``batch_limit_check``; needs ``max_batch`` <= 64 to stay short), both scored;
+    ``resets`` -- per batch None or one of :data:`RESET_SCENARIOS`: CTRL.SOFT_RESET in the
+    middle of a batch, a factor readout or a pulse update before that batch, then the state
+    restored from the last checkpoint (report ``soft_resets``; not before batch 0).
     Returns the report: ``mismatches``, ``mismatch_details``, ``words_compared``, ``samples``,
     ``cycles`` (clock cycles of the whole firmware sequence), ``cycles_per_sample`` (the engine's
     busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample``,
@@ -144,9 +160,16 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
         raise ValueError(f"extra_checks streams a batch of max_batch + 1 samples: build the SoC with "
                          f"max_batch <= 64, not {params.engine.max_batch}")
     batches = _check_batches(params, batches)
+    resets = [None] * len(batches) if resets is None else list(resets)
+    if len(resets) != len(batches):
+        raise ValueError(f"resets has {len(resets)} entries for {len(batches)} batches")
+    for i, r in enumerate(resets):
+        if r is not None and (r not in RESET_SCENARIOS or i == 0):
+            raise ValueError(f"resets[{i}] must be None or one of {RESET_SCENARIOS} (not before batch 0), "
+                             f"not {r!r}")
     state0 = initial_state(params.engine, init, seed)
     t0 = time.time()
-    expected = soc_golden(params, batches, state0, lr_scale=int(lr_scale), bl=int(bl))
+    expected = soc_golden(params, batches, state0, lr_scale=int(lr_scale), bl=int(bl), resets=resets)
     t_golden = time.time() - t0
     soc = SBPCASoC(params, init=state0)
     build_dir, vpath, opt_flags = cached_verilog(soc, TOPLEVEL, _cache_root(), build_dir,
@@ -163,6 +186,8 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
         "pulse_stall_prob": float(pulse_stall_prob),
         "stim_seed": int(stim_seed),
         "extra_checks": bool(extra_checks),
+        "resets": resets,
+        "init": [v.tolist() for v in state0],
     }
     old_flags = os.environ.get("MAKEFLAGS")
     t1 = time.time()

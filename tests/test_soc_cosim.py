@@ -78,19 +78,27 @@ def test_gen_soc_writes_verilog_and_manifest(tmp_path, capsys):
 
 @pytest.mark.cosim
 def test_firmware_cosim_stochastic_with_stalls():
-    """Two batches (the second warm-started, both with a partial sub-batch), bus and pulse stalls;
-    then ``sbpca_wait_idle`` against a stuck crossbar, and the engine's max_batch error with CTRL.CLEAR."""
+    """Four warm-started batches (each with a partial sub-batch), bus and pulse stalls; before
+    batches 1-3 a CTRL.SOFT_RESET in the middle of a batch, of a factor readout and of a pulse
+    update, each followed by the checkpoint's restore; then ``sbpca_wait_idle`` against a stuck
+    crossbar, and the engine's max_batch error with CTRL.CLEAR."""
     p = small(max_batch=8)
-    batches = random_batches(p, 2, 7, seed=3)
+    batches = random_batches(p, 4, 7, seed=3)
+    resets = [None, "mid_batch", "mid_readout", "mid_update"]
     rep = run_soc_cosim(p, batches, seed=1, lr_scale=1 << 22, bl=7, bus_stalls=True, pulse_stall_prob=0.3,
-                        extra_checks=True)
+                        extra_checks=True, resets=resets)
     assert rep["mismatches"] == 0, rep["mismatch_details"]
     assert (rep["passed"], rep["failed"]) == (1, 0)
     k, a, b = 2, 6, 5
-    assert rep["samples"] == 14 and rep["pulse_words"] == 2 * k * 7
-    # sigma + factors + pulse words + counters + flags per batch, plus init and final checks,
-    # plus the 19 checks of the max_batch phase
-    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * 7 + 3 + 8) + 5 + 1 + 19
+    assert rep["samples"] == 28 and rep["pulse_words"] == 4 * k * 7
+    # sigma + factors + pulse words + counters + flags per batch; per soft reset 9 checks and the
+    # restored state read back; init and final checks; the 19 checks of the max_batch phase
+    assert rep["words_compared"] == (4 * (k + k * (a + b) + k * 7 + 3 + 8) + 3 * (9 + k * (a + b) + k)
+                                     + 5 + 1 + 19)
+    assert [r["scenario"] for r in rep["soft_resets"]] == resets[1:]
+    for r in rep["soft_resets"]:
+        assert (r["reset_status"], r["load_status"]) == ("SBPCA_OK", "SBPCA_OK")
+        assert REGS.STATUS.STATE_VALID.get(r["status_after"]) == 0
     # sbpca_wait_idle: exactly its budget of STATUS reads while the crossbar holds UPD_BUSY high,
     # then success once it takes the words again
     idle = rep["idle_check"]
@@ -143,3 +151,7 @@ def test_cosim_rejects_bad_stimulus():
         run_soc_cosim(p, [(np.zeros((2, 5)), np.zeros((2, 6)))])
     with pytest.raises(ValueError, match="pulse_stall_prob"):
         run_soc_cosim(p, random_batches(p, 1, 2, seed=0), pulse_stall_prob=1.0)
+    with pytest.raises(ValueError, match="resets"):
+        run_soc_cosim(p, random_batches(p, 2, 2, seed=0), resets=["mid_batch", None])
+    with pytest.raises(ValueError, match="resets"):
+        run_soc_cosim(p, random_batches(p, 2, 2, seed=0), resets=[None, "sometimes"])
