@@ -14,7 +14,7 @@ unselected bytes as 0 (a FIFO push always pushes one word).
 FIFO windows are ``SyncFIFOBuffered`` of ``fifo_depth`` words (LUT RAM or block RAM
 as the tools choose): a write to a full FIFO_W is dropped and sets the map's
 ``overflow`` flag, a read of an empty FIFO_R returns 0 and sets ``underflow``; the
-map's ``fifo_flush`` pulse (``CTRL.SOFT_RESET``) empties both.
+map's ``fifo_flush`` pulse (``CTRL.SOFT_RESET``) empties every FIFO window.
 
 Ports towards the SoC, one nested interface per register (lower-case names):
 ``bank.ctrl.start_batch`` (W1S pulse out), ``bank.status.busy`` (RO in),

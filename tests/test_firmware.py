@@ -70,6 +70,7 @@ class FakeBank:
         self.values[REGS.FIFO_STATUS.offset] = REGS.FIFO_STATUS.pack(SAMPLE_SPACE=4)
         self.drop = drop_writes_to
         self.pushed: list[int] = []
+        self.state: list[int] = []
         self.pulses: list[str] = []
         self.log: list[tuple[str, int, int]] = []
 
@@ -86,6 +87,8 @@ class FakeBank:
             self.pulses += [f.name for f in reg.fields if f.get(value)]
         elif reg.name == "SAMPLE_DATA":
             self.pushed.append(value)
+        elif reg.name == "STATE_DATA":
+            self.state.append(value)
         elif reg.name == "ERRORS":
             self.values[addr] &= ~value
         elif all(f.access in (Access.RW, Access.CNT) for f in reg.fields):
@@ -157,6 +160,36 @@ def test_stream_order_range_and_space(library):
     bank.values[REGS.FIFO_STATUS.offset] = 0
     with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
         drv.stream_samples(np.zeros((1, 2), dtype=int), np.zeros((1, 3), dtype=int), max_polls=3)
+
+
+def test_soft_reset_and_state_load(library):
+    """sbpca_load_state writes Δ_c, X_c per pair then σ, never past STATE_STATUS.SPACE, then waits
+    for STATE_VALID; out-of-format words are refused before any write; soft reset pulses SOFT_RESET."""
+    bank = FakeBank(rows=3, cols=2, rank=2)
+    bank.values[REGS.STATE_STATUS.offset] = REGS.STATE_STATUS.pack(SPACE=5)
+    drv = _driver(library, bank)
+    drv.init()
+    drv.soft_reset()
+    assert bank.pulses == ["SOFT_RESET"]
+    D = np.array([[1, 2], [3, 4], [5, 6]])  # a x k
+    X = np.array([[-7, 8], [9, -10]])  # b x k
+    sg = np.array([100, -200])
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
+        drv.load_state(D, X, sg, max_polls=4)  # STATE_VALID never rises in the fake bank
+    assert bank.state == [w & 0xFFFFFFFF for w in (1, 3, 5, -7, 9, 2, 4, 6, 8, -10, 100, -200)]
+    reads = [i for i, (op, addr, _) in enumerate(bank.log) if op == "r" and addr == REGS.STATE_STATUS.offset]
+    assert len(reads) == 3  # 12 words, 5 at a time
+    bank.state.clear()
+    bank.values[REGS.STATUS.offset] = REGS.STATUS.STATE_VALID.mask
+    drv.load_state(D, X, sg)
+    assert len(bank.state) == 12
+    bank.state.clear()
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_RANGE"):
+        drv.load_state(D * 0 + 40000, X, sg)  # outside the 16-bit state format
+    assert bank.state == []
+    bank.values[REGS.STATE_STATUS.offset] = 0
+    with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
+        drv.load_state(D, X, sg, max_polls=3)
 
 
 def test_check_errors_classifies_flags(library):

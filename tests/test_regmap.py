@@ -209,7 +209,7 @@ def test_bank_register_semantics():
         ctx.set(bank.status.upd_done, 1)
         ctx.set(bank.status.engine_error, 1)
         assert REGS.STATUS.unpack(await wb.read(REGS.STATUS.offset)) == {
-            "BUSY": 1, "DONE": 0, "UPD_BUSY": 0, "UPD_DONE": 1, "ENGINE_ERROR": 1}
+            "BUSY": 1, "DONE": 0, "UPD_BUSY": 0, "UPD_DONE": 1, "ENGINE_ERROR": 1, "STATE_VALID": 0}
         ctx.set(bank.status.engine_error, 0)
         # W1C: sticky, write-1-to-clear, only the written bits
         ctx.set(bank.errors.sigma_guard_set, 1)
