@@ -124,6 +124,7 @@ async def soc_firmware_cosim(dut):
         sb.fail(f"sbpca_wait_idle after reset returned {status}")
     batches_out = []
     resets_out = []
+    final_state = None  # the state read over the bus after the last batch (σ, Δ_c, X_c words)
     total_cycles = busy_cycles = samples = 0
     X0, D0, s0 = (np.asarray(v, dtype=np.int64) for v in job["init"])
     checkpoint = (D0, X0, s0)  # the last state read back: what a soft reset restores
@@ -167,6 +168,7 @@ async def soc_firmware_cosim(dut):
         for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR", "BATCH_LIMIT"):
             sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
         checkpoint = (d_f, x_f, np.asarray(res.sigma, dtype=np.int64))
+        final_state = {"sigma": [int(v) for v in res.sigma], "Delta": d_f.T.tolist(), "X": x_f.T.tolist()}
         cycles = int((t1 - t0) // PERIOD_NS)
         total_cycles += cycles
         busy_cycles += res.cycles
@@ -199,6 +201,7 @@ async def soc_firmware_cosim(dut):
         "firmware_accesses": drv.accesses,
         "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
         "soft_resets": resets_out,
+        "final_state": final_state,
         **extra,
     }
     write_report(report)
