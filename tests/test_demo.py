@@ -10,7 +10,9 @@ import json
 
 import pytest
 
-from testbench.commands.demo import BackgroundJob, DemoConfig, Steps, lr_scale_word, summary_table
+from testbench.commands.demo import (
+    BackgroundJob, DemoConfig, Steps, compare_with_training, fail_lines, lr_scale_word, summary_table,
+)
 
 
 def _bg_sum(n: int, note) -> dict:
@@ -38,6 +40,10 @@ def _bg_hang(pidfile: str, note) -> None:
     proc.wait()
 
 
+ACCURACY_FLOOR = 0.70
+"""Quick-preset test accuracy floor (see test_demo_quick_end_to_end_without_synth)."""
+
+
 def test_presets_and_lr_scale():
     q, f = DemoConfig.preset(True), DemoConfig.preset(False)
     assert q.epochs < f.epochs and q.capture_batch < f.capture_batch
@@ -48,6 +54,29 @@ def test_presets_and_lr_scale():
     assert lr_scale_word(1e-6, 1.0, 1) == 17  # 16.78 rounds up
     with pytest.raises(ValueError, match="Q8.24"):
         lr_scale_word(10.0, 0.001, 1)
+
+
+def test_training_state_comparison_and_fail_lines():
+    """The demo's state line comes from comparing the RTL's words with the training loop's; one
+    changed word is named, turns the summary into FAIL lines, and a missing readout is a failure."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X, D, sg = rng.integers(-99, 99, (5, 2)), rng.integers(-99, 99, (3, 2)), rng.integers(1, 99, 2)
+    rtl = {"sigma": sg.tolist(), "Delta": D.T.tolist(), "X": X.T.tolist()}
+    assert compare_with_training(rtl, (X, D, sg)) == (2 + 6 + 10, [])
+    X2 = X.copy()
+    X2[4, 1] += 1
+    n, diffs = compare_with_training(rtl, (X2, D, sg))
+    assert n == 18 and diffs == [f"X[4,1]: rtl={X[4, 1]} training={X2[4, 1]}"]
+    assert compare_with_training(None, (X, D, sg))[0] == 0
+    summary = {"mismatches": 0, "words_compared": 10, "mismatch_details": [], "soc": {"failed": 0},
+               "training_state_match": False, "training_state_mismatches": 1, "training_state_words": 18,
+               "training_state_details": diffs}
+    lines = fail_lines(summary)
+    assert lines[0].startswith("FAIL: RTL state read over the bus") and "X[4,1]" in lines[1]
+    summary.update(training_state_match=True, training_state_mismatches=0, training_state_details=[])
+    assert fail_lines(summary) == []
 
 
 def test_steps_report_progress(capsys):
@@ -130,12 +159,18 @@ def test_demo_quick_end_to_end_without_synth(tmp_path, capsys):
         assert key in s
     assert s["mismatches"] == 0 and s["training_state_match"] and s["ok"]
     k, a, b = 4, 10, 65
+    # the state read from the RTL over the bus, word for word against the training loop's estimator
+    assert (s["training_state_words"], s["training_state_mismatches"]) == (k + k * (a + b), 0)
+    assert s["training"]["rank"] == k and s["soc"]["lanes"] == 2 and s["soc"]["failed"] == 0
     assert s["captured_samples"] == 12 and s["layer"].startswith("fc (10x65)")
     assert s["words_compared"] > k * (a + b) + s["pulse_words"]
     assert s["pulse_words"] == k * 15
     assert s["bound_cycles_per_sample"] == pytest.approx(2 * k * (a + b) / 2)
     assert s["cycles_per_sample"] >= s["bound_cycles_per_sample"]
-    assert 0.1 < s["test_accuracy"] <= 1.0
+    # floor from measured quick-preset runs (3 epochs, q16 SBPCA k=4): seed 0 (this test) 83.94 %,
+    # seeds 1 and 2 74.08 % and 86.20 %; 0.70 sits below all three, seven times chance (0.10)
+    assert ACCURACY_FLOOR <= s["test_accuracy"] <= 1.0
     assert s["luts"] is None and s["synth"] is None  # skipped, never invented
     table = capsys.readouterr().out
     assert "mismatches" in table and "PASS" in table and table == summary_table(s) + "\n"
+    assert f"{k + k * (a + b)} of {k + k * (a + b)} words" in table and "FAIL" not in table
