@@ -153,6 +153,9 @@ def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: 
         return PowerSGD(rows, cols, rank, seed=seed, error_feedback=error_feedback)
     if method in ("sks", "sks-unbiased"):
         if fixed is not False:
-            raise ValueError(f"{method} has no fixed-point model yet")
+            from .sks_fixed import SKSFixed
+
+            return SKSFixed(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed,
+                            fixed=fixed)
         return SKS(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed)
     raise ValueError(f"unknown method {method!r}; choose one of mbgd, sbpca, svd, powersgd, sks, sks-unbiased")

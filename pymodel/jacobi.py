@@ -129,7 +129,7 @@ def _norm_pair(d: int, g2: int, keep_bits: int) -> tuple[int, int]:
 
 
 def jacobi_svd_int(A_int: np.ndarray, a_frac: int, a_max: int, rot_frac: int, max_sweeps: int,
-                   flags: SatFlags | None = None, keep_bits: int = 30) -> JacobiIntResult:
+                   flags: SatFlags | None = None, keep_bits: int = 30, tol_bits: int = 16) -> JacobiIntResult:
     """Bit-accurate one-sided Jacobi on an integer core (the fixed-point SKS's small SVD).
 
     ``A_int``: n×n integers at ``a_frac`` fraction bits, |A| ≤ ``a_max`` (saturated there,
@@ -137,6 +137,10 @@ def jacobi_svd_int(A_int: np.ndarray, a_frac: int, a_max: int, rot_frac: int, ma
     are integers at ``rot_frac`` fraction bits.  Per rotation, exactly:
 
         α, β, γ   exact integer dot products of columns (2·a_frac fraction bits)
+        skip      when γ' = 0, or γ'² ≤ (α'β') >> 2·tol_bits, or γ'² ≤ n(α' + β') >> sh, where
+                  (α', β', γ') = (α, β, γ) shifted right by sh until max(α', β') < 2^30: the columns
+                  are orthogonal to 2^-tol_bits, or γ is within the rounding noise of the integer
+                  columns (|γ| ≲ √(n(α+β)) LSB) — without these rounding keeps rotating forever
         d', g'    (β − α, 2γ) normalised to ``keep_bits`` bits together (:func:`_norm_pair`)
         h         = isqrt(d'² + g'²)                                   exact floor √
         t         = div_round(sgn(d')·g' · 2^rot_frac, |d'| + h)        |t| ≤ 2^rot_frac
@@ -145,7 +149,7 @@ def jacobi_svd_int(A_int: np.ndarray, a_frac: int, a_max: int, rot_frac: int, ma
         a_i, a_j  ← R((c a_i − s a_j) / 2^rot_frac), R((s a_i + c a_j) / 2^rot_frac)  (saturated)
         v_i, v_j  ← the same on V (|v| ≤ 1, never saturates)
 
-    A pair is skipped when γ = 0 or t rounds to 0 (the rotation would be the identity).
+    A pair is also skipped when t rounds to 0 (the rotation would be the identity).
     At most ``max_sweeps`` cyclic sweeps run; a sweep without rotation ends early.
     """
     A = [[int(v) for v in row] for row in np.asarray(A_int).T]  # columns as lists
@@ -176,6 +180,10 @@ def jacobi_svd_int(A_int: np.ndarray, a_frac: int, a_max: int, rot_frac: int, ma
                     continue
                 alpha = sum(x * x for x in ai)
                 beta = sum(y * y for y in aj)
+                sh = max(0, max(alpha, beta).bit_length() - 30)
+                al_, be_, ga_ = _round_shift(alpha, sh), _round_shift(beta, sh), _round_shift(gamma, sh)
+                if ga_ * ga_ <= (al_ * be_) >> (2 * tol_bits) or ga_ * ga_ <= (n * (al_ + be_)) >> sh:
+                    continue
                 d, g2 = _norm_pair(beta - alpha, 2 * gamma, keep_bits)
                 if g2 == 0:
                     continue

@@ -41,7 +41,7 @@ from .nn.layers import WeightLayer
 from .sbpca import SBPCA
 
 METHODS = ("mbgd", "sbpca", "svd", "powersgd", "sks", "sks-unbiased")
-FIXED_METHODS = ("sbpca",)  # those with a bit-accurate golden model
+FIXED_METHODS = ("sbpca", "sks", "sks-unbiased")  # those with a bit-accurate golden model
 SCHEMES = ("stochastic", "deterministic")
 FIXED_SCALINGS = ("first", "batch")
 
@@ -164,8 +164,8 @@ class LayerRule:
         A left shift is exact; a right shift rounds as the σ format says; overflow saturates
         (counted as ``sigma_rescale`` in the status flags).  X and Δ are scale-free.
         """
-        if shift == 0:
-            return
+        if shift == 0 or not isinstance(self.estimator, SBPCA):
+            return  # SKS restarts its sketch every batch: no register carries the old scale
         est = self.estimator
         f = self.fmts.sigma
         est.sigma_int = requantize(est.sigma_int, f.frac - shift, f, "sigma_rescale", est.status.saturation)
@@ -219,7 +219,7 @@ class LayerRule:
     def status(self) -> dict:
         """Fixed-point status flags, scaling exponents and device counters of this layer."""
         st: dict = {"rank": self.rank}
-        if isinstance(self.estimator, SBPCA) and self.estimator.fixed:
+        if getattr(self.estimator, "fixed", False) is True:
             st["fixed"] = self.estimator.status.as_dict()
             st["x_exp"], st["delta_exp"] = self.x_exp, self.d_exp
             st["scaling"] = self.config.fixed_scaling

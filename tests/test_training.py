@@ -234,7 +234,7 @@ def test_real_device_model_trains_through_pulses():
 def test_bad_configs_raise():
     with pytest.raises(ValueError, match="unknown method"):
         TrainConfig(method="adam").validate()
-    with pytest.raises(ValueError, match="fixed-point formats apply to method sbpca only"):
+    with pytest.raises(ValueError, match="fixed-point formats apply to method sbpca, sks, sks-unbiased only"):
         TrainConfig(method="svd", fixed="q16").validate()
     with pytest.raises(ValueError, match="unknown format set"):
         TrainConfig(fixed="q99").validate()

@@ -124,8 +124,8 @@ def format_report(res: dict) -> str:
             f = st["fixed"]
             how = "" if st.get("scaling") != "batch" else f" (last batch; σ shifted {st['sigma_rescales']} times)"
             lines.append(f"  {name}: fixed-point scaling x·2^{st['x_exp']}, δ·2^{st['delta_exp']}{how}; "
-                         f"saturations {f['saturation'] or 'none'}, sigma guard {f['sigma_guard']}, "
-                         f"degenerate {f['degenerate']}")
+                         f"saturations {f['saturation'] or 'none'}, "
+                         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in f.items() if k != "saturation"))
         if "device" in st:
             dev = st["device"]
             keys = ("updates", "skipped", "slots", "coincidences", "device_steps", "clipped", "scale_saturated")
