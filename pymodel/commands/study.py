@@ -8,7 +8,13 @@ Learning rates are tuned per method and rank (SBPCA's σ is biased upward, so it
 rate differs from MBGD's): every rate of the grid is tried on a validation split held
 out of the *training* set (the test set is never used to choose), and the best mean
 validation accuracy wins; fixed-point formats reuse the rate their float twin got, so
-float and fixed differ only in the arithmetic.  Runs go to a pool of worker processes.
+float and fixed differ only in the arithmetic.
+
+Runs execute on Dask distributed: a local cluster of ``--jobs`` worker processes, or the
+cluster at ``--scheduler ADDRESS`` (``--jobs 1``: serially, in this process).  Every run
+is written to ``OUT/runs/`` the moment it finishes, so rerunning the same command
+computes only the runs that are not there yet (``--fresh``: all of them); a run that
+raises, or whose worker keeps dying, is recorded with its error and the study goes on.
 """
 
 from __future__ import annotations
@@ -20,19 +26,27 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..formats import FORMAT_SETS, get_format_set
-from ..training import DEFAULT_LR, TrainConfig, TrainingDiverged, to_jsonable, train
+from ..study_exec import make_engine, run_one  # noqa: F401 - run_one: the worker, importable from here
+from ..study_store import FINISHED, RunStore, config_identity, run_filename, run_key
+from ..training import DEFAULT_LR, TrainConfig, prepare_data, to_jsonable
 from ..update_rules import FIXED_METHODS, METHODS
 from .train import add_training_arguments
 
 FLOAT = "float"
+EXIT_FAILED_RUNS = 1  # the study finished, but some runs raised or lost their worker
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 COLORS = {"mbgd": "k", "sbpca": "C0", "svd": "C1", "powersgd": "C2"}  # same colour in every plot
+
+
+def _color(method: str) -> str:
+    """The method's plot colour; a method added to METHODS later gets the next free one."""
+    return COLORS.get(method, f"C{3 + METHODS.index(method) % 7}")
 
 
 def _int_list(text: str) -> list[int]:
@@ -112,65 +126,23 @@ def _config(base: TrainConfig, s: Setting, lr: float, seed: int, validation: flo
                    lr=lr, seed=seed, validation=validation)
 
 
-def run_one(config: TrainConfig) -> dict:
-    """Worker: one training run, reduced to what the study keeps (picklable)."""
-    t0 = time.perf_counter()
-    try:
-        res = train(config)
-    except TrainingDiverged as exc:
-        return {"diverged": True, "error": str(exc), "time_s": time.perf_counter() - t0}
-    return {"diverged": False, "test_accuracy": res["test_accuracy"], "train_accuracy": res["train_accuracy"],
-            "test_loss": res["test_loss"], "grad_error": res["grad_error"],
-            "grad_norm_ratio": res["grad_norm_ratio"],
-            "rank1_per_batch": res["updates"]["rank1_per_batch"],
-            "dense_writes_per_batch": res["updates"].get("dense_writes_per_batch"),
-            "saturations": sum(sum(st.get("fixed", {}).get("saturation", {}).values())
-                               for st in res["status"].values()),
-            "sigma_guard": sum(st.get("fixed", {}).get("sigma_guard", 0) for st in res["status"].values()),
-            "time_s": time.perf_counter() - t0}
-
-
-def _worker_init() -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def execute(jobs: list[tuple[object, TrainConfig]], workers: int, desc: str, progress: bool) -> list[dict]:
-    """Run ``(key, config)`` jobs, in ``workers`` processes when > 1; results in job order."""
-    from tqdm.auto import tqdm
-
-    results: list[dict | None] = [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="run", dynamic_ncols=True)
-    try:
-        if workers <= 1:
-            for i, (_, cfg) in enumerate(jobs):
-                results[i] = run_one(cfg)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
-                futs = {pool.submit(run_one, cfg): i for i, (_, cfg) in enumerate(jobs)}
-                for fut in as_completed(futs):
-                    results[futs[fut]] = fut.result()
-                    bar.update()
-    finally:
-        bar.close()
-    return results  # type: ignore[return-value]
+def _status(run: dict) -> str:
+    """``ok``, ``diverged``, ``error`` or ``failed`` (records written before statuses: from ``diverged``)."""
+    return run.get("status") or ("diverged" if run["diverged"] else "ok")
 
 
 def _score(runs: list[dict]) -> float:
-    """Mean validation accuracy; a diverged run scores zero accuracy."""
-    return float(np.mean([0.0 if r["diverged"] else r["test_accuracy"] for r in runs]))
+    """Mean validation accuracy; a diverged or failed run scores zero accuracy."""
+    return float(np.mean([r["test_accuracy"] if _status(r) == "ok" else 0.0 for r in runs]))
 
 
 def aggregate(setting: Setting, lr: float, runs: list[dict]) -> dict:
-    """Mean ± std over seeds (diverged seeds are counted, and left out of the means)."""
-    ok = [r for r in runs if not r["diverged"]]
+    """Mean ± std over seeds (diverged and failed seeds are counted, and left out of the means)."""
+    ok = [r for r in runs if _status(r) == "ok"]
     row: dict = {"method": setting.method, "rank": "" if setting.rank is None else setting.rank,
                  "format": setting.fmt, "bits": setting.bits, "lr": lr, "seeds": len(runs),
-                 "diverged": len(runs) - len(ok)}
+                 "diverged": sum(_status(r) == "diverged" for r in runs),
+                 "failed": sum(_status(r) in ("error", "failed") for r in runs)}
     acc = np.array([r["test_accuracy"] for r in ok])
     tr = np.array([r["train_accuracy"] for r in ok])
     row["test_acc_mean"] = float(acc.mean()) if ok else float("nan")
@@ -188,15 +160,26 @@ def aggregate(setting: Setting, lr: float, runs: list[dict]) -> dict:
             row[f"norm_ratio_{name}"] = float(np.mean(vals))
     row["saturations"] = int(sum(r.get("saturations", 0) for r in ok))
     row["sigma_guard"] = int(sum(r.get("sigma_guard", 0) for r in ok))
-    row["time_s_mean"] = float(np.mean([r["time_s"] for r in runs]))
+    times = [r["time_s"] for r in runs if isinstance(r.get("time_s"), (int, float))]
+    row["time_s_mean"] = float(np.mean(times)) if times else float("nan")
     return row
 
 
-def _pct(mean: float, std: float) -> str:
-    return "diverged" if not math.isfinite(mean) else f"{100 * mean:.2f} ± {100 * std:.2f}"
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "(no message)"
 
 
-def write_tables(out: Path, rows: list[dict], tuning: list[dict], header: dict, notes: list[str]) -> None:
+def _pct(mean: float, std: float, row: dict) -> str:
+    if math.isfinite(mean):
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return "failed" if row.get("failed") else "diverged"
+
+
+def write_tables(out: Path, rows: list[dict], tuning: list[dict], header: dict, notes: list[str],
+                 failures: list[dict] = ()) -> None:
+    """``results.csv``, ``tuning.csv`` and ``results.md``; ``failures`` are the run records that
+    raised or lost their worker, listed with their error under the tables."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, restval="")
@@ -211,29 +194,35 @@ def write_tables(out: Path, rows: list[dict], tuning: list[dict], header: dict, 
     err_cols = [k for k in keys if k.startswith("grad_error_")]
     lines = [f"# SBPCA study: {header['dataset']}, model {header['model']}", "",
              f"Batch {header['batch']}, sub-batch {header['sub_batch']}, {header['epochs']} epochs, "
-             f"seeds {header['seeds']}; test accuracy mean ± std over seeds (diverged seeds left out "
-             f"and counted). Learning rate: {header['lr_rule']}.", ""]
-    cols = ["method", "rank", "format", "lr", "test accuracy %", "train accuracy %", "diverged",
+             f"seeds {header['seeds']}; test accuracy mean ± std over seeds (diverged and failed seeds "
+             f"left out and counted). Learning rate: {header['lr_rule']}.", ""]
+    cols = ["method", "rank", "format", "lr", "test accuracy %", "train accuracy %", "diverged", "failed",
             "rank-1 updates/batch"] + [f"‖G−Ĝ‖/‖G‖ {c[len('grad_error_'):]}" for c in err_cols]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         vals = [r["method"], str(r["rank"]) or "-", r["format"], f"{r['lr']:g}",
-                _pct(r["test_acc_mean"], r["test_acc_std"]),
+                _pct(r["test_acc_mean"], r["test_acc_std"], r),
                 "-" if not math.isfinite(r["train_acc_mean"]) else f"{100 * r['train_acc_mean']:.2f}",
-                f"{r['diverged']}/{r['seeds']}",
+                f"{r['diverged']}/{r['seeds']}", f"{r.get('failed', 0)}/{r['seeds']}",
                 "-" if not math.isfinite(r["rank1_per_batch"]) else f"{r['rank1_per_batch']:.0f}"]
         vals += [f"{r[c]:.3f}" if isinstance(r.get(c), float) else "-" for c in err_cols]
         lines.append("| " + " | ".join(vals) + " |")
     if tuning:
         lines += ["", "## Learning-rate search (validation split of the training set)", "",
-                  "| method | rank | lr | validation accuracy % | diverged | chosen |", "|---|---|---|---|---|---|"]
+                  "| method | rank | lr | validation accuracy % | diverged | failed | chosen |",
+                  "|---|---|---|---|---|---|---|"]
         for t in tuning:
             val = t["val_acc_mean"]
             val_s = "-" if not math.isfinite(val) else f"{100 * val:.2f}"
             lines.append(f"| {t['method']} | {t['rank'] or '-'} | {t['lr']:g} | {val_s} | "
-                         f"{t['diverged']}/{t['seeds']} | {'yes' if t['chosen'] else ''} |")
+                         f"{t['diverged']}/{t['seeds']} | {t.get('failed', 0)}/{t['seeds']} | "
+                         f"{'yes' if t['chosen'] else ''} |")
     if notes:
         lines += [""] + [f"Note: {n}." for n in notes]
+    if failures:
+        lines += ["", "## Failed runs (computed again when the same command is rerun)", ""]
+        lines += [f"- `runs/{f['file']}` ({f['status']}): {_first_line(f.get('error'))}"
+                  for f in failures]
     lines += ["", "Plots: `acc_vs_rank.png`, `acc_vs_bits.png`, `acc_vs_updates.png`.", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -253,7 +242,7 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
         if pts:
             ax.errorbar([p[0] for p in pts], [100 * p[1]["test_acc_mean"] for p in pts],
                         yerr=[100 * p[1]["test_acc_std"] for p in pts], marker="o", capsize=3, label=m,
-                        color=COLORS[m])
+                        color=_color(m))
     for r in ok:
         if r["method"] == "mbgd" and r["format"] == FLOAT:
             ax.axhline(100 * r["test_acc_mean"], color="k", ls="--", lw=1, label="mbgd (exact G)")
@@ -295,7 +284,7 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
         if pts:
             ax.errorbar([r["rank1_per_batch"] for r in pts], [100 * r["test_acc_mean"] for r in pts],
                         yerr=[100 * r["test_acc_std"] for r in pts], fmt="o", capsize=3, label=m,
-                        color=COLORS[m])
+                        color=_color(m))
             for r in pts:
                 if r["rank"] != "":
                     ax.annotate(f"k={r['rank']}", (r["rank1_per_batch"], 100 * r["test_acc_mean"]),
@@ -313,79 +302,176 @@ def write_plots(out: Path, rows: list[dict]) -> list[str]:
     return files
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run of the study: a tuning run (``stage="tune"``) or a final run (``"run"``)."""
+
+    stage: str
+    config: TrainConfig
+    key: str
+    group: tuple  # (method, rank): the tuning group that decides its learning rate
+    setting: Setting
+
+    @property
+    def job_id(self) -> str:
+        return f"sbpca-{self.stage}-{self.key}"
+
+    @property
+    def priority(self) -> int:
+        # tuning first (it unblocks the final runs), then the long fixed-point runs (balances the pool)
+        return 2 if self.stage == "tune" else 1 if self.setting.fmt != FLOAT else 0
+
+    def record(self, result: dict) -> dict:
+        """The run file's content: what was run, and what came of it."""
+        c = self.config
+        return {"key": self.key, "file": run_filename(self.stage, c, self.key), "stage": self.stage,
+                "method": c.method, "rank": self.setting.rank, "format": self.setting.fmt, "seed": c.seed,
+                "lr": c.learning_rate, **result, "config": config_identity(c),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _job(stage: str, base: TrainConfig, s: Setting, lr: float, seed: int, validation: float | None) -> Job:
+    cfg = _config(base, s, lr, seed, validation)
+    return Job(stage, cfg, run_key(cfg), (s.method, s.rank), s)
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study: every finished run is on disk; the message says how many."""
+
+
 def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: list[str], seeds: int,
               out: Path, lrs: list[float] | None = None, lr_factors: list[float] | None = None,
               tune: bool = True, tune_seeds: int = 1, validation: float = 0.2, workers: int = 1,
-              progress: bool = False) -> dict:
-    """Run the sweep and write the tables and plots into ``out``; returns the summary."""
+              progress: bool = False, scheduler: str | None = None, retries: int = 2,
+              fresh: bool = False) -> dict:
+    """Run the sweep (resuming from ``out/runs/``) and write the tables and plots into ``out``.
+
+    Each run's file is written as its result arrives; runs already finished on disk are
+    not computed again (``fresh`` deletes them first).  The final runs of a method and
+    rank are submitted as soon as that pair's tuning runs are all in, so tuning and
+    final runs share the workers.  Returns the summary (also written to ``runs.json``).
+    """
     if seeds < 1 or tune_seeds < 1:
         raise ValueError(f"seeds and tune seeds must be >= 1, got {seeds} and {tune_seeds}")
+    if workers < 1 or retries < 0:
+        raise ValueError(f"workers must be >= 1 and retries >= 0, got {workers} and {retries}")
     settings, notes = plan_settings(methods, ranks, formats)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    store = RunStore(out / "runs", fresh=fresh)
 
     def grid(method: str) -> list[float]:
-        if lrs:
-            return list(lrs)
-        return [DEFAULT_LR[method] * f for f in (lr_factors or [1.0])]
+        rates = lrs if lrs else [DEFAULT_LR[method] * f for f in (lr_factors or [1.0])]
+        return list(dict.fromkeys(rates))
 
-    chosen: dict[tuple, float] = {}
-    tuning_rows: list[dict] = []
-    tuning_runs: list[dict] = []
     tuned = sorted({(s.method, s.rank) for s in settings}, key=lambda t: (METHODS.index(t[0]), t[1] or 0))
+    # per tuning group, per rate of its grid: the tuning runs (one per tuning seed)
+    tune_grid = {g: [(lr, [_job("tune", base, Setting(g[0], g[1], FLOAT), lr, seed, validation)
+                           for seed in range(tune_seeds)]) for lr in grid(g[0])] for g in tuned} if tune else {}
+    tune_jobs = {g: [j for _, js in pts for j in js] for g, pts in tune_grid.items()}
+    chosen: dict[tuple, float] = {} if tune else {g: lrs[0] if lrs else DEFAULT_LR[g[0]] for g in tuned}
+    final_jobs: dict[tuple, list[Job]] = {}
+    records: dict[str, dict] = {}  # key -> record of this study's runs, from disk or computed now
+    computed: list[dict] = []
+    n_total = sum(map(len, tune_jobs.values())) + len(settings) * seeds
+    engine = None
+    waiting: dict[str, Job] = {}
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_total, desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
+
+    def take(job: Job) -> None:
+        nonlocal engine
+        rec = store.finished(job.key, job.config)
+        if rec is not None:
+            records[job.key] = rec
+            bar.update()
+            return
+        if engine is None:
+            engine = make_engine(workers, scheduler, retries, base.dataset, base.data_dir)
+        waiting[job.job_id] = job
+        engine.submit(job.job_id, job.config, job.priority)
+
+    def release(g: tuple) -> None:
+        """The tuning of ``g`` is complete: choose its rate and start its final runs."""
+        if tune:
+            scores = [(_score([records[j.key] for j in js]), -lr, lr) for lr, js in tune_grid[g]]
+            chosen[g] = max(scores)[2]
+        final_jobs[g] = [_job("run", base, s, chosen[g], seed, None)
+                         for s in settings if (s.method, s.rank) == g for seed in range(seeds)]
+        for job in final_jobs[g]:
+            take(job)
+
+    def tuned_in(g: tuple) -> bool:
+        return all(j.key in records for j in tune_jobs.get(g, []))
+
+    try:
+        for g in tuned:
+            for job in tune_jobs.get(g, []):
+                take(job)
+        for g in tuned:
+            if tuned_in(g):
+                release(g)
+        bar.set_postfix_str(engine.description if engine else "all runs on disk")
+        while engine is not None and engine.pending:
+            job_id, result = engine.next_done()
+            job = waiting.pop(job_id)
+            store.write(job.record(result))
+            rec = records[job.key] = store.get(job.key)
+            computed.append(rec)
+            bar.update()
+            bad = sum(r["status"] in ("error", "failed") for r in computed)
+            if bad:
+                bar.set_postfix_str(f"{bad} failed")
+            if job.stage == "tune" and job.group not in final_jobs and tuned_in(job.group):
+                release(job.group)
+    except KeyboardInterrupt as exc:
+        bar.close()
+        if engine is not None:
+            engine.close(cancel=True)
+            engine = None
+        done = sum(r["status"] in FINISHED for r in records.values())
+        raise StudyInterrupted(f"interrupted: {done} of {n_total} runs finished and on disk in {store.folder}; "
+                               f"rerun the same command to compute the other {n_total - done}") from exc
+    finally:
+        bar.close()
+        if engine is not None:
+            engine.close()
+    wall = time.perf_counter() - t0
+
+    rows = [aggregate(s, chosen[(s.method, s.rank)],
+                      [records[j.key] for j in final_jobs[(s.method, s.rank)] if j.setting == s])
+            for s in settings]
+    tuning_rows: list[dict] = []
+    for g in tuned if tune else []:
+        for lr, js in tune_grid[g]:
+            runs = [records[j.key] for j in js]
+            ok = [x["test_accuracy"] for x in runs if _status(x) == "ok"]
+            tuning_rows.append({"method": g[0], "rank": "" if g[1] is None else g[1], "lr": lr, "seeds": len(runs),
+                                "val_acc_mean": float(np.mean(ok)) if ok else float("nan"),
+                                "score": _score(runs), "diverged": sum(_status(x) == "diverged" for x in runs),
+                                "failed": sum(_status(x) in ("error", "failed") for x in runs),
+                                "chosen": lr == chosen[g]})
     if tune:
-        jobs = []
-        for m, r in tuned:
-            for lr in grid(m):
-                for seed in range(tune_seeds):
-                    jobs.append(((m, r, lr), _config(base, Setting(m, r, FLOAT), lr, seed, validation)))
-        results = execute(jobs, workers, "tuning", progress)
-        by: dict[tuple, list[dict]] = {}
-        for (key, cfg), res in zip(jobs, results):
-            by.setdefault(key, []).append(res)
-            tuning_runs.append({"method": key[0], "rank": key[1], "lr": key[2], "seed": cfg.seed, **res})
-        for m, r in tuned:
-            scores = {lr: _score(by[(m, r, lr)]) for lr in grid(m)}
-            best = max(scores, key=lambda lr: (scores[lr], -lr))
-            chosen[(m, r)] = best
-            for lr in grid(m):
-                runs = by[(m, r, lr)]
-                ok = [x["test_accuracy"] for x in runs if not x["diverged"]]
-                tuning_rows.append({"method": m, "rank": "" if r is None else r, "lr": lr, "seeds": len(runs),
-                                    "val_acc_mean": float(np.mean(ok)) if ok else float("nan"),
-                                    "score": scores[lr], "diverged": len(runs) - len(ok),
-                                    "chosen": lr == best})
         lr_rule = (f"tuned per method and rank on a {validation:.0%} validation split of the training set, "
                    f"grid {'given' if lrs else 'default × ' + ','.join(f'{f:g}' for f in (lr_factors or [1]))}, "
                    f"{tune_seeds} seed(s); fixed formats use their float rate")
     else:
-        for m, r in tuned:
-            chosen[(m, r)] = lrs[0] if lrs else DEFAULT_LR[m]
         lr_rule = "each method's default (from the digits sweep), no tuning" if not lrs else f"fixed at {lrs[0]:g}"
-
-    jobs = []
-    for s in settings:
-        for seed in range(seeds):
-            jobs.append((s, _config(base, s, chosen[(s.method, s.rank)], seed, None)))
-    # longest (fixed-point) runs first balances the pool
-    order = sorted(range(len(jobs)), key=lambda i: jobs[i][0].fmt == FLOAT)
-    res_sorted = execute([jobs[i] for i in order], workers, "runs", progress)
-    results: list[dict] = [None] * len(jobs)  # type: ignore[list-item]
-    for i, res in zip(order, res_sorted):
-        results[i] = res
-    rows, runs_out = [], []
-    for s in settings:
-        runs = [res for (js, _), res in zip(jobs, results) if js == s]
-        rows.append(aggregate(s, chosen[(s.method, s.rank)], runs))
-    for (s, cfg), res in zip(jobs, results):
-        runs_out.append({"method": s.method, "rank": s.rank, "format": s.fmt, "seed": cfg.seed, "lr": cfg.lr, **res})
+    runs_out = [records[j.key] for g in tuned for j in final_jobs[g]]
+    tuning_runs = [records[j.key] for g in tuned for j in tune_jobs.get(g, [])]
+    failures = [r for r in tuning_runs + runs_out if r["status"] in ("error", "failed")]
     header = {"dataset": base.dataset, "model": base.model, "batch": base.batch, "sub_batch": base.sub_batch,
               "epochs": base.epochs, "seeds": seeds, "lr_rule": lr_rule}
-    write_tables(out, rows, tuning_rows, header, notes)
+    write_tables(out, rows, tuning_rows, header, notes, failures)
     plots = write_plots(out, rows)
+    run_time = float(sum(r["time_s"] for r in computed if isinstance(r.get("time_s"), (int, float))))
     summary = {"header": header, "rows": rows, "tuning": tuning_rows, "runs": runs_out,
-               "tuning_runs": tuning_runs, "notes": notes,
-               "plots": plots, "wall_s": time.perf_counter() - t0, "workers": workers}
+               "tuning_runs": tuning_runs, "notes": notes, "plots": plots, "wall_s": wall,
+               "run_time_s": run_time, "speedup": run_time / wall if computed and wall > 0 else float("nan"),
+               "computed": len(computed), "skipped": n_total - len(computed), "failed": len(failures),
+               "workers": workers, "scheduler": scheduler}
     (out / "runs.json").write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
     return summary
 
@@ -410,16 +496,29 @@ def register(sub) -> None:
     p.add_argument("--tune-seeds", type=int, default=1, help="seeds per grid point when tuning (default 1)")
     p.add_argument("--validation", type=float, default=0.2, help="validation fraction of train for tuning")
     p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes (default: min(2, CPU count))")
+                   help="worker processes of a local Dask cluster (default: min(2, CPU count)); "
+                        "1 runs serially in this process")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="submit the runs to the Dask cluster at ADDRESS (e.g. tcp://head:8786) instead")
+    p.add_argument("--retries", type=int, default=2,
+                   help="a run whose worker dies (killed, out of memory) is retried this many times, "
+                        "then recorded as failed (default 2)")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the run files under OUT/runs/ and compute every run again "
+                        "(default: keep the finished ones and compute only the rest)")
     p.add_argument("-o", "--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scheduler is not None and args.jobs is not None:
+        raise ValueError("--jobs and --scheduler exclude each other: the cluster at --scheduler has its own workers")
     workers = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"--jobs must be >= 1, not {workers}")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be >= 0, not {args.retries}")
     base = TrainConfig(dataset=args.dataset, model=args.model, rank=args.rank, sub_batch=args.sub_batch,
                        batch=args.batch, epochs=args.epochs, data_dir=args.data_dir,
                        error_feedback=args.error_feedback, sigma_min=args.sigma_min,
@@ -427,14 +526,29 @@ def run(args: argparse.Namespace) -> int:
                        device_bl=args.device_bl, device_options=dict(args.device_option),
                        train_limit=args.train_limit, test_limit=args.test_limit,
                        fixed_scaling=args.fixed_scaling, block=args.block).validate()
-    # fail early (in this process) on a missing dataset rather than in every worker
-    from ..training import prepare_data
+    # fail early (in this process) on a missing dataset rather than in every run
     prepare_data(base)
     out = Path(args.out)
-    summary = run_study(base, args.methods, args.ranks, args.formats, args.seeds, out, lrs=args.lrs,
-                        lr_factors=args.lr_factors, tune=args.tune, tune_seeds=args.tune_seeds,
-                        validation=args.validation, workers=workers, progress=not args.quiet)
+    try:
+        summary = run_study(base, args.methods, args.ranks, args.formats, args.seeds, out, lrs=args.lrs,
+                            lr_factors=args.lr_factors, tune=args.tune, tune_seeds=args.tune_seeds,
+                            validation=args.validation, workers=workers, progress=not args.quiet,
+                            scheduler=args.scheduler, retries=args.retries, fresh=args.fresh)
+    except StudyInterrupted as exc:
+        print(f"sbpca study: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print((out / "results.md").read_text())
-    print(f"wrote {out / 'results.md'}, results.csv, runs.json, {', '.join(summary['plots'])} "
-          f"({summary['wall_s']:.0f} s, {workers} worker(s))", file=sys.stderr)
+    where = args.scheduler or (f"{workers} worker(s)" if workers > 1 else "serial")
+    line = (f"wrote {out / 'results.md'}, results.csv, runs.json, {', '.join(summary['plots'])}, "
+            f"{summary['computed'] + summary['skipped']} run files in {out / 'runs'}\n"
+            f"{summary['computed']} run(s) computed ({where}), {summary['skipped']} already on disk; "
+            f"wall {summary['wall_s']:.1f} s")
+    if summary["computed"]:
+        line += (f", sum of run times {summary['run_time_s']:.1f} s, "
+                 f"speed-up {summary['speedup']:.2f}x over serial")
+    print(line, file=sys.stderr)
+    if summary["failed"]:
+        print(f"sbpca study: {summary['failed']} run(s) failed (listed in results.md, error and traceback in "
+              f"their files); rerun the same command to compute them again", file=sys.stderr)
+        return EXIT_FAILED_RUNS
     return 0
