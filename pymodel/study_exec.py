@@ -86,6 +86,11 @@ def probe_data(dataset: str, data_dir: str | None) -> str | None:
     return None
 
 
+def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> None:
+    """On the scheduler: a task fails with KilledWorker after ``n + 1`` worker deaths."""
+    dask_scheduler.allowed_failures = n
+
+
 def _ignore_sigint_plugin() -> Any:
     """A Dask worker plugin that makes its worker process ignore SIGINT (built here, so this
     module imports without Dask; the class travels to the workers by value)."""
@@ -161,9 +166,13 @@ class DaskEngine:
                 self.client = Client(scheduler, timeout=timeout, set_as_default=False)
             except OSError as exc:
                 raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
-            # a lambda travels by value: the scheduler needs no pymodel to run it
-            self.client.run_on_scheduler(lambda dask_scheduler, n=retries:
-                                         setattr(dask_scheduler, "allowed_failures", n))
+            try:  # by reference: this fails unless the scheduler can import pymodel, as it must
+                self.client.run_on_scheduler(_set_allowed_failures, retries)
+            except Exception as exc:  # noqa: BLE001 - ModuleNotFoundError raised on the scheduler
+                self.client.close()
+                raise ValueError(f"the Dask scheduler at {scheduler} cannot run the study "
+                                 f"({type(exc).__name__}: {exc}); it unpickles every run, so it needs this "
+                                 f"package too (pip install -e . where it runs)") from exc
             n = len(self.client.scheduler_info(n_workers=-1)["workers"])
             self.description = f"Dask scheduler {scheduler} ({n} worker(s) now)"
         self._futures: dict[str, Any] = {}
