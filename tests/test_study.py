@@ -24,6 +24,9 @@ def test_plan_runs_fixed_formats_for_sbpca_only_and_mbgd_once():
     assert Setting("sbpca", 4, "q12").bits == 12 and Setting("sbpca", 4, "float").bits == 64
     with pytest.raises(ValueError, match="sweep is empty"):
         plan_settings(["svd"], [4], ["q8"])
+    from pymodel.commands.study import _color
+    from pymodel.update_rules import METHODS
+    assert len({_color(m) for m in METHODS}) == len(METHODS)  # methods added later get a colour of their own
 
 
 def test_aggregate_mean_std_and_diverged_seeds():
