@@ -21,6 +21,8 @@ import numpy as np
 
 READ_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint32)
 WRITE_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32)
+READ_BLOCK_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32), ctypes.c_uint32)
+WRITE_BLOCK_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32), ctypes.c_uint32)
 
 STATUS_NAMES = {
     0: "SBPCA_OK",
@@ -48,7 +50,10 @@ class SbpcaDev(ctypes.Structure):
             "rows", "cols", "rank", "lanes", "fifo_depth",
             "x_bits", "x_frac", "delta_bits", "delta_frac",
             "state_bits", "state_frac", "sigma_bits", "sigma_frac", "max_batch",
+            "sample_elems", "state_elems",
         )],
+        ("read_block", READ_BLOCK_FN),
+        ("write_block", WRITE_BLOCK_FN),
     ]
 
 
@@ -111,14 +116,22 @@ def _ptr(arr: np.ndarray):
 class FirmwareDriver:
     """The C driver, bound to one register bank through two Python callables.
 
-    ``read(addr) -> int`` and ``write(addr, value)`` receive absolute byte addresses.
-    Call :meth:`init` first (reads ID, DIMS, PARAMS and formats into :attr:`dev`).
+    ``read(addr) -> int`` and ``write(addr, value)`` receive absolute byte addresses;
+    the optional ``read_block(addr, n) -> list[int]`` and ``write_block(addr, words)`` move a
+    block of words to or from one address (a FIFO window) as one burst, installed with
+    ``sbpca_set_block_ops`` (without them the driver uses single accesses).
+    Call :meth:`init` first (reads ID, DIMS, PARAMS, formats and packing into :attr:`dev`).
     """
 
     def __init__(self, library: Path | str, read: Callable[[int], int],
-                 write: Callable[[int, int], None], *, base: int = 0) -> None:
+                 write: Callable[[int, int], None], *, base: int = 0,
+                 read_block: Callable[[int, int], list[int]] | None = None,
+                 write_block: Callable[[int, list[int]], None] | None = None) -> None:
         if not callable(read) or not callable(write):
             raise TypeError("read and write must be callables")
+        if (read_block is None) != (write_block is None) or not all(
+                f is None or callable(f) for f in (read_block, write_block)):
+            raise TypeError("read_block and write_block must both be callables, or both None")
         if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % 4:
             raise ValueError(f"base must be a non-negative multiple of 4, not {base!r}")
         path = Path(library)
@@ -136,6 +149,10 @@ class FirmwareDriver:
         self._pending: BaseException | None = None
         self._read_cb = READ_FN(self._read)  # keep references: C holds the pointers
         self._write_cb = WRITE_FN(self._write)
+        self._user_read_block, self._user_write_block = read_block, write_block
+        self._read_block_cb = READ_BLOCK_FN(self._read_block) if read_block else READ_BLOCK_FN()
+        self._write_block_cb = WRITE_BLOCK_FN(self._write_block) if write_block else WRITE_BLOCK_FN()
+        self.block_words = 0  # words moved by block transfers
         self.base = base
         self.dev = SbpcaDev()
         self.accesses = 0
@@ -165,6 +182,7 @@ class FirmwareDriver:
             "sbpca_soft_reset": (ctypes.c_int, [P(SbpcaDev), u32]),
             "sbpca_load_state": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, i32p, u32]),
             "sbpca_read_state": (ctypes.c_int, [P(SbpcaDev), i32p, i32p, i32p, u32]),
+            "sbpca_set_block_ops": (ctypes.c_int, [P(SbpcaDev), READ_BLOCK_FN, WRITE_BLOCK_FN]),
             "sbpca_strerror": (ctypes.c_char_p, [ctypes.c_int]),
         }
         for name, (restype, argtypes) in sig.items():
@@ -195,6 +213,30 @@ class FirmwareDriver:
         except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
             self._pending = exc
 
+    def _read_block(self, addr: int, words, n: int) -> None:
+        if self._pending is not None:
+            return
+        try:
+            self.accesses += n
+            self.block_words += n
+            got = list(self._user_read_block(int(addr), int(n)))
+            if len(got) != n or any(not 0 <= int(v) < (1 << 32) for v in got):
+                raise ValueError(f"platform block read of {n} words at {addr:#x} returned {got!r}")
+            for i, v in enumerate(got):
+                words[i] = int(v)
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
+            self._pending = exc
+
+    def _write_block(self, addr: int, words, n: int) -> None:
+        if self._pending is not None:
+            return
+        try:
+            self.accesses += n
+            self.block_words += n
+            self._user_write_block(int(addr), [int(words[i]) for i in range(n)])
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
+            self._pending = exc
+
     def _call(self, name: str, *args) -> int:
         self._pending = None
         status = getattr(self.lib, name)(*args)
@@ -215,6 +257,8 @@ class FirmwareDriver:
     def init(self) -> SbpcaDev:
         """``sbpca_init``: bind to the bank and read its build parameters."""
         self._check("sbpca_init", ctypes.byref(self.dev), self.base, self._read_cb, self._write_cb)
+        if self._user_read_block is not None:
+            self._check("sbpca_set_block_ops", ctypes.byref(self.dev), self._read_block_cb, self._write_block_cb)
         return self.dev
 
     @property

@@ -52,7 +52,7 @@ static void pulse(const sbpca_dev_t *dev, uint32_t mask)
 
 int sbpca_init(sbpca_dev_t *dev, uint32_t base, sbpca_read_fn rd, sbpca_write_fn wr)
 {
-    uint32_t id, dims, params, fin, fout;
+    uint32_t id, dims, params, fin, fout, packing;
     if (dev == NULL || rd == NULL || wr == NULL || (base & 3u) != 0u) {
         return SBPCA_ERR_ARG;
     }
@@ -81,6 +81,14 @@ int sbpca_init(sbpca_dev_t *dev, uint32_t base, sbpca_read_fn rd, sbpca_write_fn
     dev->sigma_bits = SBPCA_GET(FORMAT_OUT_SIGMA_BITS, fout);
     dev->sigma_frac = SBPCA_GET(FORMAT_OUT_SIGMA_FRAC, fout);
     dev->max_batch = SBPCA_GET(MAX_BATCH_SAMPLES, sbpca_read_reg(dev, SBPCA_MAX_BATCH));
+    packing = sbpca_read_reg(dev, SBPCA_PACKING);
+    dev->sample_elems = SBPCA_GET(PACKING_SAMPLE_ELEMS, packing);
+    dev->state_elems = SBPCA_GET(PACKING_STATE_ELEMS, packing);
+    dev->read_block = NULL;
+    dev->write_block = NULL;
+    if (dev->sample_elems < 1u || dev->sample_elems > 2u || dev->state_elems < 1u || dev->state_elems > 2u) {
+        return SBPCA_ERR_ID;
+    }
     if (dev->rows == 0u || dev->cols == 0u || dev->rank == 0u || dev->fifo_depth == 0u || dev->max_batch == 0u ||
         !fits_signed(0, dev->x_bits) || !fits_signed(0, dev->delta_bits)) {
         return SBPCA_ERR_ID;
@@ -140,12 +148,70 @@ int sbpca_start_batch(const sbpca_dev_t *dev)
     return SBPCA_OK;
 }
 
-/* Wait until the sample FIFO has room; returns the free space or 0 on timeout. */
-static uint32_t wait_space(const sbpca_dev_t *dev, uint32_t max_polls)
+int sbpca_set_block_ops(sbpca_dev_t *dev, sbpca_read_block_fn rd, sbpca_write_block_fn wr)
+{
+    if (dev == NULL) {
+        return SBPCA_ERR_ARG;
+    }
+    dev->read_block = rd;
+    dev->write_block = wr;
+    return SBPCA_OK;
+}
+
+/* n words to one register (a FIFO window): one block transfer, or n single writes. */
+static void write_words(const sbpca_dev_t *dev, uint32_t offset, const uint32_t *words, uint32_t n)
+{
+    uint32_t i;
+    if (dev->write_block != NULL) {
+        dev->write_block(dev->base + offset, words, n);
+        return;
+    }
+    for (i = 0u; i < n; ++i) {
+        sbpca_write_reg(dev, offset, words[i]);
+    }
+}
+
+static void read_words_raw(const sbpca_dev_t *dev, uint32_t offset, uint32_t *words, uint32_t n)
+{
+    uint32_t i;
+    if (dev->read_block != NULL) {
+        dev->read_block(dev->base + offset, words, n);
+        return;
+    }
+    for (i = 0u; i < n; ++i) {
+        words[i] = sbpca_read_reg(dev, offset);
+    }
+}
+
+/* Element i of a vector of `len` values in FIFO words of `per` elements (16-bit halves when 2). */
+static uint32_t pack_word(const int32_t *v, uint32_t len, uint32_t first, uint32_t per)
+{
+    if (per == 1u) {
+        return (uint32_t)v[first];
+    }
+    return ((uint32_t)v[first] & 0xFFFFu) |
+           (first + 1u < len ? ((uint32_t)v[first + 1u] & 0xFFFFu) << 16 : 0u);
+}
+
+static int32_t unpack_half(uint32_t word, uint32_t which)
+{
+    uint32_t h = (word >> (16u * which)) & 0xFFFFu;
+    return (h & 0x8000u) ? (int32_t)h - 65536 : (int32_t)h;
+}
+
+/* Words of one vector of `len` elements at `per` elements per word. */
+static uint32_t vec_words(uint32_t len, uint32_t per)
+{
+    return (len + per - 1u) / per;
+}
+
+/* Read a FIFO_SPACE field until it is non-zero; 0 after max_polls reads that found none. */
+static uint32_t wait_space(const sbpca_dev_t *dev, uint32_t offset, uint32_t mask, uint32_t shift,
+                           uint32_t max_polls)
 {
     uint32_t polls;
     for (polls = 0u; polls < max_polls; ++polls) {
-        uint32_t space = SBPCA_GET(FIFO_STATUS_SAMPLE_SPACE, sbpca_read_reg(dev, SBPCA_FIFO_STATUS));
+        uint32_t space = (sbpca_read_reg(dev, offset) & mask) >> shift;
         if (space != 0u) {
             return space;
         }
@@ -156,7 +222,8 @@ static uint32_t wait_space(const sbpca_dev_t *dev, uint32_t max_polls)
 int sbpca_stream_samples(const sbpca_dev_t *dev, const int32_t *x, const int32_t *delta,
                          uint32_t n, uint32_t max_polls)
 {
-    uint32_t j, i, space = 0u;
+    uint32_t buf[SBPCA_BLOCK_WORDS];
+    uint32_t j, i, wx, wd, per, total, sent, sample, w;
     if (dev == NULL || x == NULL || delta == NULL || n == 0u) {
         return SBPCA_ERR_ARG;
     }
@@ -173,21 +240,35 @@ int sbpca_stream_samples(const sbpca_dev_t *dev, const int32_t *x, const int32_t
             }
         }
     }
-    for (j = 0u; j < n; ++j) {
-        const int32_t *xs = x + (size_t)j * dev->cols;
-        const int32_t *ds = delta + (size_t)j * dev->rows;
-        uint32_t words = dev->cols + dev->rows;
-        for (i = 0u; i < words; ++i) {
-            int32_t value = i < dev->cols ? xs[i] : ds[i - dev->cols];
-            if (space == 0u) {
-                space = wait_space(dev, max_polls);
-                if (space == 0u) {
-                    return SBPCA_ERR_TIMEOUT;
-                }
-            }
-            sbpca_write_reg(dev, SBPCA_SAMPLE_DATA, (uint32_t)value);
-            --space;
+    per = dev->sample_elems;
+    wx = vec_words(dev->cols, per);
+    wd = vec_words(dev->rows, per);
+    total = n * (wx + wd);
+    sample = 0u;
+    w = 0u; /* word within the current sample */
+    for (sent = 0u; sent < total;) {
+        uint32_t space, block, b;
+        space = wait_space(dev, SBPCA_FIFO_STATUS, SBPCA_FIFO_STATUS_SAMPLE_SPACE_MASK,
+                           SBPCA_FIFO_STATUS_SAMPLE_SPACE_SHIFT, max_polls);
+        if (space == 0u) {
+            return SBPCA_ERR_TIMEOUT;
         }
+        block = total - sent;
+        if (block > space) block = space;
+        if (block > SBPCA_BLOCK_WORDS) block = SBPCA_BLOCK_WORDS;
+        for (b = 0u; b < block; ++b) {
+            if (w < wx) {
+                buf[b] = pack_word(x + (size_t)sample * dev->cols, dev->cols, w * per, per);
+            } else {
+                buf[b] = pack_word(delta + (size_t)sample * dev->rows, dev->rows, (w - wx) * per, per);
+            }
+            if (++w == wx + wd) {
+                w = 0u;
+                ++sample;
+            }
+        }
+        write_words(dev, SBPCA_SAMPLE_DATA, buf, block);
+        sent += block;
     }
     return SBPCA_OK;
 }
@@ -230,23 +311,39 @@ int sbpca_wait_done(const sbpca_dev_t *dev, uint32_t max_polls)
                        max_polls);
 }
 
-/* Pop `count` words from FACTOR_DATA into out[0..count-1], reading FACTOR_LEVEL first. */
-static int read_words(const sbpca_dev_t *dev, int32_t *out, uint32_t count, uint32_t max_polls)
+/*
+ * Pop the `count` elements of one vector from FACTOR_DATA into out[0..count-1], `per`
+ * elements per word: after each read of FIFO_STATUS.FACTOR_LEVEL, one block of that many words.
+ */
+static int read_vector(const sbpca_dev_t *dev, int32_t *out, uint32_t count, uint32_t per, uint32_t max_polls)
 {
-    uint32_t got = 0u, level = 0u, polls = 0u;
-    while (got < count) {
+    uint32_t buf[SBPCA_BLOCK_WORDS];
+    uint32_t words = vec_words(count, per), got = 0u, polls = 0u, e = 0u;
+    while (got < words) {
+        uint32_t level, block, b;
+        level = SBPCA_GET(FIFO_STATUS_FACTOR_LEVEL, sbpca_read_reg(dev, SBPCA_FIFO_STATUS));
         if (level == 0u) {
-            level = SBPCA_GET(FIFO_STATUS_FACTOR_LEVEL, sbpca_read_reg(dev, SBPCA_FIFO_STATUS));
-            if (level == 0u) {
-                if (++polls >= max_polls) {
-                    return SBPCA_ERR_TIMEOUT;
-                }
-                continue;
+            if (++polls >= max_polls) {
+                return SBPCA_ERR_TIMEOUT;
             }
-            polls = 0u;
+            continue;
         }
-        out[got++] = to_signed(sbpca_read_reg(dev, SBPCA_FACTOR_DATA));
-        --level;
+        polls = 0u;
+        block = words - got;
+        if (block > level) block = level;
+        if (block > SBPCA_BLOCK_WORDS) block = SBPCA_BLOCK_WORDS;
+        read_words_raw(dev, SBPCA_FACTOR_DATA, buf, block);
+        for (b = 0u; b < block; ++b) {
+            if (per == 1u) {
+                out[e++] = to_signed(buf[b]);
+            } else {
+                out[e++] = unpack_half(buf[b], 0u);
+                if (e < count) {
+                    out[e++] = unpack_half(buf[b], 1u);
+                }
+            }
+        }
+        got += block;
     }
     return SBPCA_OK;
 }
@@ -257,7 +354,7 @@ int sbpca_read_sigma(const sbpca_dev_t *dev, int32_t *sigma, uint32_t capacity, 
         return SBPCA_ERR_ARG;
     }
     pulse(dev, SBPCA_CTRL_READ_SIGMA_MASK);
-    return read_words(dev, sigma, dev->rank, max_polls);
+    return read_vector(dev, sigma, dev->rank, 1u, max_polls);
 }
 
 int sbpca_read_factors(const sbpca_dev_t *dev, int32_t *delta_f, int32_t *x_f, uint32_t max_polls)
@@ -269,11 +366,11 @@ int sbpca_read_factors(const sbpca_dev_t *dev, int32_t *delta_f, int32_t *x_f, u
     }
     pulse(dev, SBPCA_CTRL_READ_FACTORS_MASK);
     for (c = 0u; c < dev->rank; ++c) {
-        status = read_words(dev, delta_f + (size_t)c * dev->rows, dev->rows, max_polls);
+        status = read_vector(dev, delta_f + (size_t)c * dev->rows, dev->rows, dev->state_elems, max_polls);
         if (status != SBPCA_OK) {
             return status;
         }
-        status = read_words(dev, x_f + (size_t)c * dev->cols, dev->cols, max_polls);
+        status = read_vector(dev, x_f + (size_t)c * dev->cols, dev->cols, dev->state_elems, max_polls);
         if (status != SBPCA_OK) {
             return status;
         }
@@ -378,25 +475,35 @@ int sbpca_soft_reset(const sbpca_dev_t *dev, uint32_t max_polls)
     return sbpca_wait_idle(dev, max_polls);
 }
 
-/* Push one state word into STATE_DATA, reading STATE_STATUS.SPACE when the known space is used up. */
-static int push_state_word(const sbpca_dev_t *dev, int32_t value, uint32_t *space, uint32_t max_polls)
+/* Write one vector (`len` elements, `per` per word) into STATE_DATA in blocks of STATE_STATUS.SPACE words. */
+static int write_state_vector(const sbpca_dev_t *dev, const int32_t *v, uint32_t len, uint32_t per,
+                              uint32_t max_polls)
 {
-    uint32_t polls = 0u;
-    while (*space == 0u) {
-        *space = SBPCA_GET(STATE_STATUS_SPACE, sbpca_read_reg(dev, SBPCA_STATE_STATUS));
-        if (*space == 0u && ++polls >= max_polls) {
+    uint32_t buf[SBPCA_BLOCK_WORDS];
+    uint32_t words = vec_words(len, per), sent = 0u;
+    while (sent < words) {
+        uint32_t space, block, b;
+        space = wait_space(dev, SBPCA_STATE_STATUS, SBPCA_STATE_STATUS_SPACE_MASK, SBPCA_STATE_STATUS_SPACE_SHIFT,
+                           max_polls);
+        if (space == 0u) {
             return SBPCA_ERR_TIMEOUT;
         }
+        block = words - sent;
+        if (block > space) block = space;
+        if (block > SBPCA_BLOCK_WORDS) block = SBPCA_BLOCK_WORDS;
+        for (b = 0u; b < block; ++b) {
+            buf[b] = pack_word(v, len, (sent + b) * per, per);
+        }
+        write_words(dev, SBPCA_STATE_DATA, buf, block);
+        sent += block;
     }
-    sbpca_write_reg(dev, SBPCA_STATE_DATA, (uint32_t)value);
-    --*space;
     return SBPCA_OK;
 }
 
 int sbpca_load_state(const sbpca_dev_t *dev, const int32_t *delta_f, const int32_t *x_f,
                      const int32_t *sigma, uint32_t max_polls)
 {
-    uint32_t c, i, space = 0u;
+    uint32_t c, i;
     int status = SBPCA_OK;
     if (dev == NULL || delta_f == NULL || x_f == NULL || sigma == NULL) {
         return SBPCA_ERR_ARG;
@@ -417,15 +524,13 @@ int sbpca_load_state(const sbpca_dev_t *dev, const int32_t *delta_f, const int32
         }
     }
     for (c = 0u; c < dev->rank && status == SBPCA_OK; ++c) {
-        for (i = 0u; i < dev->rows && status == SBPCA_OK; ++i) {
-            status = push_state_word(dev, delta_f[(size_t)c * dev->rows + i], &space, max_polls);
-        }
-        for (i = 0u; i < dev->cols && status == SBPCA_OK; ++i) {
-            status = push_state_word(dev, x_f[(size_t)c * dev->cols + i], &space, max_polls);
+        status = write_state_vector(dev, delta_f + (size_t)c * dev->rows, dev->rows, dev->state_elems, max_polls);
+        if (status == SBPCA_OK) {
+            status = write_state_vector(dev, x_f + (size_t)c * dev->cols, dev->cols, dev->state_elems, max_polls);
         }
     }
-    for (c = 0u; c < dev->rank && status == SBPCA_OK; ++c) {
-        status = push_state_word(dev, sigma[c], &space, max_polls);
+    if (status == SBPCA_OK) {
+        status = write_state_vector(dev, sigma, dev->rank, 1u, max_polls);
     }
     if (status != SBPCA_OK) {
         return status;

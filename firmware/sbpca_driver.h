@@ -30,6 +30,18 @@ extern "C" {
 typedef uint32_t (*sbpca_read_fn)(uint32_t addr);
 typedef void (*sbpca_write_fn)(uint32_t addr, uint32_t value);
 
+/*
+ * Optional platform block access: n words to / from ONE bus address (a FIFO window), as one
+ * burst: a pipelined Wishbone block cycle (one request per clock), or a DMA transfer with a
+ * fixed target address.  Without them (sbpca_set_block_ops not called, or NULL) the driver
+ * moves a block with n single accesses, which works on any bus but at its single-access rate.
+ */
+typedef void (*sbpca_read_block_fn)(uint32_t addr, uint32_t *words, uint32_t n);
+typedef void (*sbpca_write_block_fn)(uint32_t addr, const uint32_t *words, uint32_t n);
+
+/* Most words one block transfer moves (the driver's staging buffer on the stack). */
+#define SBPCA_BLOCK_WORDS 64u
+
 typedef enum {
     SBPCA_OK = 0,
     SBPCA_ERR_ARG = -1,      /* a NULL pointer or an out-of-range argument */
@@ -56,6 +68,10 @@ typedef struct {
     uint32_t x_bits, x_frac, delta_bits, delta_frac;
     uint32_t state_bits, state_frac, sigma_bits, sigma_frac;
     uint32_t max_batch;  /* most samples in one batch (MAX_BATCH) */
+    uint32_t sample_elems; /* elements per SAMPLE_DATA word (PACKING.SAMPLE_ELEMS: 1 or 2) */
+    uint32_t state_elems;  /* Delta/X elements per FACTOR_DATA / STATE_DATA word (PACKING.STATE_ELEMS) */
+    sbpca_read_block_fn read_block;   /* NULL: single reads */
+    sbpca_write_block_fn write_block; /* NULL: single writes */
 } sbpca_dev_t;
 
 /* Per-batch configuration (written by sbpca_configure). */
@@ -97,11 +113,15 @@ int sbpca_configure(const sbpca_dev_t *dev, const sbpca_config_t *cfg);
 /* Pulse CTRL.START_BATCH (fails with SBPCA_ERR_STATE while the engine is busy). */
 int sbpca_start_batch(const sbpca_dev_t *dev);
 
+/* Install the optional block functions (after sbpca_init; either may be NULL). */
+int sbpca_set_block_ops(sbpca_dev_t *dev, sbpca_read_block_fn rd, sbpca_write_block_fn wr);
+
 /*
  * Stream n samples: x is n x cols, delta is n x rows, row-major integers in the
- * FORMAT_IN formats.  Per sample, cols words of x then rows words of delta go
- * into SAMPLE_DATA, never more than FIFO_STATUS.SAMPLE_SPACE at a time.
- * `max_polls` bounds the consecutive reads that find no space.
+ * FORMAT_IN formats.  Per sample the x elements then the delta elements go into
+ * SAMPLE_DATA, PACKING.SAMPLE_ELEMS per word (each vector starting a new word): after
+ * each read of FIFO_STATUS.SAMPLE_SPACE, one block of that many words (at most
+ * SBPCA_BLOCK_WORDS).  `max_polls` bounds the consecutive reads that find no space.
  */
 int sbpca_stream_samples(const sbpca_dev_t *dev, const int32_t *x, const int32_t *delta,
                          uint32_t n, uint32_t max_polls);

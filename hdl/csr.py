@@ -1,11 +1,13 @@
 """A Wishbone register bank generated from a :class:`hdl.regmap.RegisterMap`.
 
-Bus: Wishbone B4 *classic* slave, 32-bit data, byte select (granularity 8), word
-address ``adr`` of ``regmap.addr_width`` bits.  Every access is acknowledged one
-cycle after ``cyc & stb`` rises (registered ``ack`` and ``dat_r``), so one
-transaction takes two cycles and back-to-back transactions work because a request
-is only taken when ``ack`` is low.  Side effects (pulses, FIFO push/pop, W1C
-clears) happen exactly once per transaction, in the cycle the request is taken.
+Bus: Wishbone B4 *pipelined* target, 32-bit data, byte select (granularity 8), word
+address ``adr`` of ``regmap.addr_width`` bits.  ``stall`` is tied low: a request (``cyc &
+stb``) is taken in every cycle it is presented, and acknowledged in the next cycle
+(registered ``ack`` and ``dat_r``), so an initiator can issue one request per cycle and a
+block of N words to a FIFO window takes N + 1 cycles (a single access two).  Side effects
+(pulses, FIFO push/pop, W1C clears) happen exactly once per request, in the cycle it is
+taken.  A classic (non-pipelined) initiator that holds ``stb`` until ``ack`` would issue its
+request twice: it needs the usual adapter (``stb & ~ack``-style one-shot).
 Unmapped addresses are acknowledged, read 0, and raise the map's ``bus_error``
 flag; there is no ``err`` line (the firmware reads the flag instead).  ``sel``
 masks writes byte by byte: RW fields keep unselected bytes, other modes see
@@ -38,10 +40,10 @@ __all__ = ["wishbone_signature", "CsrBank"]
 
 
 def wishbone_signature(addr_width: int, data_width: int = DATA_WIDTH) -> wiring.Signature:
-    """Wishbone B4 classic, seen from the initiator (flip it for a target).
+    """Wishbone B4 pipelined, seen from the initiator (flip it for a target).
 
     Members: ``adr`` (word address), ``dat_w``, ``sel`` (one bit per byte), ``cyc``,
-    ``stb``, ``we`` driven by the initiator; ``dat_r`` and ``ack`` by the target.
+    ``stb``, ``we`` driven by the initiator; ``dat_r``, ``ack`` and ``stall`` by the target.
     """
     if isinstance(addr_width, bool) or not isinstance(addr_width, int) or addr_width < 1:
         raise ValueError(f"addr_width must be a positive integer, not {addr_width!r}")
@@ -56,6 +58,7 @@ def wishbone_signature(addr_width: int, data_width: int = DATA_WIDTH) -> wiring.
         "stb": Out(1),
         "we": Out(1),
         "ack": In(1),
+        "stall": In(1),
     })
 
 
@@ -164,12 +167,14 @@ class CsrBank(wiring.Component):
         bus = self.bus
         rm = self._regmap
 
-        # A request is taken in the cycle cyc & stb are seen with ack low; ack follows.
+        # Pipelined: a request is taken in every cycle cyc & stb are seen (stall is never
+        # raised); its ack follows in the next cycle.
         take = Signal()
         do_write = Signal()
         do_read = Signal()
         m.d.comb += [
-            take.eq(bus.cyc & bus.stb & ~bus.ack),
+            bus.stall.eq(0),
+            take.eq(bus.cyc & bus.stb),
             do_write.eq(take & bus.we),
             do_read.eq(take & ~bus.we),
         ]

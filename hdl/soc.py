@@ -1,17 +1,19 @@
 """The SBPCA SoC top: register bank + power-iteration engine + crossbar row/column driver.
 
-One Wishbone B4 classic slave (:class:`hdl.csr.CsrBank`, map in :mod:`hdl.regmap`) controls
+One Wishbone B4 pipelined target (:class:`hdl.csr.CsrBank`, map in :mod:`hdl.regmap`) controls
 the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
 (:class:`hdl.driver.CrossbarDriver`); the driver's per-slot pulse words leave on the
 ``pulses`` stream (the crossbar pins).  Details and the sequence firmware follows are in
 ``docs/SOC.md``.
 
-* **Samples** -- one element per 32-bit ``SAMPLE_DATA`` word, two's complement
-  sign-extended; per sample b words of x then a words of δ.  The SoC packs them into the
-  engine's P-lane chunks (``x`` then ``d``) and marks the final x chunk of sample number
-  ``BATCH_SIZE`` with ``last`` (the engine's end-of-batch).  Words outside an open batch
-  are dropped and raise ``ERRORS.PROTOCOL``; so does a word that is not a sign-extended
-  value of the input format (its low bits are used).
+* **Samples** -- ``PACKING.SAMPLE_ELEMS`` elements per 32-bit ``SAMPLE_DATA`` word (two
+  16-bit halves when the x and δ formats fit 16 bits, else one sign-extended element);
+  per sample the x vector then the δ vector, each starting a new word.  A pipelined
+  initiator writes one word per cycle; the SoC moves up to two elements per cycle into
+  the engine's P-lane chunks (``x`` then ``d``; a pair may straddle two chunks) and marks
+  the final x chunk of sample number ``BATCH_SIZE`` with ``last`` (the engine's
+  end-of-batch).  Words outside an open batch are dropped and raise ``ERRORS.PROTOCOL``;
+  so does an element that is not a sign-extended value of its format (its low bits are used).
 * **START_BATCH** opens a batch of ``BATCH_SIZE`` samples; it raises ``PROTOCOL`` (and
   opens nothing) when a batch is still open, when ``SUB_BATCH`` differs from the engine's
   build-time s, or when ``BATCH_SIZE`` is 0.  A batch above ``max_batch`` (``MAX_BATCH``) is
@@ -21,8 +23,8 @@ the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
   otherwise).  ``STATUS.DONE`` rises
   when the engine completes the batch (σ final).
 * **READ_SIGMA** pushes σ_0..σ_{k-1} (engine ``sigma`` port) into ``FACTOR_DATA``;
-  **READ_FACTORS** requests all k pairs from the engine and pushes, for c = 0..k-1, the a
-  words of Δ_c then the b words of X_c (chunk padding dropped).
+  **READ_FACTORS** requests all k pairs from the engine and pushes, for c = 0..k-1, Δ_c
+  then X_c, ``PACKING.STATE_ELEMS`` elements per word, each vector starting a new word.
 * **APPLY_UPDATE** requests the k pairs again and feeds the driver u = Δ_c, v = X_c with a
   configuration the SoC computes in integers (:func:`soc_update_config`, its golden twin):
   ``row_scale = sat(round(LR_SCALE · B · |σ_c| / 2^(24 + σ.frac − scale.frac)))`` in the
@@ -60,7 +62,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, signed
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,7 +73,7 @@ from .csr import CsrBank, wishbone_signature
 from .driver import CrossbarDriver, word_layout
 from .engine import SBPCAEngine
 from .engine_params import EngineParams
-from .regmap import LR_SCALE_FRAC, REGS, build_constants
+from .regmap import LR_SCALE_FRAC, REGS, build_constants, elems_per_word, words_per_vector
 
 __all__ = ["SBPCASoC", "SoCParams", "soc_update_config", "scale_shift", "build_from_args", "TOPLEVEL"]
 
@@ -199,8 +201,11 @@ class _Core(Elaboratable):
                 m.d.comb += proto.eq(1)
 
         # ------------------------------------------------------------ sample words -> x/d chunks
+        # E elements per word (PACKING.SAMPLE_ELEMS); up to two elements enter the lanes per cycle
+        E = elems_per_word(f.x.bits, f.delta.bits)
         sd = bank.sample_data
         widx = Signal(range(a + b))  # element of the sample
+        half = Signal(range(E))  # element of the held word
         lane = Signal(range(P))
         xbuf = Signal(eng.layouts["x"])
         dbuf = Signal(eng.layouts["d"])
@@ -221,42 +226,64 @@ class _Core(Elaboratable):
             in_x.eq(widx < b),
             elem.eq(Mux(in_x, widx, widx - b)),
             vlen1.eq(Mux(in_x, b - 1, a - 1)),
-            sd.ready.eq(~xv & ~dv),
         ]
         word = sd.payload
-        ext_ok = Signal()
         xw, dw = f.x.bits, f.delta.bits
-        top_x, top_d = word[xw - 1:], word[dw - 1:]
-        m.d.comb += ext_ok.eq(Mux(in_x, (top_x == 0) | (top_x == (1 << (33 - xw)) - 1),
-                                  (top_d == 0) | (top_d == (1 << (33 - dw)) - 1)))
-        end_chunk = Signal()
-        m.d.comb += end_chunk.eq((lane == P - 1) | (elem == vlen1))
-        with m.If(sd.valid & sd.ready):
+        slot = 32 // E  # bits of one element's slot in the word
+        slots = [word[i * slot:(i + 1) * slot] for i in range(E)]
+
+        def ext_ok(v: Value) -> Value:
+            """v (one slot) is a sign-extended value of the x or δ format."""
+            top_x, top_d = v[xw - 1:], v[dw - 1:]
+            return Mux(in_x, (top_x == 0) | (top_x == (1 << (slot + 1 - xw)) - 1),
+                       (top_d == 0) | (top_d == (1 << (slot + 1 - dw)) - 1))
+
+        e0 = Signal(slot)
+        e1 = Signal(slot)
+        m.d.comb += [e0.eq(Array(slots)[half] if E > 1 else slots[0]), e1.eq(slots[-1])]
+        two = Signal()  # a second element of the same word goes into the next lane this cycle
+        if E > 1:
+            m.d.comb += two.eq((half == 0) & (elem != vlen1) & (lane != P - 1))
+        vec_end = Signal()  # the last element written this cycle ends x or δ
+        chunk_end = Signal()
+        consume = Signal()  # the held word is used up this cycle
+        m.d.comb += [
+            vec_end.eq(Mux(two, elem + 1, elem) == vlen1),
+            chunk_end.eq(vec_end | (Mux(two, lane + 1, lane) == P - 1)),
+            consume.eq((half == E - 1) | two | (elem == vlen1)),
+        ]
+        work = Signal()  # a held word meets free chunk buffers
+        m.d.comb += [work.eq(sd.valid & ~xv & ~dv),
+                     sd.ready.eq(~xv & ~dv & (consume | ~batch_open))]
+        with m.If(work):
             with m.If(~batch_open):
                 m.d.comb += proto.eq(1)  # dropped: no open batch
             with m.Else():
-                with m.If(~ext_ok):
+                with m.If(~ext_ok(e0) | (two & ~ext_ok(e1))):
                     m.d.comb += proto.eq(1)
-                with m.If(in_x):
-                    with m.If(lane == 0):
-                        m.d.sync += xbuf.data.eq(0)
-                    m.d.sync += xbuf.data[lane].eq(word[:xw])
-                    m.d.sync += xbuf.last.eq((widx == b - 1) & (smp_cnt + 1 == bsize))
-                    with m.If(end_chunk):
-                        m.d.sync += xv.eq(1)
-                with m.Else():
-                    with m.If(lane == 0):
-                        m.d.sync += dbuf.data.eq(0)
-                    m.d.sync += dbuf.data[lane].eq(word[:dw])
-                    with m.If(end_chunk):
-                        m.d.sync += dv.eq(1)
-                m.d.sync += lane.eq(Mux(end_chunk, 0, lane + 1))
-                with m.If(widx == a + b - 1):
+                last_smp = smp_cnt + 1 == bsize
+                for buf, width, valid, sel in ((xbuf, xw, xv, in_x), (dbuf, dw, dv, ~in_x)):
+                    with m.If(sel):
+                        with m.If(lane == 0):
+                            m.d.sync += buf.data.eq(0)
+                        for l in range(P):
+                            with m.If(lane == l):
+                                m.d.sync += buf.data[l].eq(e0[:width])
+                            if l > 0:
+                                with m.If(two & (lane == l - 1)):
+                                    m.d.sync += buf.data[l].eq(e1[:width])
+                        if buf is xbuf:
+                            m.d.sync += xbuf.last.eq(vec_end & last_smp)
+                        with m.If(chunk_end):
+                            m.d.sync += valid.eq(1)
+                m.d.sync += [lane.eq(Mux(chunk_end, 0, Mux(two, lane + 2, lane + 1))),
+                             half.eq(Mux(consume, 0, half + 1))]
+                with m.If(vec_end & ~in_x):
                     m.d.sync += [widx.eq(0), smp_cnt.eq(smp_cnt + 1)]
-                    with m.If(smp_cnt + 1 == bsize):
+                    with m.If(last_smp):
                         m.d.sync += batch_open.eq(0)
                 with m.Else():
-                    m.d.sync += widx.eq(widx + 1)
+                    m.d.sync += widx.eq(Mux(two, widx + 2, widx + 1))
 
         # ------------------------------------------------------------ done / counters / flags
         done = Signal()
@@ -307,6 +334,10 @@ class _Core(Elaboratable):
         m.d.comb += scheme_ok.eq(bank.update_cfg.scheme == SCHEME_CODES[dp.scheme])
         elem_out = Signal(signed(f.state.bits))
         m.d.comb += elem_out.eq(fbuf.data[flane])
+        ES = elems_per_word(f.state.bits)
+        fvlast = Signal()  # the held beat is its vector's last chunk
+        hv = Signal()  # a low half waits in lo
+        lo = Signal(16)
 
         with m.FSM(name="readout") as fsm:
             with m.State("IDLE"):
@@ -344,18 +375,29 @@ class _Core(Elaboratable):
                     pl = eng.factors.payload
                     rem = Signal(range(max(a, b) + 1))
                     m.d.comb += rem.eq(Mux(pl.kind == 0, a, b) - pl.chunk * P)
-                    m.d.sync += [fbuf.eq(pl), fv.eq(1), flane.eq(0),
+                    m.d.sync += [fbuf.eq(pl), fv.eq(1), flane.eq(0), fvlast.eq(rem <= P),
                                  fn1.eq(Mux(rem >= P, P - 1, rem - 1)),
                                  bcnt.eq(Mux(bcnt == p.chunks_a + p.chunks_b - 1, 0, bcnt + 1))]
                     with m.If((dest == DEST_DRV) & (bcnt == 0)):
                         m.d.sync += [cfg_sigma.eq(pl.sigma), cfg_v.eq(1)]
                 take = Signal()
+                # FACTOR_DATA words hold ES elements (PACKING.STATE_ELEMS): with two, an element
+                # that does not end its vector waits in `lo` for the next one
+                store_lo = Signal()
+                if ES > 1:
+                    m.d.comb += store_lo.eq(~hv & ~(fvlast & (flane == fn1)))
+                    h16 = Signal(signed(16))
+                    m.d.comb += [h16.eq(elem_out),
+                                 fd.payload.eq(Mux(hv, Cat(lo, h16), Cat(h16, Const(0, 16))))]
+                    with m.If(take & (dest == DEST_FIFO)):
+                        m.d.sync += [hv.eq(store_lo), lo.eq(h16)]
+                else:
+                    m.d.comb += fd.payload.eq(elem_out)
                 m.d.comb += [
-                    fd.payload.eq(elem_out),
-                    fd.valid.eq(fv & (dest == DEST_FIFO)),
+                    fd.valid.eq(fv & (dest == DEST_FIFO) & ~store_lo),
                     drv.i.payload.eq(elem_out),
                     drv.i.valid.eq(fv & (dest == DEST_DRV)),
-                    take.eq(Mux(dest == DEST_FIFO, fd.valid & fd.ready, drv.i.valid & drv.i.ready)),
+                    take.eq(Mux(dest == DEST_FIFO, fv & (store_lo | fd.ready), drv.i.valid & drv.i.ready)),
                 ]
                 with m.If(take):
                     m.d.sync += flane.eq(flane + 1)
@@ -456,14 +498,23 @@ class _Core(Elaboratable):
                 m.d.comb += self.load_done.eq(1)
         word = sd.payload
         sw, gw = f.state.bits, f.sigma.bits
-        top_s, top_g = word[sw - 1:], word[gw - 1:]
+        ES = elems_per_word(sw)  # state elements per word (PACKING.STATE_ELEMS); σ: one per word
+        slot = 32 // ES
+        half = Signal(range(ES))
+        ev = Signal(slot)  # the state element taken this cycle
+        m.d.comb += ev.eq(Array([word[i * slot:(i + 1) * slot] for i in range(ES)])[half] if ES > 1 else word)
+        top_s, top_g = ev[sw - 1:], word[gw - 1:]
         ext_ok = Signal()
         m.d.comb += ext_ok.eq(Mux(phase == KIND_SIGMA, (top_g == 0) | (top_g == (1 << (33 - gw)) - 1),
-                                  (top_s == 0) | (top_s == (1 << (33 - sw)) - 1)))
+                                  (top_s == 0) | (top_s == (1 << (slot + 1 - sw)) - 1)))
         vlen1 = Mux(phase == KIND_X, b - 1, a - 1)
         end_chunk = Signal()
-        m.d.comb += [end_chunk.eq((lane == P - 1) | (elem == vlen1)), sd.ready.eq(~bv & ~batch_open)]
-        with m.If(sd.valid & sd.ready):
+        consume = Signal()  # the word is used up this cycle
+        m.d.comb += [end_chunk.eq((lane == P - 1) | (elem == vlen1)),
+                     consume.eq((phase == KIND_SIGMA) | (half == ES - 1) | (elem == vlen1)),
+                     sd.ready.eq(~bv & ~batch_open & consume)]
+        with m.If(sd.valid & ~bv & ~batch_open):
+            m.d.sync += half.eq(Mux(consume, 0, half + 1))
             with m.If(~active):
                 m.d.comb += self.load_start.eq(1)
                 m.d.sync += active.eq(1)
@@ -477,7 +528,7 @@ class _Core(Elaboratable):
             with m.Else():
                 with m.If(lane == 0):
                     m.d.sync += beat.data.eq(0)
-                m.d.sync += [beat.data[lane].eq(word[:sw]), beat.kind.eq(phase), beat.col.eq(col),
+                m.d.sync += [beat.data[lane].eq(ev[:sw]), beat.kind.eq(phase), beat.col.eq(col),
                              beat.chunk.eq(chunk), lane.eq(Mux(end_chunk, 0, lane + 1))]
                 with m.If(end_chunk):
                     m.d.sync += [bv.eq(1), chunk.eq(chunk + 1)]
@@ -497,7 +548,7 @@ class _Core(Elaboratable):
 
 
 class SBPCASoC(wiring.Component):
-    """SoC top: ``bus`` (Wishbone B4 classic target, ``hdl.csr``) in, ``pulses`` (driver slot words) out.
+    """SoC top: ``bus`` (Wishbone B4 pipelined target, ``hdl.csr``) in, ``pulses`` (driver slot words) out.
 
     ``init``/``seed`` give the engine's initial state (reset content of its state memories),
     as for :class:`hdl.engine.SBPCAEngine`.
@@ -589,19 +640,23 @@ def soc_manifest(soc: SBPCASoC, name: str = TOPLEVEL) -> dict:
         fields.append({"name": fname, "offset": off, "width": width})
         off += width
     e = prm.engine
+    es, ef = elems_per_word(e.fmts.x.bits, e.fmts.delta.bits), elems_per_word(e.fmts.state.bits)
     return {
         "design": "soc",
         "top": name,
         "params": prm.to_dict(),
         "clock": "clk (rising edge), synchronous active-high reset rst",
         "ports": ports,
-        "bus": {"protocol": "Wishbone B4 classic", "data_bits": 32, "addr_bits": REGS.addr_width,
-                "addressing": "word address = byte offset >> 2"},
+        "bus": {"protocol": "Wishbone B4 pipelined (stall tied low, ack one cycle after each request)",
+                "data_bits": 32, "addr_bits": REGS.addr_width, "addressing": "word address = byte offset >> 2"},
         "regmap": REGS.to_dict(),
-        "sample_words": f"one element per 32-bit word, sign-extended: per sample {e.cols} words of x "
-                        f"({e.fmts.x}) then {e.rows} words of delta ({e.fmts.delta})",
+        "sample_words": f"{es} element(s) per 32-bit word (PACKING.SAMPLE_ELEMS), each vector starting a new "
+                        f"word: per sample {words_per_vector(e.cols, es)} words of x ({e.fmts.x}) then "
+                        f"{words_per_vector(e.rows, es)} words of delta ({e.fmts.delta})",
         "factor_words": f"READ_SIGMA: {e.rank} sigma words ({e.fmts.sigma}); READ_FACTORS: for c = 0..{e.rank - 1}, "
-                        f"{e.rows} words of Delta_c then {e.cols} words of X_c ({e.fmts.state})",
+                        f"{words_per_vector(e.rows, ef)} words of Delta_c then {words_per_vector(e.cols, ef)} words "
+                        f"of X_c ({e.fmts.state}, {ef} per word); STATE_DATA takes the same words, then the sigma "
+                        f"words",
         "pulse_word_fields": fields,
         "scale_rule": {"row_scale": f"sat(round(LR_SCALE * B * |sigma_c| / 2^{scale_shift(prm)}))",
                        "col_scale": "1.0" if prm.driver.stochastic else "BL",

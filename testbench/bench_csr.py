@@ -33,7 +33,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 
 from firmware.binding import STATUS, FirmwareDriver, FirmwareError
 from hdl.csr import CsrBank
-from hdl.regmap import REGS, build_constants
+from hdl.regmap import REGS, build_constants, elems_per_word, pack_vector, unpack_words, words_per_vector
 from testbench.wishbone import WishboneMaster
 
 TOPLEVEL = "sbpca_csr_harness"
@@ -142,10 +142,6 @@ def _params() -> dict:
     return json.loads(raw)
 
 
-def _signed32(word: int) -> int:
-    return word - (1 << 32) if word & (1 << 31) else word
-
-
 def _word(value: int) -> int:
     return int(value) & 0xFFFFFFFF
 
@@ -171,8 +167,14 @@ class MockEngine:
     def __init__(self, dut, clock, p: dict, rng: np.random.Generator | None) -> None:
         from pymodel.sbpca import SBPCA
 
+        from pymodel.formats import get_format_set
+
         self.dut, self.clock, self.rng = dut, clock, rng
         self.rows, self.cols, self.rank = p["rows"], p["cols"], p["rank"]
+        f = get_format_set(p["formats"])
+        self.per_sample = elems_per_word(f.x.bits, f.delta.bits)  # elements per sample word
+        self.per_state = elems_per_word(f.state.bits)
+        self.wx, self.wd = words_per_vector(self.cols, self.per_sample), words_per_vector(self.rows, self.per_sample)
         self.model = SBPCA(p["rows"], p["cols"], p["rank"], p["sub_batch"], seed=p["seed"], fixed=p["formats"])
         self.words: list[int] = []
         self.out_queue: list[int] = []
@@ -189,7 +191,7 @@ class MockEngine:
 
     async def run(self) -> None:
         d = self.dut
-        per_sample = self.rows + self.cols
+        per_sample = self.wx + self.wd  # words per sample
         for name in ("status__busy", "status__done", "status__upd_busy", "status__upd_done",
                      "sample_data__ready", "factor_data__valid", "factor_data__payload",
                      "samples__count_inc", "sub_batches__count_inc", "cycles__count_inc",
@@ -216,7 +218,7 @@ class MockEngine:
             # sample stream: take the visible word now, it transfers at the next rising edge
             take = int(d.sample_data__valid.value) and (self.rng is None or self.rng.random() < 0.7)
             if take:
-                self.words.append(_signed32(int(d.sample_data__payload.value)))
+                self.words.append(int(d.sample_data__payload.value))
                 if len(self.words) % per_sample == 0:
                     self._set("samples__count_inc", 1)
                     self.samples_in_sub += 1
@@ -244,8 +246,8 @@ class MockEngine:
             if int(d.ctrl__read_factors.value):
                 self.events.append("read_factors")
                 for c in range(self.rank):
-                    self.out_queue += [_word(v) for v in self.model.Delta_int[:, c]]
-                    self.out_queue += [_word(v) for v in self.model.X_int[:, c]]
+                    self.out_queue += pack_vector(self.model.Delta_int[:, c], self.per_state)
+                    self.out_queue += pack_vector(self.model.X_int[:, c], self.per_state)
             # factor stream: offer a word when the bank can take it (ready is registered state)
             offer = bool(self.out_queue) and int(d.factor_data__ready.value) and (
                 self.rng is None or self.rng.random() < 0.7)
@@ -272,7 +274,8 @@ class MockEngine:
             self._set("status__done", 1)
             return
         arr = np.asarray(self.words, dtype=np.int64).reshape(-1, per_sample)
-        x, delta = arr[:, : self.cols], arr[:, self.cols:]
+        x = np.asarray([unpack_words(w[: self.wx], self.cols, self.per_sample) for w in arr], dtype=np.int64)
+        delta = np.asarray([unpack_words(w[self.wx:], self.rows, self.per_sample) for w in arr], dtype=np.int64)
         before = self.model.status.as_dict()
         self.model.update_int(x, delta)
         after = self.model.status.as_dict()
@@ -306,7 +309,8 @@ async def _setup(dut, p: dict, *, loopback: int, stall_seed: int | None):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     read, write = wb.blocking()
-    drv = FirmwareDriver(p["library"], read, write)
+    read_block, write_block = wb.blocking_blocks()
+    drv = FirmwareDriver(p["library"], read, write, read_block=read_block, write_block=write_block)
     await bridge(drv.init)()
     return wb, drv
 
@@ -398,15 +402,20 @@ async def test_loopback(dut):
     x[0, 0], x[-1, -1] = lo, hi - 1  # the extremes of the format
     delta = rng.integers(-(1 << (drv.dev.delta_bits - 1)), 1 << (drv.dev.delta_bits - 1), size=(k, a))
     await bridge(drv.stream_samples)(x, delta)
-    words = np.concatenate([np.concatenate([x[j], delta[j]]) for j in range(k)])
+    # the words on the bus, packed as docs/REGISTERS.md (PACKING) says; the loop hands them to the
+    # factor window, where the firmware reads them as k (Delta_c, X_c) vectors
+    es, ef = drv.dev.sample_elems, drv.dev.state_elems
+    words = [w for j in range(k) for w in pack_vector(x[j], es) + pack_vector(delta[j], es)]
     await ClockCycles(dut.clk, 4)
     level = REGS.FIFO_STATUS.FACTOR_LEVEL.get(await wb.read(REGS.FIFO_STATUS.offset))
     assert level == min(len(words), p["fifo_depth"]), f"FACTOR_LEVEL {level}"
     d_f, x_f = await bridge(drv.read_factors)()
-    per = a + b
+    wa, wb_ = words_per_vector(a, ef), words_per_vector(b, ef)
+    assert len(words) == k * (wa + wb_), "the loop needs as many sample words as factor words"
     for c in range(k):
-        want_d = words[c * per: c * per + a]
-        want_x = words[c * per + a: (c + 1) * per]
+        pair = words[c * (wa + wb_): (c + 1) * (wa + wb_)]
+        want_d = unpack_words(pair[:wa], a, ef)
+        want_x = unpack_words(pair[wa:], b, ef)
         assert np.array_equal(d_f[:, c], want_d), f"word mismatch in pair {c} (Delta part)"
         assert np.array_equal(x_f[:, c], want_x), f"word mismatch in pair {c} (X part)"
     status, flags = await bridge(drv.check_errors)()

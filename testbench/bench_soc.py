@@ -22,7 +22,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.task import bridge
+from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
@@ -109,8 +109,26 @@ async def soc_firmware_cosim(dut):
     dut.rst.value = 0
     mon = PulseMonitor(dut, job["pulse_stall_prob"], random.Random(job["stim_seed"] + 1))
     cocotb.start_soon(mon.run())
-    read, write = wb.blocking()
-    drv = FirmwareDriver(job["library"], read, write)
+    # the sample-path window of each batch: from the START_BATCH write to the first STATUS read
+    # that finds DONE set and BUSY clear (what the firmware waits for)
+    win: dict = {"start": None, "done": None}
+
+    async def write_t(addr: int, value: int) -> None:
+        if addr == REGS.CTRL.offset and value & REGS.CTRL.START_BATCH.mask:
+            win.update(start=get_sim_time("ns"), done=None)
+        await wb.write(addr, value)
+
+    async def read_t(addr: int) -> int:
+        v = await wb.read(addr)
+        if (addr == REGS.STATUS.offset and win["start"] is not None and win["done"] is None
+                and v & REGS.STATUS.DONE.mask and not v & REGS.STATUS.BUSY.mask):
+            win["done"] = get_sim_time("ns")
+        return v
+
+    read_block, write_block = wb.blocking_blocks()
+    drv = FirmwareDriver(job["library"], resume(read_t), resume(write_t),
+                         read_block=read_block if job.get("block_ops", True) else None,
+                         write_block=write_block if job.get("block_ops", True) else None)
     await bridge(drv.init)()
     dev = drv.dev
     for name, got, want in (("rows", dev.rows, a), ("cols", dev.cols, b), ("rank", dev.rank, k),
@@ -125,7 +143,7 @@ async def soc_firmware_cosim(dut):
     batches_out = []
     resets_out = []
     final_state = None  # the state read over the bus after the last batch (σ, Δ_c, X_c words)
-    total_cycles = busy_cycles = samples = 0
+    total_cycles = busy_cycles = samples = stream_cycles = 0
     X0, D0, s0 = (np.asarray(v, dtype=np.int64) for v in job["init"])
     checkpoint = (D0, X0, s0)  # the last state read back: what a soft reset restores
     for bi, (batch, exp) in enumerate(zip(job["batches"], job["expected"])):
@@ -170,10 +188,15 @@ async def soc_firmware_cosim(dut):
         checkpoint = (d_f, x_f, np.asarray(res.sigma, dtype=np.int64))
         final_state = {"sigma": [int(v) for v in res.sigma], "Delta": d_f.T.tolist(), "X": x_f.T.tolist()}
         cycles = int((t1 - t0) // PERIOD_NS)
+        stream = int((win["done"] - win["start"]) // PERIOD_NS) if win["done"] is not None else -1
+        if stream < 0:
+            sb.fail(f"batch {bi}: no STATUS read with DONE after START_BATCH")
+        stream_cycles += max(stream, 0)
         total_cycles += cycles
         busy_cycles += res.cycles
         samples += int(x.shape[0])
         batches_out.append({"status": res.status_name, "samples": int(x.shape[0]), "cycles": cycles,
+                            "stream_cycles": stream,
                             "engine_busy_cycles": res.cycles, "errors": res.errors,
                             "pulse_words": len(got), "sigma": res.sigma.tolist()})
 
@@ -194,6 +217,9 @@ async def soc_firmware_cosim(dut):
         "engine_busy_cycles": busy_cycles,
         "cycles_per_sample": busy_cycles / samples if samples else None,
         "bus_cycles_per_sample": total_cycles / samples if samples else None,
+        "stream_cycles": stream_cycles,
+        "stream_cycles_per_sample": stream_cycles / samples if samples else None,
+        "block_words": drv.block_words,
         "pulse_words": pulse_words,
         "pulse_stall_cycles": mon.stall_cycles,
         "bus_reads": wb.stats.reads,

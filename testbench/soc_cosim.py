@@ -127,7 +127,7 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
                   seed: int = 0, lr_scale: int = 1 << 20, bl: int = 15, bus_stalls: bool = False,
                   pulse_stall_prob: float = 0.0, stim_seed: int = 1, build_dir: "str | Path | None" = None,
                   waves: bool = False, fast_build: bool = True, extra_checks: bool = False,
-                  resets: Sequence[str | None] | None = None) -> dict:
+                  resets: Sequence[str | None] | None = None, block_ops: bool = True) -> dict:
     """Run ``batches`` through the SoC RTL under the C firmware and compare with the golden model.
 
     ``init`` -- integer engine state (X, Δ, σ), else the golden model's seeded state for ``seed``;
@@ -140,10 +140,14 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     ``batch_limit_check``; needs ``max_batch`` <= 64 to stay short), both scored;
     ``resets`` -- per batch None or one of :data:`RESET_SCENARIOS`: CTRL.SOFT_RESET in the
     middle of a batch, a factor readout or a pulse update before that batch, then the state
-    restored from the last checkpoint (report ``soft_resets``; not before batch 0).
+    restored from the last checkpoint (report ``soft_resets``; not before batch 0);
+    ``block_ops`` -- give the firmware the block functions (pipelined bursts to the FIFO
+    windows); False: one single access per word, for comparison.
     Returns the report: ``mismatches``, ``mismatch_details``, ``words_compared``, ``samples``,
     ``cycles`` (clock cycles of the whole firmware sequence), ``cycles_per_sample`` (the engine's
-    busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample``,
+    busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample`` (the whole
+    ``sbpca_train_batch`` per sample), ``stream_cycles_per_sample`` (START_BATCH to the STATUS
+    read that finds DONE: the sample path), ``soc_ratio`` (bus / engine busy cycles per sample),
     ``bound_cycles_per_sample`` (2k(a+b)/P), ``bound_ratio``, per-batch detail and more.
     """
     from firmware.build import build_shared_library
@@ -187,6 +191,7 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
         "stim_seed": int(stim_seed),
         "extra_checks": bool(extra_checks),
         "resets": resets,
+        "block_ops": bool(block_ops),
         "init": [v.tolist() for v in state0],
     }
     old_flags = os.environ.get("MAKEFLAGS")
@@ -227,4 +232,7 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
                   bound_cycles_per_sample=p.bound_cycles_per_sample, build_dir=str(build_dir))
     if report.get("cycles_per_sample"):
         report["bound_ratio"] = p.bound_cycles_per_sample / report["cycles_per_sample"]
+        report["soc_ratio"] = report["bus_cycles_per_sample"] / report["cycles_per_sample"]
+        if report.get("stream_cycles_per_sample") is not None:
+            report["stream_ratio"] = report["stream_cycles_per_sample"] / report["cycles_per_sample"]
     return report

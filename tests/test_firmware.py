@@ -9,7 +9,7 @@ import pytest
 
 from firmware.binding import STATUS, FirmwareDriver, FirmwareError
 from firmware.build import FIRMWARE_DIR, STRICT_FLAGS, FirmwareBuildError, build_shared_library, find_compiler
-from hdl.regmap import REGS, Access
+from hdl.regmap import REGS, Access, pack_vector
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +147,13 @@ def test_stream_order_range_and_space(library):
     x = np.array([[1, -2], [3, -32768]])
     d = np.array([[4, 5, -6], [32767, 0, -1]])
     drv.stream_samples(x, d)
-    assert bank.pushed == [w & 0xFFFFFFFF for w in (1, -2, 4, 5, -6, 3, -32768, 32767, 0, -1)]
+    # two 16-bit elements per word (PACKING), each vector starting a new word
+    assert drv.dev.sample_elems == 2
+    assert bank.pushed == [0xFFFE0001, 0x00050004, 0x0000FFFA, 0x80000003, 0x00007FFF, 0x0000FFFF]
+    assert bank.pushed == [w for j in range(2) for w in pack_vector(x[j], 2) + pack_vector(d[j], 2)]
     # it asks for space before writing more than SAMPLE_SPACE words
     reads = [i for i, (op, addr, _) in enumerate(bank.log) if op == "r" and addr == REGS.FIFO_STATUS.offset]
-    assert len(reads) == 3  # 10 words, 4 at a time
+    assert len(reads) == 2  # 6 words, 4 at a time
     with pytest.raises(FirmwareError, match="SBPCA_ERR_RANGE"):
         drv.stream_samples(np.array([[32768, 0]]), np.zeros((1, 3), dtype=int))
     with pytest.raises(ValueError, match="expected"):
@@ -176,13 +179,15 @@ def test_soft_reset_and_state_load(library):
     sg = np.array([100, -200])
     with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
         drv.load_state(D, X, sg, max_polls=4)  # STATE_VALID never rises in the fake bank
-    assert bank.state == [w & 0xFFFFFFFF for w in (1, 3, 5, -7, 9, 2, 4, 6, 8, -10, 100, -200)]
+    # per pair Delta_c then X_c, two elements per word (each vector starting a new word), then sigma
+    assert bank.state == [*pack_vector([1, 3, 5], 2), *pack_vector([-7, 9], 2), *pack_vector([2, 4, 6], 2),
+                          *pack_vector([8, -10], 2), 100, (-200) & 0xFFFFFFFF]
     reads = [i for i, (op, addr, _) in enumerate(bank.log) if op == "r" and addr == REGS.STATE_STATUS.offset]
-    assert len(reads) == 3  # 12 words, 5 at a time
+    assert len(reads) == 5  # one per vector (Delta_0, X_0, Delta_1, X_1, sigma): space is not carried over
     bank.state.clear()
     bank.values[REGS.STATUS.offset] = REGS.STATUS.STATE_VALID.mask
     drv.load_state(D, X, sg)
-    assert len(bank.state) == 12
+    assert len(bank.state) == 8
     bank.state.clear()
     with pytest.raises(FirmwareError, match="SBPCA_ERR_RANGE"):
         drv.load_state(D * 0 + 40000, X, sg)  # outside the 16-bit state format
@@ -190,6 +195,45 @@ def test_soft_reset_and_state_load(library):
     bank.values[REGS.STATE_STATUS.offset] = 0
     with pytest.raises(FirmwareError, match="SBPCA_ERR_TIMEOUT"):
         drv.load_state(D, X, sg, max_polls=3)
+
+
+def test_block_transfers_one_per_status_read(library):
+    """With block functions the driver moves one block per FIFO status read (never more words than
+    the status allows) and no FIFO word as a single access; the factor readout unpacks the halves."""
+    bank = FakeBank(rows=3, cols=2, rank=1)
+    blocks: list[tuple[str, int, int]] = []
+    factor_words = pack_vector([7, -8, 9], 2) + pack_vector([-10, 11], 2)
+
+    def write_block(addr: int, words: list[int]) -> None:
+        blocks.append(("w", addr, len(words)))
+        for w in words:
+            bank.write(addr, w)
+
+    def read_block(addr: int, n: int) -> list[int]:
+        blocks.append(("r", addr, n))
+        return [factor_words.pop(0) for _ in range(n)]
+
+    singles: list[int] = []  # addresses of single writes
+
+    def write(addr: int, value: int) -> None:
+        singles.append(addr)
+        bank.write(addr, value)
+
+    drv = FirmwareDriver(library, bank.read, write, read_block=read_block, write_block=write_block)
+    drv.init()
+    x, d = np.arange(10).reshape(5, 2), -np.arange(15).reshape(5, 3)
+    drv.stream_samples(x, d)  # 5 samples x (1 + 2) words, SAMPLE_SPACE = 4
+    assert [n for op, addr, n in blocks] == [4, 4, 4, 3]
+    assert bank.pushed == [w for j in range(5) for w in pack_vector(x[j], 2) + pack_vector(d[j], 2)]
+    assert REGS.SAMPLE_DATA.offset not in singles  # every sample word went through write_block
+    blocks.clear()
+    bank.values[REGS.FIFO_STATUS.offset] = REGS.FIFO_STATUS.pack(SAMPLE_SPACE=4, FACTOR_LEVEL=3)
+    d_f, x_f = drv.read_factors()
+    assert d_f[:, 0].tolist() == [7, -8, 9] and x_f[:, 0].tolist() == [-10, 11]
+    assert blocks == [("r", REGS.FACTOR_DATA.offset, 2), ("r", REGS.FACTOR_DATA.offset, 1)]
+    assert drv.block_words == 15 + 3
+    with pytest.raises(TypeError, match="both"):
+        FirmwareDriver(library, bank.read, bank.write, read_block=read_block)
 
 
 def test_check_errors_classifies_flags(library):

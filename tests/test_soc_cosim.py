@@ -127,7 +127,8 @@ def test_firmware_cosim_stochastic_with_stalls():
 
 @pytest.mark.cosim
 def test_firmware_cosim_deterministic_detects_a_wrong_pulse_word(monkeypatch):
-    """Deterministic driver; one corrupted golden pulse word must be reported by name."""
+    """Deterministic driver, three lanes (pairs of packed elements straddle the lane chunks);
+    one corrupted golden pulse word must be reported by name."""
     real = soc_cosim.soc_golden
 
     def corrupted(params, batches, init, **kw):
@@ -136,7 +137,7 @@ def test_firmware_cosim_deterministic_detects_a_wrong_pulse_word(monkeypatch):
         return exp
 
     monkeypatch.setattr(soc_cosim, "soc_golden", corrupted)
-    p = small("deterministic")
+    p = small("deterministic", lanes=3)
     rep = run_soc_cosim(p, random_batches(p, 1, 5, seed=8), seed=2, lr_scale=1 << 23, bl=6)
     assert rep["mismatches"] == 1 and rep["failed"] == 1
     assert "batch 0 update 1 slot 2 pulse word" in rep["mismatch_details"][0]

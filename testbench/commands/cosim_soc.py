@@ -33,6 +33,8 @@ def register(designs) -> None:
     parser.add_argument("--bus-stalls", action="store_true", help="0..2 idle cycles before each bus transaction")
     parser.add_argument("--pulse-stall", type=float, default=0.0,
                         help="probability that the crossbar holds pulses.ready low in a slot (default 0)")
+    parser.add_argument("--single-access", action="store_true",
+                        help="no block transfers: the firmware moves every FIFO word with a single access")
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
     parser.add_argument("--waves", action="store_true", help="write an FST waveform in the build directory")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         batches = random_batches(params, args.batches, bs, seed=args.seed)
     report = run_soc_cosim(params, batches, init=init, seed=args.seed, lr_scale=lr_scale_register(args.lr_scale),
                            bl=args.bl, bus_stalls=args.bus_stalls, pulse_stall_prob=args.pulse_stall,
-                           stim_seed=args.seed + 1, build_dir=args.build_dir, waves=args.waves)
+                           stim_seed=args.seed + 1, build_dir=args.build_dir, waves=args.waves,
+                           block_ops=not args.single_access)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
               f"{params.driver.scheme}: {report['mismatches']} mismatches in {report['words_compared']} words, "
               f"{report.get('samples')} samples, {report.get('pulse_words')} pulse words, engine "
               f"{report.get('cycles_per_sample') or 0:.1f} cycles/sample (bound {e.bound_cycles_per_sample:g}), "
-              f"bus {report.get('bus_cycles_per_sample') or 0:.1f} cycles/sample")
+              f"SoC {report.get('bus_cycles_per_sample') or 0:.1f} cycles/sample (ratio "
+              f"{report.get('soc_ratio') or 0:.3f}; sample path {report.get('stream_cycles_per_sample') or 0:.1f})")
         for line in report.get("mismatch_details", [])[:10]:
             print(f"  {line}", file=sys.stderr)
     return 0 if report["mismatches"] == 0 else 1
