@@ -351,4 +351,4 @@ def test_cosim_firmware_drives_rtl(tmp_path):
     train = rep["test_train_batch"]
     assert len(train["batches"]) == 2
     assert train["events"].count("apply") == 2
-    assert rep["test_loopback"]["words"] == 2 * (6 + 5)
+    assert rep["test_loopback"]["words"] == 2 * (3 + 3)  # per sample ceil(5/2) + ceil(6/2) packed words

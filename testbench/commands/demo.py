@@ -396,6 +396,7 @@ def run_demo(*, quick: bool, seed: int = 0, build_dir: Path | None = None, progr
         "cycles_per_sample": rep.get("cycles_per_sample"),
         "bound_cycles_per_sample": rep["bound_cycles_per_sample"],
         "bus_cycles_per_sample": rep.get("bus_cycles_per_sample"),
+        "stream_cycles_per_sample": rep.get("stream_cycles_per_sample"),
         "soc_lanes": ep["lanes"],
         "lr_scale_word": rep["lr_scale_word"],
         "luts": syn["luts"] if syn else None,
@@ -449,7 +450,8 @@ def summary_table(s: dict) -> str:
         ("mismatches", f"{s['mismatches']} in {s['words_compared']} words (σ, factors, {s['pulse_words']} pulse words)"),
         ("training state", state),
         ("cycles/sample", f"{fmt(s['cycles_per_sample'], '.1f')} engine busy (bound {fmt(s['bound_cycles_per_sample'], 'g')}), "
-                          f"{fmt(s['bus_cycles_per_sample'], '.1f')} over the bus"),
+                          f"{fmt(s['bus_cycles_per_sample'], '.1f')} SoC under the firmware, "
+                          f"{fmt(s.get('stream_cycles_per_sample'), '.1f')} start to done"),
         ("engine on ECP5", eng + (f" on {syn.get('device')}" if syn else "")),
         ("resources", f"{fmt(s['luts'])} LUTs, {fmt(s['ffs'])} FFs, {fmt(s['dsps'])} DSPs, {fmt(s['brams'])} BRAMs"),
         ("Fmax", f"{fmt(s['fmax_mhz'], '.1f')} MHz"),
