@@ -30,7 +30,7 @@ from .comm import CommCounter
 from .ddp_hook import SBPCAHookState, sbpca_hook
 from .transform import SBPCAGradient
 
-METHODS = ("allreduce", "powersgd", "sbpca", "sbpca-truncate")
+METHODS = ("allreduce", "powersgd", "sbpca", "sbpca-truncate", "sks", "sks-unbiased")
 
 
 class SmallCNN(nn.Module):
@@ -92,7 +92,7 @@ def _make_hook(method: str, model: nn.Module, cfg: dict):
         return st, psgd.powerSGD_hook, None
     combine = "truncate" if method == "sbpca-truncate" else "sum"
     tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"],
-                       sigma_min=cfg.get("sigma_min"))
+                       sigma_min=cfg.get("sigma_min"), method="sbpca" if method.startswith("sbpca") else method)
     return SBPCAHookState(tr, combine=combine, start_iter=cfg["start_iter"]), sbpca_hook, tr
 
 
@@ -184,8 +184,8 @@ def compare_ddp(out_dir: str | os.PathLike, world_size: int = 2, epochs: int = 8
     """Train the SmallCNN with each of ``methods`` on ``world_size`` gloo ranks; results per method.
 
     ``batch`` is the global batch (each rank takes batch/world_size).  ``lr`` maps method to
-    learning rate (defaults: 0.5 for exact all-reduce and PowerSGD, 0.2 for SBPCA, whose σ
-    overestimates; SPEC §2).  Returns ``{method: {"accuracy", "bytes_per_step", ...,
+    learning rate (defaults: 0.5 for exact all-reduce, PowerSGD and sks, 0.2 for SBPCA, whose σ
+    overestimates, SPEC §2, and for sks-unbiased, whose estimate has a large variance).  Returns ``{method: {"accuracy", "bytes_per_step", ...,
     "ranks_agree"}}`` from rank 0, with ``ranks_agree`` True when every rank ended with the
     same parameters.
     """
@@ -194,7 +194,7 @@ def compare_ddp(out_dir: str | os.PathLike, world_size: int = 2, epochs: int = 8
             raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
     if world_size < 1 or batch % world_size:
         raise ValueError(f"batch {batch} must be a positive multiple of world_size {world_size}")
-    lrs = {"allreduce": 0.5, "powersgd": 0.5, "sbpca": 0.2, "sbpca-truncate": 0.2}
+    lrs = {"allreduce": 0.5, "powersgd": 0.5, "sbpca": 0.2, "sbpca-truncate": 0.2, "sks": 0.5, "sks-unbiased": 0.2}
     lrs.update(lr or {})
     cfg = {"epochs": epochs, "batch": batch, "rank": rank, "sub_batch": sub_batch, "lr": lrs,
            "seed": seed, "methods": list(methods), "start_iter": start_iter, "sigma_min": sigma_min,
@@ -227,7 +227,8 @@ def _check_step(rank: int, world: int, out_dir: str, cfg: dict) -> None:
     for mode, (combine, start_iter) in cfg["modes"].items():
         torch.manual_seed(0)
         model = _TinyNet().double()
-        tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"], record=True)
+        tr = SBPCAGradient(model, rank=cfg["rank"], sub_batch=cfg["sub_batch"], seed=cfg["seed"], record=True,
+                           method=cfg.get("method", "sbpca"))
         state = SBPCAHookState(tr, combine=combine, start_iter=start_iter)
         ddp = DDP(model)
         ddp.register_comm_hook(state, sbpca_hook)
@@ -253,7 +254,8 @@ def _check_step(rank: int, world: int, out_dir: str, cfg: dict) -> None:
 
 def ddp_exactness_check(out_dir: str | os.PathLike, world_size: int = 2, steps: int = 2, rank: int = 2,
                         sub_batch: int = 8, local_batch: int = 5, modes: dict | None = None,
-                        seed: int = 3, timeout_s: float = 120.0) -> dict[str, list[list[dict]]]:
+                        seed: int = 3, timeout_s: float = 120.0, method: str = "sbpca"
+                        ) -> dict[str, list[list[dict]]]:
     """Run ``steps`` float64 DDP steps of a tiny conv+linear net with the SBPCA hook, per mode.
 
     ``modes`` maps a name to (combine, start_iter); default ``{"sum": ("sum", 0),
@@ -263,7 +265,7 @@ def ddp_exactness_check(out_dir: str | os.PathLike, world_size: int = 2, steps: 
     """
     modes = dict(modes or {"sum": ("sum", 0), "truncate": ("truncate", 0)})
     cfg = {"rank": rank, "sub_batch": sub_batch, "seed": seed, "modes": modes, "steps": steps,
-           "local_batch": local_batch, "timeout_s": timeout_s}
+           "local_batch": local_batch, "timeout_s": timeout_s, "method": method}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _spawn("check", world_size, str(out), cfg, timeout_s)

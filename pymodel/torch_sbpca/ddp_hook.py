@@ -47,8 +47,9 @@ class SBPCAHookState:
                  combine: str = "sum", start_iter: int = 0) -> None:
         if not isinstance(transform, SBPCAGradient):
             raise TypeError(f"transform must be an SBPCAGradient, not {type(transform).__name__}")
-        if transform.method != "sbpca":
-            raise ValueError(f"the DDP hook needs an SBPCAGradient with method='sbpca', not {transform.method!r}")
+        if transform.method not in ("sbpca", "sks", "sks-unbiased"):
+            raise ValueError(f"the DDP hook needs an SBPCAGradient with method='sbpca', 'sks' or "
+                             f"'sks-unbiased', not {transform.method!r}")
         if combine not in COMBINES:
             raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
         if isinstance(start_iter, bool) or not isinstance(start_iter, int) or start_iter < 0:
@@ -108,7 +109,10 @@ def sbpca_hook(state: SBPCAHookState, bucket: dist.GradBucket) -> torch.futures.
         st = layer.state
         pairs = 0 if stream is None else st.pairs
         comp.append((layer, g))
-        packed += [st.X.reshape(-1), st.Delta.reshape(-1), st.sigma * pairs]
+        X, D, w = state.transform.factors(layer)  # SBPCA: (X, Δ, B·σ); SKS: (V, U, S)
+        if stream is None:
+            w = torch.zeros_like(w)
+        packed += [X.reshape(-1), D.reshape(-1), w]
         if state.combine == "truncate":
             packed.append(st.sigma.new_full((1,), float(pairs)))
 
@@ -152,10 +156,12 @@ def sbpca_hook(state: SBPCAHookState, bucket: dist.GradBucket) -> torch.futures.
                 off += 1
                 P, s, Q = _truncate(U / world, V, k)
                 G = (P * s) @ Q.T
-                # Every rank restarts from the same state; σ back on the per-pair scale.
-                dt = layer.state.X.dtype
-                layer.state.X, layer.state.Delta = Q.to(dt), P.to(dt)
-                layer.state.sigma = (s / pairs.mean().clamp_min(1.0)).to(dt)
+                if state.transform.method == "sbpca":
+                    # Every rank restarts from the same state; σ back on the per-pair scale.
+                    # (SKS starts a fresh sketch every step: nothing to align.)
+                    dt = layer.state.X.dtype
+                    layer.state.X, layer.state.Delta = Q.to(dt), P.to(dt)
+                    layer.state.sigma = (s / pairs.mean().clamp_min(1.0)).to(dt)
             g.copy_(G.view_as(g))
         return buf
 

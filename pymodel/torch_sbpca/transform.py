@@ -31,7 +31,8 @@ from torch import nn
 
 from .core import SBPCAState, check_positive_int, check_sigma_min, sbpca_update
 
-METHODS = ("sbpca", "exact")
+METHODS = ("sbpca", "exact", "sks", "sks-unbiased")
+SKS_METHODS = ("sks", "sks-unbiased")
 
 
 @dataclass
@@ -134,8 +135,11 @@ class SBPCAGradient:
         ``pymodel.sbpca.SBPCA(a, b, k, s, seed + i)``'s random orthonormal state.
     min_numel: weights with fewer elements keep their exact gradient.
     sigma_min: optional guard, σ replaced by max(σ, sigma_min) in the divisions (SPEC §2).
-    method: ``"sbpca"``, or ``"exact"`` (Σ δ xᵀ from the same stream: equals autograd; a check
-        of the stream convention and a baseline with identical hook overheads).
+    method: ``"sbpca"``, ``"exact"`` (Σ δ xᵀ from the same stream: equals autograd; a check
+        of the stream convention and a baseline with identical hook overheads), or ``"sks"`` /
+        ``"sks-unbiased"``: the streaming Kronecker-sum estimators of :mod:`pymodel.sks`, run
+        in float64 on the CPU (the stream is copied there), a fresh sketch every step.
+    block: the SKS block size q (pairs per core SVD); sks methods only.
     dtype: dtype of the SBPCA state and arithmetic (default: each weight's dtype); the
         estimate is cast back to the weight's dtype.
     init: optional ``{layer name: (X, Delta, sigma)}`` initial states, overriding ``seed``.
@@ -145,7 +149,7 @@ class SBPCAGradient:
     def __init__(self, model: nn.Module, rank: int = 4, sub_batch: int = 16, *, seed: int = 0,
                  min_numel: int = 0, sigma_min: float | None = None, method: str = "sbpca",
                  dtype: torch.dtype | None = None, init: Mapping[str, tuple] | None = None,
-                 record: bool = False) -> None:
+                 record: bool = False, block: int = 1) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.rank = check_positive_int("rank", rank)
@@ -160,6 +164,8 @@ class SBPCAGradient:
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype or None, not {dtype!r}")
         self.method = method
+        self.block = check_positive_int("block", block)
+        self._sks: dict[str, object] = {}  # layer name -> pymodel.sks.SKS (sks methods)
         self.record = record
         self.enabled = True
         self.layers: dict[str, TrackedLayer] = {}
@@ -200,6 +206,11 @@ class SBPCAGradient:
                 st = SBPCAState.seeded(a, b, self.rank, seed + index, **kw)
             layer = TrackedLayer(name, module, a, b, st)
             self.layers[name] = layer
+            if method in SKS_METHODS:
+                from ..sks import SKS
+
+                self._sks[name] = SKS(a, b, self.rank, block=self.block, unbiased=method == "sks-unbiased",
+                                      seed=seed + index)
             self._by_param[id(w)] = layer
             self._handles.append(module.register_forward_hook(self._make_forward_hook(layer), with_kwargs=True))
             index += 1
@@ -268,7 +279,22 @@ class SBPCAGradient:
             layer.last_stream = (x.detach().clone(), d.detach().clone())
         if self.method == "sbpca":
             layer.state = sbpca_update(layer.state, x, d, self.sub_batch, self.sigma_min)
+        elif self.method in SKS_METHODS:
+            self._sks[layer.name].update(x.detach().to("cpu", torch.float64).numpy(),
+                                         d.detach().to("cpu", torch.float64).numpy())
         return x, d
+
+    def factors(self, layer: TrackedLayer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(X: b×k, Δ: a×k, w: k) with Ĝ = Δ diag(w) Xᵀ after the last :meth:`advance`.
+
+        SBPCA: (X, Δ, B·σ); SKS: (V, U, S).  What the DDP hook sends: k(a+b+1) numbers.
+        """
+        if self.method in SKS_METHODS:
+            est = self._sks[layer.name]
+            kw = {"dtype": layer.state.X.dtype, "device": layer.state.X.device}
+            return (torch.as_tensor(est.V, **kw), torch.as_tensor(est.U, **kw), torch.as_tensor(est.S, **kw))
+        st = layer.state
+        return st.X, st.Delta, st.sigma * st.pairs
 
     def estimate(self, layer: TrackedLayer) -> torch.Tensor | None:
         """Consume ``layer``'s captured stream, advance its state; Ĝ (a×b, state dtype) or None."""
@@ -279,6 +305,9 @@ class SBPCAGradient:
             x, d = stream
             dt = layer.state.X.dtype
             return d.to(dt).T @ x.to(dt)
+        if self.method in SKS_METHODS:
+            X, D, w = self.factors(layer)
+            return (D * w) @ X.T
         return layer.state.gradient()
 
     @torch.no_grad()
