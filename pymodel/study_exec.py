@@ -158,9 +158,6 @@ class DaskEngine:
                                             scheduler_kwargs={"allowed_failures": retries})
             self.client = Client(self.cluster, set_as_default=False)
             self.description = f"{workers} local Dask worker process(es)"
-            # Ctrl-C in a terminal reaches the whole process group: the local workers leave it to
-            # this process, which cancels the runs and closes the cluster (no tracebacks from each)
-            self.client.register_plugin(_ignore_sigint_plugin(), name="sbpca-ignore-sigint")
         else:
             try:
                 self.client = Client(scheduler, timeout=timeout, set_as_default=False)
@@ -177,6 +174,10 @@ class DaskEngine:
             self.description = f"Dask scheduler {scheduler} ({n} worker(s) now)"
         self._futures: dict[str, Any] = {}
         try:
+            if self.cluster is not None:
+                # Ctrl-C in a terminal reaches the whole process group: the local workers leave it to
+                # this process, which cancels the runs and closes the cluster (no traceback from each)
+                self.client.register_plugin(_ignore_sigint_plugin(), name="sbpca-ignore-sigint")
             if dataset is not None:
                 self._probe(dataset, data_dir)
             self._done = as_completed(loop=self.client.loop)

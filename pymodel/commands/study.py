@@ -377,16 +377,15 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
     engine = None
     waiting: dict[str, Job] = {}
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=n_total, desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
+    bar = None  # made once the runs on disk are counted, so its rate and ETA are of runs computed now
 
     def take(job: Job) -> None:
         nonlocal engine
         rec = store.finished(job.key, job.config)
         if rec is not None:
             records[job.key] = rec
-            bar.update()
+            if bar is not None:
+                bar.update()
             return
         if engine is None:
             engine = make_engine(workers, scheduler, retries, base.dataset, base.data_dir)
@@ -413,7 +412,10 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
         for g in tuned:
             if tuned_in(g):
                 release(g)
-        bar.set_postfix_str(engine.description if engine else "all runs on disk")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, initial=len(records), desc="runs", unit="run", disable=not progress,
+                   dynamic_ncols=True, postfix=engine.description if engine else "all runs on disk")
         while engine is not None and engine.pending:
             job_id, result = engine.next_done()
             job = waiting.pop(job_id)
@@ -427,7 +429,8 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
             if job.stage == "tune" and job.group not in final_jobs and tuned_in(job.group):
                 release(job.group)
     except KeyboardInterrupt as exc:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if engine is not None:
             engine.close(cancel=True)
             engine = None
@@ -435,7 +438,8 @@ def run_study(base: TrainConfig, methods: list[str], ranks: list[int], formats: 
         raise StudyInterrupted(f"interrupted: {done} of {n_total} runs finished and on disk in {store.folder}; "
                                f"rerun the same command to compute the other {n_total - done}") from exc
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if engine is not None:
             engine.close()
     wall = time.perf_counter() - t0
@@ -544,8 +548,9 @@ def run(args: argparse.Namespace) -> int:
             f"{summary['computed']} run(s) computed ({where}), {summary['skipped']} already on disk; "
             f"wall {summary['wall_s']:.1f} s")
     if summary["computed"]:
-        line += (f", sum of run times {summary['run_time_s']:.1f} s, "
-                 f"speed-up {summary['speedup']:.2f}x over serial")
+        line += f", sum of run times {summary['run_time_s']:.1f} s"
+        if where != "serial":
+            line += f", speed-up {summary['speedup']:.2f}x over serial (sum of run times / wall)"
     print(line, file=sys.stderr)
     if summary["failed"]:
         print(f"sbpca study: {summary['failed']} run(s) failed (listed in results.md, error and traceback in "
