@@ -141,7 +141,7 @@ def test_cluster_mode_kill_worker_retry_then_failed_then_rerun(serial, tmp_path,
             out = tmp_path / "cluster"
             args = [*STUDY, "--scheduler", address, "--retries", "1", "-o", str(out)]
             rc: list[int] = []
-            study = threading.Thread(target=lambda: rc.append(main(args)))
+            study = threading.Thread(target=lambda: rc.append(main(args)), daemon=True)
             study.start()
             # kill the worker process running one final run, twice: retried once, then failed
             target, killed, pids = None, [], {}
