@@ -139,14 +139,15 @@ class PowerSGD:
 
 def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: int = 16,
                    seed: int = 0, fixed=False, error_feedback: bool = True,
-                   sigma_min: float | None = None, block: int = 1) -> GradientEstimator:
+                   sigma_min: float | None = None, block: int = 1, backend: str = "compiled") -> GradientEstimator:
     """Build an estimator by name: ``mbgd``, ``sbpca``, ``svd``, ``powersgd``, ``sks`` or ``sks-unbiased``.
 
-    ``block`` is the SKS block size q (pairs per core SVD)."""
+    ``block`` is the SKS block size q (pairs per core SVD); ``backend`` chooses SBPCA's
+    compiled kernel or its NumPy reference (same results)."""
     if method == "mbgd":
         return ExactGradient(rows, cols)
     if method == "sbpca":
-        return SBPCA(rows, cols, rank, sub_batch, seed=seed, fixed=fixed, sigma_min=sigma_min)
+        return SBPCA(rows, cols, rank, sub_batch, seed=seed, fixed=fixed, sigma_min=sigma_min, backend=backend)
     if method == "svd":
         return TruncatedSVD(rows, cols, rank)
     if method == "powersgd":

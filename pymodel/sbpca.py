@@ -24,6 +24,7 @@ from .fixedpoint import (
     requantize_wide,
 )
 from .formats import SBPCAFormats, get_format_set
+from .kernels import check_backend
 
 
 def orth(m: np.ndarray) -> np.ndarray:
@@ -79,6 +80,12 @@ class SBPCA:
     orthonormal state from ``seed`` with σ = 1.  ``sigma_min`` (float mode) guards the
     division by σ as the fixed datapath does; fixed mode always uses its format's guard.
     ``record=True`` keeps the integer state after every sub-batch in ``history``.
+    ``backend="compiled"`` (default) runs each batch in one numba kernel
+    (:mod:`pymodel.kernels.sbpca`); ``backend="numpy"`` runs the readable NumPy code of this
+    class, the reference the kernel is tested against.  Both give the same integers in fixed
+    point and the same floats to rounding.  A format set the kernel cannot reproduce exactly
+    (overflow ``error``, or values beyond 126 bits) runs on NumPy: ``backend`` then says
+    ``"numpy"`` and ``backend_note`` why.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class SBPCA:
         init: tuple | None = None,
         sigma_min: float | None = None,
         record: bool = False,
+        backend: str = "compiled",
     ) -> None:
         self.rows = _check_positive_int("rows", rows)
         self.cols = _check_positive_int("cols", cols)
@@ -106,6 +114,8 @@ class SBPCA:
         self.fmts: SBPCAFormats | None = None if fixed is False else get_format_set(fixed)
         self.sigma_min = sigma_min
         self.record = record
+        self.backend = check_backend(backend)
+        self.backend_note = ""
         self.history: list[SubBatchRecord] = []
         self.status = FixedStatus()
         self.last_batch_size = 0
@@ -132,6 +142,12 @@ class SBPCA:
             self.Delta_int = f.state.quantize(D0, "init Delta")
             self.sigma_int = f.sigma.quantize(s0, "init sigma")
             self._fits = self._static_widths()
+            if self.backend == "compiled":
+                from .kernels.sbpca_tables import fixed_tables
+
+                self._tables, self.backend_note = fixed_tables(f, self.rows, self.cols, self.sub_batch)
+                if self._tables is None:
+                    self.backend = "numpy"
 
     # ------------------------------------------------------------------ state access
     @property
@@ -222,6 +238,16 @@ class SBPCA:
 
     # ------------------------------------------------------------------ float algorithm
     def _float_batch(self, x: np.ndarray, d: np.ndarray) -> None:
+        if self.backend == "compiled":
+            from .kernels.sbpca import float_batch
+
+            smin = 0.0 if self.sigma_min is None else float(self.sigma_min)
+            self._X, self._D, self._s = float_batch(
+                np.ascontiguousarray(x), np.ascontiguousarray(d), self._X.copy(), self._D.copy(),
+                self._s.copy(), self.sub_batch, smin)
+            self.last_batch_size = x.shape[0]
+            self.batches += 1
+            return
         s = self.sub_batch
         n = s  # the carried state counts as one sub-batch
         X, D, sig = self._X, self._D, self._s
@@ -261,6 +287,9 @@ class SBPCA:
         }
 
     def _fixed_batch(self, x: np.ndarray, d: np.ndarray) -> None:
+        if self.backend == "compiled" and self._tables.batch_fits(x.shape[0]):
+            self._fixed_batch_compiled(x, d)
+            return
         s = self.sub_batch
         n = s
         for start in range(0, x.shape[0], s):
@@ -270,6 +299,29 @@ class SBPCA:
             if self.record:
                 self.history.append(SubBatchRecord(self.X_int.copy(), self.Delta_int.copy(),
                                                    self.sigma_int.copy(), n, xs.shape[0]))
+        self.last_batch_size = x.shape[0]
+        self.batches += 1
+
+    def _fixed_batch_compiled(self, x: np.ndarray, d: np.ndarray) -> None:
+        """The whole batch in :func:`pymodel.kernels.sbpca.fixed_batch` (same integers)."""
+        from .kernels.sbpca import SAT_NAMES, fixed_batch
+
+        t = self._tables
+        XT = np.ascontiguousarray(self.X_int.T, dtype=np.int64)
+        DT = np.ascontiguousarray(self.Delta_int.T, dtype=np.int64)
+        sig = np.array(self.sigma_int, dtype=np.int64)
+        cnt, guard, degen, hX, hD, hS, hN, hM = fixed_batch(
+            np.ascontiguousarray(x, dtype=np.int64), np.ascontiguousarray(d, dtype=np.int64),
+            XT, DT, sig, self.sub_batch, t.F, t.W, t.consts, self.record)
+        self.X_int, self.Delta_int, self.sigma_int = XT.T.copy(), DT.T.copy(), sig
+        st = self.status
+        for name, c in zip(SAT_NAMES, cnt):
+            st.saturation.add(name, int(c))
+        st.sigma_guard += int(guard)
+        st.degenerate += int(degen)
+        for i in range(hN.shape[0]):
+            self.history.append(SubBatchRecord(hX[i].T.copy(), hD[i].T.copy(), hS[i].copy(),
+                                               int(hN[i]), int(hM[i])))
         self.last_batch_size = x.shape[0]
         self.batches += 1
 

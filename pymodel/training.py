@@ -71,6 +71,7 @@ class TrainConfig:
     max_batches: int | None = None  # stop each epoch after this many batches (quick runs)
     fixed_scaling: str = "first"  # fixed point: x/δ power-of-two exponents "first" batch or every "batch"
     block: int = 1  # sks / sks-unbiased: pairs per core SVD (q)
+    backend: str = "compiled"  # sbpca: numba kernel or the NumPy reference ("numpy"); same results
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -97,7 +98,7 @@ class TrainConfig:
                           error_feedback=self.error_feedback, sigma_min=self.sigma_min,
                           device_model=self.device_model, device_scheme=self.device_scheme,
                           device_bl=self.device_bl, device_options=dict(self.device_options),
-                          fixed_scaling=self.fixed_scaling, block=self.block).validate()
+                          fixed_scaling=self.fixed_scaling, block=self.block, backend=self.backend).validate()
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -37,6 +37,7 @@ import numpy as np
 from .baselines import make_estimator
 from .fixedpoint import requantize
 from .formats import FORMAT_SETS, get_format_set
+from .kernels import check_backend
 from .nn.layers import WeightLayer
 from .sbpca import SBPCA
 
@@ -62,6 +63,7 @@ class RuleConfig:
     device_options: dict = field(default_factory=dict)
     fixed_scaling: str = "first"  # "first": x/δ exponents set on the first batch; "batch": every batch
     block: int = 1  # sks / sks-unbiased: pairs per core SVD (q)
+    backend: str = "compiled"  # sbpca: numba kernel ("compiled") or the NumPy reference ("numpy")
 
     def validate(self) -> "RuleConfig":
         if self.method not in METHODS:
@@ -77,6 +79,7 @@ class RuleConfig:
             get_format_set(self.fixed)  # raises with the list of names
         if self.sigma_min is not None and not self.sigma_min > 0:
             raise ValueError(f"sigma_min must be positive, not {self.sigma_min!r}")
+        check_backend(self.backend)
         if self.fixed_scaling not in FIXED_SCALINGS:
             raise ValueError(f"unknown fixed_scaling {self.fixed_scaling!r}; choose one of {', '.join(FIXED_SCALINGS)}")
         if self.device_scheme not in SCHEMES:
@@ -127,7 +130,7 @@ class LayerRule:
         self.fmts = None if config.fixed is None else get_format_set(config.fixed)
         self.estimator = make_estimator(config.method, a, b, rank=self.rank, sub_batch=config.sub_batch,
                                         seed=seed, fixed=fixed, error_feedback=config.error_feedback,
-                                        sigma_min=config.sigma_min, block=config.block)
+                                        sigma_min=config.sigma_min, block=config.block, backend=config.backend)
         self.x_exp: int | None = None
         self.d_exp: int | None = None
         self.rescales = 0  # times the σ register was shifted because the exponents changed

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..datasets import DATASETS
 from ..formats import FORMAT_SETS
+from ..kernels import BACKENDS
 from ..nn.model import DEFAULT_MODEL, MODELS
 from ..training import DEFAULT_LR, TrainConfig, TrainingDiverged, to_jsonable, train
 from ..update_rules import FIXED_SCALINGS, METHODS, SCHEMES
@@ -47,6 +48,8 @@ def add_training_arguments(p: argparse.ArgumentParser, study: bool = False) -> N
     p.add_argument("--device-bl", type=int, default=None, help="pulse train length BL")
     p.add_argument("--device-option", action="append", type=_device_option, default=[], metavar="KEY=VALUE",
                    help="extra device-model option (repeatable; VALUE parsed as JSON when it can be)")
+    p.add_argument("--backend", default="compiled", choices=BACKENDS,
+                   help="SBPCA arithmetic: the numba kernel (default) or the NumPy reference; same results")
     p.add_argument("--fixed-scaling", default="first", choices=FIXED_SCALINGS,
                    help="fixed point: choose the x/δ power-of-two scaling on the first batch and keep it "
                         "(default), or on every batch, shifting σ to match")
@@ -79,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device_model=args.device_model, device_scheme=args.device_scheme, device_bl=args.device_bl,
         device_options=dict(args.device_option), data_dir=args.data_dir, error_feedback=args.error_feedback,
         sigma_min=args.sigma_min, train_limit=args.train_limit, test_limit=args.test_limit,
-        measure_error=args.measure_error, fixed_scaling=args.fixed_scaling, block=args.block).validate()
+        measure_error=args.measure_error, fixed_scaling=args.fixed_scaling, block=args.block,
+        backend=args.backend).validate()
 
 
 def format_report(res: dict) -> str:

@@ -105,16 +105,43 @@ class SBPCAState:
         return SBPCAState(self.X.clone(), self.Delta.clone(), self.sigma.clone(), self.pairs)
 
 
+BACKENDS = ("compiled", "torch")
+
+
+def _kernel_applies(state: SBPCAState, x: torch.Tensor) -> bool:
+    """The numba kernel takes CPU float32/float64 tensors (zero-copy through ``.numpy()``)."""
+    return (state.X.device.type == "cpu" and x.device.type == "cpu"
+            and state.X.dtype in (torch.float32, torch.float64))
+
+
+def _kernel_update(state: SBPCAState, x: torch.Tensor, delta: torch.Tensor, s: int,
+                   sigma_min: float | None) -> SBPCAState:
+    """The whole batch in :func:`pymodel.kernels.sbpca.float_batch` (one call, no per-sub-batch Python)."""
+    from ..kernels.sbpca import float_batch
+
+    as_np = lambda t: t.detach().contiguous().numpy()  # noqa: E731 — a view, no copy, for contiguous CPU tensors
+    X, D, sig = float_batch(as_np(x), as_np(delta), as_np(state.X).copy(), as_np(state.Delta).copy(),
+                            as_np(state.sigma).copy(), s, 0.0 if sigma_min is None else float(sigma_min))
+    return SBPCAState(torch.from_numpy(X), torch.from_numpy(D), torch.from_numpy(sig), int(x.shape[0]))
+
+
 def sbpca_update(state: SBPCAState, x: torch.Tensor, delta: torch.Tensor, sub_batch: int,
-                 sigma_min: float | None = None) -> SBPCAState:
+                 sigma_min: float | None = None, backend: str = "compiled") -> SBPCAState:
     """Consume one batch of the stream (x: B×b, δ: B×a) and return the new state.
 
     SPEC §2: sub-batches of ``sub_batch`` rows in stream order, the last one of its true
     size m; the carried state counts as one sub-batch (n = s at the start of the batch).
     ``sigma_min`` replaces σ by max(σ, sigma_min) in the divisions only.
     The input state is not modified.
+
+    ``backend="compiled"`` (default): CPU tensors go through the numba kernel of the NumPy
+    golden model (same equations; float32 states keep float32 storage with float64 sums);
+    tensors on another device (CUDA) always take the torch path below, whose per-sub-batch
+    operations stay on that device.  ``backend="torch"`` forces the torch path everywhere.
     """
     s = check_positive_int("sub_batch", sub_batch)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if x.dim() != 2 or delta.dim() != 2:
         raise ValueError(f"x and delta must be 2-D, got shapes {tuple(x.shape)} and {tuple(delta.shape)}")
     b, k = state.X.shape
@@ -129,6 +156,8 @@ def sbpca_update(state: SBPCAState, x: torch.Tensor, delta: torch.Tensor, sub_ba
     dt = state.X.dtype
     x = x.to(dt)
     delta = delta.to(dt)
+    if backend == "compiled" and _kernel_applies(state, x):
+        return _kernel_update(state, x, delta, s, sigma_min)
     X, D, sig = state.X, state.Delta, state.sigma
     n = s  # the carried state counts as one sub-batch
     # Per sub-batch, in the fewest tensor ops (each costs microseconds of dispatch):

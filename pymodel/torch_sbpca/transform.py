@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import SBPCAState, check_positive_int, check_sigma_min, sbpca_update
+from .core import BACKENDS, SBPCAState, check_positive_int, check_sigma_min, sbpca_update
 
 METHODS = ("sbpca", "exact", "sks", "sks-unbiased")
 SKS_METHODS = ("sks", "sks-unbiased")
@@ -144,12 +144,14 @@ class SBPCAGradient:
         estimate is cast back to the weight's dtype.
     init: optional ``{layer name: (X, Delta, sigma)}`` initial states, overriding ``seed``.
     record: keep each layer's last stream in ``layers[name].last_stream`` (for checks).
+    backend: ``"compiled"`` (default: the numba kernel for CPU tensors, torch ops on CUDA) or
+        ``"torch"`` (torch ops everywhere); see :func:`sbpca_update`.
     """
 
     def __init__(self, model: nn.Module, rank: int = 4, sub_batch: int = 16, *, seed: int = 0,
                  min_numel: int = 0, sigma_min: float | None = None, method: str = "sbpca",
                  dtype: torch.dtype | None = None, init: Mapping[str, tuple] | None = None,
-                 record: bool = False, block: int = 1) -> None:
+                 record: bool = False, block: int = 1, backend: str = "compiled") -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.rank = check_positive_int("rank", rank)
@@ -163,6 +165,9 @@ class SBPCAGradient:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype or None, not {dtype!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.backend = backend
         self.method = method
         self.block = check_positive_int("block", block)
         self._sks: dict[str, object] = {}  # layer name -> pymodel.sks.SKS (sks methods)
@@ -278,7 +283,7 @@ class SBPCAGradient:
         if self.record:
             layer.last_stream = (x.detach().clone(), d.detach().clone())
         if self.method == "sbpca":
-            layer.state = sbpca_update(layer.state, x, d, self.sub_batch, self.sigma_min)
+            layer.state = sbpca_update(layer.state, x, d, self.sub_batch, self.sigma_min, self.backend)
         elif self.method in SKS_METHODS:
             self._sks[layer.name].update(x.detach().to("cpu", torch.float64).numpy(),
                                          d.detach().to("cpu", torch.float64).numpy())
