@@ -153,6 +153,10 @@ def run(argv: list[str] | None = None) -> list[dict]:
         b = "-" if r["bytes_per_step"] is None else f"{r['bytes_per_step']:.0f}"
         print(f"{r['config']:<14}{r['step_ms_median']:>18.2f}{r['step_ms_median'] / ref['step_ms_median']:>14.1f}"
               f"{r['peak_mib']:>10.1f}{r['peak_mib'] - ref['peak_mib']:>8.1f}{b:>12}")
+    by = {r["config"]: r for r in rows}
+    if "sgd" in by and "sbpca" in by:  # issue 12: the wrapper's step within 3x SGD's on the CPU
+        ratio = by["sbpca"]["step_ms_median"] / by["sgd"]["step_ms_median"]
+        print(f"goal: sbpca step <= 3x the SGD step: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

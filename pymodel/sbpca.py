@@ -220,9 +220,23 @@ class SBPCA:
             self._float_batch(x, delta)
         else:
             sat = self.status.saturation
-            xi = self.fmts.x.quantize(x, "x", flags=sat)
-            di = self.fmts.delta.quantize(delta, "delta", flags=sat)
+            if self.backend == "compiled":
+                xi = self._quantize_compiled(x, self.fmts.x, "x")
+                di = self._quantize_compiled(delta, self.fmts.delta, "delta")
+            else:
+                xi = self.fmts.x.quantize(x, "x", flags=sat)
+                di = self.fmts.delta.quantize(delta, "delta", flags=sat)
             self._fixed_batch(xi, di)
+
+    def _quantize_compiled(self, values, fmt, name: str) -> np.ndarray:
+        """``fmt.quantize`` in one compiled pass (same integers and saturation count)."""
+        from .kernels.fixed_ops import pack_format, quantize
+
+        ints, over, finite = quantize(np.ascontiguousarray(values, dtype=np.float64), tuple(pack_format(fmt)))
+        if not finite:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        self.status.saturation.add(name, int(over))
+        return ints
 
     def update_int(self, x_int, delta_int) -> None:
         """Fixed mode: consume one batch already in the x / delta integer formats."""

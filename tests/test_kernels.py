@@ -50,7 +50,7 @@ def test_int128_mul_round_fit_match_python_ints(a, b, shift, rounding, bits, ovf
     rh, rl = (np.uint64(w) for w in fixed_ops.round_shift_128(hi, lo, np.int64(shift), np.int64(code)))
     want = _round_shift_int(a * b, shift, rounding)
     assert _as_int(rh, rl) == want
-    val, over = fixed_ops.fit_128(rh, rl, np.int64(bits), np.int64(fixed_ops.OVERFLOW_CODES[ovf]))
+    val, over = fixed_ops.fit_128(rh, rl, (np.int64(bits), np.int64(0), np.int64(0), np.int64(fixed_ops.OVERFLOW_CODES[ovf])))
     fmt = Fmt(bits, 0, rounding, ovf)
     clipped = min(max(want, fmt.min_int - 1), fmt.max_int + 1)
     expect = int(fit(np.array([clipped]), fmt)[0]) if ovf is Overflow.SATURATE else \
@@ -232,3 +232,26 @@ def test_backend_choice_and_fallback():
     eng = SBPCA(4, 4, 1, 2, fixed=err)
     assert eng.backend == "numpy" and "error" in eng.backend_note
     assert SBPCA(4, 4, 1, 2, fixed="q16").backend == "compiled"
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-4)])
+def test_torch_update_compiled_equals_torch_ops(dtype, tol):
+    """The torch wrapper's CPU path (numba kernel through .numpy()) against its torch-op path."""
+    import torch
+
+    from pymodel.torch_sbpca import SBPCAState, sbpca_update
+
+    rng = np.random.default_rng(4)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    st = SBPCAState.seeded(9, 7, 3, seed=1, dtype=tdt)
+    a_st = b_st = st
+    for B in (13, 20, 5):
+        x = torch.tensor(rng.standard_normal((B, 7)), dtype=tdt)
+        d = torch.tensor(0.1 * rng.standard_normal((B, 9)), dtype=tdt)
+        a_st = sbpca_update(a_st, x, d, 4, sigma_min=1e-3, backend="compiled")
+        b_st = sbpca_update(b_st, x, d, 4, sigma_min=1e-3, backend="torch")
+        assert a_st.X.dtype == tdt and a_st.pairs == B
+    for name in ("X", "Delta", "sigma"):
+        torch.testing.assert_close(getattr(a_st, name), getattr(b_st, name), rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="backend"):
+        sbpca_update(st, x, d, 4, backend="cuda")

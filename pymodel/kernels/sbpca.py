@@ -44,12 +44,75 @@ SAT_NAMES = (
 # ---------------------------------------------------------------------------- float64
 @njit(cache=True)
 def _orth(m):
-    """Thin QR factor Q with diag(R) > 0 (sign 0 counts as +), as ``pymodel.sbpca.orth``."""
-    q, r = np.linalg.qr(m)
-    for c in range(q.shape[1]):
-        if r[c, c] < 0:
-            q[:, c] = -q[:, c]
-    return q
+    """Thin QR factor Q of ``m`` (a new array); see :func:`_orth_inplace`."""
+    a = m.copy()
+    k = m.shape[1]
+    _orth_inplace(a, np.empty(k, dtype=m.dtype), np.empty(k, dtype=m.dtype))
+    return a
+
+
+@njit(cache=True)
+def _orth_inplace(a, tau, rsign):
+    """Overwrite ``a`` by its thin QR factor Q with diag(R) > 0 (sign 0 counts as +), as
+    ``pymodel.sbpca.orth``; ``tau`` and ``rsign`` (length k) are scratch.
+
+    Householder QR written out (LAPACK's unblocked dgeqr2 + dorg2r, which is what
+    ``np.linalg.qr`` runs on these narrow matrices): a LAPACK call from numba allocates and
+    queries workspace each time, which cost more than the arithmetic at k ≤ 8.
+    """
+    rows, k = a.shape
+    for i in range(k):  # dgeqr2: reflector H_i zeroes a[i+1:, i]
+        alpha = a[i, i]
+        scale = 0.0
+        for r in range(i + 1, rows):
+            scale = max(scale, abs(a[r, i]))
+        xnorm = 0.0
+        if scale > 0.0:
+            ss = 0.0
+            for r in range(i + 1, rows):
+                t = a[r, i] / scale
+                ss += t * t
+            xnorm = scale * np.sqrt(ss)
+        if xnorm == 0.0:
+            tau[i] = 0.0
+            beta = alpha
+        else:
+            beta = -np.copysign(np.hypot(alpha, xnorm), alpha)
+            tau[i] = (beta - alpha) / beta
+            f = 1.0 / (alpha - beta)
+            for r in range(i + 1, rows):
+                a[r, i] *= f
+        a[i, i] = beta
+        rsign[i] = -1.0 if beta < 0.0 else 1.0
+        if tau[i] != 0.0:  # apply H_i = I - tau v vᵀ (v = [1; a[i+1:, i]]) to the columns right of i
+            for c in range(i + 1, k):
+                w = a[i, c]
+                for r in range(i + 1, rows):
+                    w += a[r, i] * a[r, c]
+                w *= tau[i]
+                a[i, c] -= w
+                for r in range(i + 1, rows):
+                    a[r, c] -= w * a[r, i]
+    for i in range(k - 1, -1, -1):  # dorg2r: Q = H_0 ... H_{k-1} applied to the first k columns of I
+        if i < k - 1:
+            a[i, i] = 1.0
+            for c in range(i + 1, k):
+                w = a[i, c]
+                for r in range(i + 1, rows):
+                    w += a[r, i] * a[r, c]
+                w *= tau[i]
+                a[i, c] -= w
+                for r in range(i + 1, rows):
+                    a[r, c] -= w * a[r, i]
+        for r in range(i + 1, rows):
+            a[r, i] *= -tau[i]
+        a[i, i] = 1.0 - tau[i]
+        for r in range(i):
+            a[r, i] = 0.0
+    for c in range(k):
+        if rsign[c] < 0.0:
+            for r in range(rows):
+                a[r, c] = -a[r, c]
 
 
 @njit(cache=True)
@@ -67,6 +130,8 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
     upd_x = np.empty((b, k), dtype=dt)
     upd_d = np.empty((a, k), dtype=dt)
     div = np.empty(k, dtype=dt)
+    tau = np.empty(k, dtype=dt)
+    rsign = np.empty(k, dtype=dt)
     for start in range(0, B, s):
         m = min(s, B - start)
         alpha = n / (n + m)
@@ -86,7 +151,8 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
                 for j in range(m):
                     acc += x[start + j, i] * proj[j, c]
                 upd_x[i, c] = alpha * X[i, c] + acc / div[c]
-        X = _orth(upd_x)
+        _orth_inplace(upd_x, tau, rsign)
+        X, upd_x = upd_x, X
         # Δ ← orth(α Δ + dsᵀ (β · xs X) ⊘ σ)
         for j in range(m):
             for c in range(k):
@@ -100,7 +166,8 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
                 for j in range(m):
                     acc += d[start + j, r] * (beta * proj[j, c])
                 upd_d[r, c] = alpha * D[r, c] + acc / div[c]
-        D = _orth(upd_d)
+        _orth_inplace(upd_d, tau, rsign)
+        D, upd_d = upd_d, D
         # σ ← α σ + β · colsum((ds Δ) ⊙ (xs X))
         for c in range(k):
             tot = 0.0
@@ -115,64 +182,76 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
 
 
 # ---------------------------------------------------------------------------- fixed point
+# Formats travel as (bits, frac, rounding, overflow) tuples and the hot dot products are
+# written inline: array arguments to a helper cost a reference-count update per call.
 @njit(cache=True)
-def _dot_requant(u, v, wide, from_frac, F, idx):
-    """requantize(Σ u_i v_i) of two int64 vectors, the sum exact (int64 or 128 bits)."""
-    if not wide:
-        acc = np.int64(0)
-        for i in range(u.shape[0]):
-            acc += u[i] * v[i]
-        return requant_i64(acc, from_frac, F, idx)
+def _fmt(F, i):
+    return (F[i, 0], F[i, 1], F[i, 2], F[i, 3])
+
+
+@njit(cache=True)
+def _sum128_rows(A, i, B, j, n):
+    """Σ_t A[i, t] B[j, t] exactly, as a 128-bit pair (the wide route)."""
     hi, lo = np.uint64(0), np.uint64(0)
-    for i in range(u.shape[0]):
-        ph, pl = i128.mul(u[i], v[i])
+    for t in range(n):
+        ph, pl = i128.mul(A[i, t], B[j, t])
         hi, lo = i128.add(hi, lo, ph, pl)
-    return requant_128(hi, lo, from_frac, F, idx)
+    return hi, lo
 
 
 @njit(cache=True)
-def _power_step(Vt, accT, r, F, W, cnt):
+def _sum128_cols(A, start, i, B, c, m):
+    """Σ_j A[start + j, i] B[j, c] exactly, as a 128-bit pair (the wide route)."""
+    hi, lo = np.uint64(0), np.uint64(0)
+    for j in range(m):
+        ph, pl = i128.mul(A[start + j, i], B[j, c])
+        hi, lo = i128.add(hi, lo, ph, pl)
+    return hi, lo
+
+
+@njit(cache=True)
+def _power_step(Vt, accT, r, fmat, up, from_frac, wide, cnt):
     """M = sat_mat(V·2^(mat−state) + R_mat(acc ⊙ r)), in place on the transposed ``Vt`` (k×n)."""
     k, rows = Vt.shape
-    up = F[FMAT, 1] - F[FSTATE, 1]
-    ff = F[FACC, 1] + F[FRECIP, 1]
+    n_upd = 0
+    n_m = 0
     for c in range(k):
+        rc = r[c]
         for i in range(rows):
-            u, o = requant_mul(accT[c, i], r[c], W[W_MU], ff, F, FMAT)
-            cnt[S_MUPD] += o
-            val, o = fit_i64((Vt[c, i] << np.int64(up)) + u, F[FMAT, 0], F[FMAT, 3])
-            cnt[S_M] += o
+            u, o = requant_mul(accT[c, i], rc, wide, from_frac, fmat)
+            n_upd += o
+            val, o = fit_i64((Vt[c, i] << up) + u, fmat)
+            n_m += o
             Vt[c, i] = val
+    cnt[S_MUPD] += n_upd
+    cnt[S_M] += n_m
 
 
 @njit(cache=True)
-def _mgs(Vt, Qt, F, W, consts, cnt, s_inv, s_q, s_gsh, s_gsv):
-    """Modified Gram–Schmidt with exact integer normalisation (``SBPCA._mgs``), rows of Vt/Qt."""
+def _mgs(Vt, Qt, fmat, fstate, inv_frac, inv_max, wides, guard2, one, cnt, s_inv, s_q, s_gsh, s_gsv):
+    """Modified Gram–Schmidt with exact integer normalisation (``SBPCA._mgs``), rows of Vt/Qt.
+
+    ``wides`` = (n2, n2 << guard, q_inv, gs_dot, gs_mul) wide-route switches.
+    """
+    w_n2, w_n2s, w_qinv, w_gsdot, w_gsmul = wides
     k, rows = Vt.shape
-    fm = F[FMAT, 1]
-    fx = F[FSTATE, 1]
-    guard2 = consts[0] * 2
-    one = consts[1]
-    inv_max = (np.int64(1) << np.int64(F[FINV, 0] - 1)) - 1
+    fm = fmat[1]
+    fx = fstate[1]
     degenerate = 0
     for c in range(k):
-        v = Vt[c]
         # N2 = Σ v², exact
-        if not W[W_N2]:
+        if not w_n2:
             n2 = np.int64(0)
             for i in range(rows):
-                n2 += v[i] * v[i]
+                n2 += Vt[c, i] * Vt[c, i]
             zero = n2 == 0
-            if not W[W_N2S]:
+            if not w_n2s:
                 nh, nl = i128.from_i64(n2 << np.int64(guard2))
             else:
                 nh, nl = i128.from_i64(n2)
                 nh, nl = i128.shl(nh, nl, guard2)
         else:
-            nh, nl = np.uint64(0), np.uint64(0)
-            for i in range(rows):
-                ph, pl = i128.mul(v[i], v[i])
-                nh, nl = i128.add(nh, nl, ph, pl)
+            nh, nl = _sum128_rows(Vt, c, Vt, c, rows)
             zero = nh == np.uint64(0) and nl == np.uint64(0)
             nh, nl = i128.shl(nh, nl, guard2)
         if zero:
@@ -180,24 +259,33 @@ def _mgs(Vt, Qt, F, W, consts, cnt, s_inv, s_q, s_gsh, s_gsv):
             for i in range(rows):
                 Qt[c, i] = 0
         else:
-            sq = i128.isqrt(nh, nl)
-            inv = div_round(one, sq)
+            inv = div_round(one, i128.isqrt(nh, nl))
             if inv > inv_max:
                 cnt[s_inv] += 1
                 inv = inv_max
+            n_q = 0
             for i in range(rows):
-                q, o = requant_mul(v[i], inv, W[W_QINV], fm + F[FINV, 1], F, FSTATE)
-                cnt[s_q] += o
+                q, o = requant_mul(Vt[c, i], inv, w_qinv, fm + inv_frac, fstate)
+                n_q += o
                 Qt[c, i] = q
-        q = Qt[c]
+            cnt[s_q] += n_q
         for j in range(c + 1, k):
-            h, o = _dot_requant(Vt[j], q, W[W_GSDOT], fm + fx, F, FMAT)
+            if not w_gsdot:
+                acc = np.int64(0)
+                for i in range(rows):
+                    acc += Vt[j, i] * Qt[c, i]
+                h, o = requant_i64(acc, fm + fx, fmat)
+            else:
+                hh, hl = _sum128_rows(Vt, j, Qt, c, rows)
+                h, o = requant_128(hh, hl, fm + fx, fmat)
             cnt[s_gsh] += o
+            n_v = 0
             for i in range(rows):
-                corr, o = requant_mul(h, q[i], W[W_GSMUL], fx + fm, F, FMAT)  # no flag of its own
-                val, o = fit_i64(Vt[j, i] - corr, F[FMAT, 0], F[FMAT, 3])
-                cnt[s_gsv] += o
+                corr, o = requant_mul(h, Qt[c, i], w_gsmul, fx + fm, fmat)  # no flag of its own
+                val, o = fit_i64(Vt[j, i] - corr, fmat)
+                n_v += o
                 Vt[j, i] = val
+            cnt[s_gsv] += n_v
     return degenerate
 
 
@@ -216,6 +304,15 @@ def fixed_batch(x, d, XT, DT, sig, s, F, W, consts, record):
     B, b = x.shape
     a = d.shape[1]
     k = XT.shape[0]
+    fx_, fd_, fst, fpr = _fmt(F, FX), _fmt(F, FDELTA), _fmt(F, FSTATE), _fmt(F, FPROJ)
+    fac, fmat, fre, fsg = _fmt(F, FACC), _fmt(F, FMAT), _fmt(F, FRECIP), _fmt(F, FSIGMA)
+    w_q, w_a, w_p, w_d, w_mu, w_s = W[W_Q], W[W_A], W[W_P], W[W_D], W[W_MU], W[W_S]
+    wides = (W[W_N2], W[W_N2S], W[W_QINV], W[W_GSDOT], W[W_GSMUL])
+    inv_frac = F[FINV, 1]
+    inv_max = (np.int64(1) << np.int64(F[FINV, 0] - 1)) - 1
+    guard2 = consts[0] * 2
+    one = consts[1]
+    sigma_min_int = consts[2]
     cnt = np.zeros(len(SAT_NAMES), dtype=np.int64)
     guard_hits = 0
     degenerate = 0
@@ -227,92 +324,115 @@ def fixed_batch(x, d, XT, DT, sig, s, F, W, consts, record):
     hN = np.zeros(nrec, dtype=np.int64)
     hM = np.zeros(nrec, dtype=np.int64)
     q = np.empty((s, k), dtype=np.int64)
-    accT = np.empty((k, max(a, b)), dtype=np.int64)
+    accT = np.empty((k, b), dtype=np.int64)
     Dacc = np.empty((k, a), dtype=np.int64)
     r = np.empty(k, dtype=np.int64)
     QX = np.empty((k, b), dtype=np.int64)
     QD = np.empty((k, a), dtype=np.int64)
-    fq = F[FDELTA, 1] + F[FSTATE, 1]
-    fA = F[FX, 1] + F[FPROJ, 1]
-    fp = F[FX, 1] + F[FSTATE, 1]
-    fD = F[FDELTA, 1] + F[FPROJ, 1]
-    fS = F[FSTATE, 1] + F[FACC, 1]
-    one_r = np.int64(1) << np.int64(F[FSIGMA, 1] + F[FRECIP, 1])
-    sigma_min_int = consts[2]
+    fq = fd_[1] + fst[1]
+    fA = fx_[1] + fpr[1]
+    fp = fx_[1] + fst[1]
+    fD = fd_[1] + fpr[1]
+    fS = fst[1] + fac[1]
+    fmu = fac[1] + fre[1]
+    up = np.int64(fmat[1] - fst[1])
+    one_r = np.int64(1) << np.int64(fsg[1] + fre[1])
     n = np.int64(s)
-    col = np.empty(max(s, 1), dtype=np.int64)
     for si in range(nsub):
         start = si * s
         m = min(s, B - start)
         # 1. q_j = R_proj(δ_j · Δ)
+        n_o = 0
         for j in range(m):
+            row = start + j
             for c in range(k):
-                v, o = _dot_requant(d[start + j], DT[c], W[W_Q], fq, F, FPROJ)
-                cnt[S_Q] += o
+                if not w_q:
+                    acc = np.int64(0)
+                    for i in range(a):
+                        acc += d[row, i] * DT[c, i]
+                    v, o = requant_i64(acc, fq, fpr)
+                else:
+                    hh, hl = _sum128_rows(d, row, DT, c, a)
+                    v, o = requant_128(hh, hl, fq, fpr)
+                n_o += o
                 q[j, c] = v
+        cnt[S_Q] += n_o
         # 2. A = R_acc(Σ_j x_j q_jᵀ)
+        n_o = 0
         for c in range(k):
-            for j in range(m):
-                col[j] = q[j, c]
             for i in range(b):
-                if not W[W_A]:
+                if not w_a:
                     acc = np.int64(0)
                     for j in range(m):
-                        acc += x[start + j, i] * col[j]
-                    v, o = requant_i64(acc, fA, F, FACC)
+                        acc += x[start + j, i] * q[j, c]
+                    v, o = requant_i64(acc, fA, fac)
                 else:
-                    hi, lo = np.uint64(0), np.uint64(0)
-                    for j in range(m):
-                        ph, pl = i128.mul(x[start + j, i], col[j])
-                        hi, lo = i128.add(hi, lo, ph, pl)
-                    v, o = requant_128(hi, lo, fA, F, FACC)
-                cnt[S_A] += o
+                    hh, hl = _sum128_cols(x, start, i, q, c, m)
+                    v, o = requant_128(hh, hl, fA, fac)
+                n_o += o
                 accT[c, i] = v
+        cnt[S_A] += n_o
         # 3. r_c = R_recip(1 / (n · max(σ_c, σ_min)))
         for c in range(k):
             sg = sig[c]
             if sg < sigma_min_int:
                 guard_hits += 1
                 sg = sigma_min_int
-            v, o = fit_i64(div_round(one_r, n * sg), F[FRECIP, 0], F[FRECIP, 3])
+            v, o = fit_i64(div_round(one_r, n * sg), fre)
             cnt[S_RECIP] += o
             r[c] = v
         # 4. X' = MGS(sat_mat(X + R_mat(A ⊙ r)))
-        _power_step(XT, accT[:, :b], r, F, W, cnt)
-        degenerate += _mgs(XT, QX, F, W, consts, cnt, S_X_INV, S_X_Q, S_X_GSH, S_X_GSV)
+        _power_step(XT, accT, r, fmat, up, fmu, w_mu, cnt)
+        degenerate += _mgs(XT, QX, fmat, fst, inv_frac, inv_max, wides, guard2, one, cnt,
+                           S_X_INV, S_X_Q, S_X_GSH, S_X_GSV)
         XT[:, :] = QX
         # 5. p_j = R_proj(x_j · X'),  D = R_acc(Σ_j δ_j p_jᵀ)
+        n_o = 0
         for j in range(m):
+            row = start + j
             for c in range(k):
-                v, o = _dot_requant(x[start + j], XT[c], W[W_P], fp, F, FPROJ)
-                cnt[S_P] += o
+                if not w_p:
+                    acc = np.int64(0)
+                    for i in range(b):
+                        acc += x[row, i] * XT[c, i]
+                    v, o = requant_i64(acc, fp, fpr)
+                else:
+                    hh, hl = _sum128_rows(x, row, XT, c, b)
+                    v, o = requant_128(hh, hl, fp, fpr)
+                n_o += o
                 q[j, c] = v
+        cnt[S_P] += n_o
+        n_o = 0
         for c in range(k):
-            for j in range(m):
-                col[j] = q[j, c]
             for i in range(a):
-                if not W[W_D]:
+                if not w_d:
                     acc = np.int64(0)
                     for j in range(m):
-                        acc += d[start + j, i] * col[j]
-                    v, o = requant_i64(acc, fD, F, FACC)
+                        acc += d[start + j, i] * q[j, c]
+                    v, o = requant_i64(acc, fD, fac)
                 else:
-                    hi, lo = np.uint64(0), np.uint64(0)
-                    for j in range(m):
-                        ph, pl = i128.mul(d[start + j, i], col[j])
-                        hi, lo = i128.add(hi, lo, ph, pl)
-                    v, o = requant_128(hi, lo, fD, F, FACC)
-                cnt[S_D] += o
+                    hh, hl = _sum128_cols(d, start, i, q, c, m)
+                    v, o = requant_128(hh, hl, fD, fac)
+                n_o += o
                 Dacc[c, i] = v
+        cnt[S_D] += n_o
         # 6. Δ' = MGS(sat_mat(Δ + R_mat(D ⊙ r)))
-        _power_step(DT, Dacc, r, F, W, cnt)
-        degenerate += _mgs(DT, QD, F, W, consts, cnt, S_D_INV, S_D_Q, S_D_GSH, S_D_GSV)
+        _power_step(DT, Dacc, r, fmat, up, fmu, w_mu, cnt)
+        degenerate += _mgs(DT, QD, fmat, fst, inv_frac, inv_max, wides, guard2, one, cnt,
+                           S_D_INV, S_D_Q, S_D_GSH, S_D_GSV)
         DT[:, :] = QD
         # 7. σ' = sat_σ(div_round(n σ + R_σ(Σ_r Δ'_rc D_rc), n + m))
         for c in range(k):
-            v, o = _dot_requant(DT[c], Dacc[c], W[W_S], fS, F, FSIGMA)
+            if not w_s:
+                acc = np.int64(0)
+                for i in range(a):
+                    acc += DT[c, i] * Dacc[c, i]
+                v, o = requant_i64(acc, fS, fsg)
+            else:
+                hh, hl = _sum128_rows(DT, c, Dacc, c, a)
+                v, o = requant_128(hh, hl, fS, fsg)
             cnt[S_S] += o
-            v, o = fit_i64(div_round(n * sig[c] + v, n + m), F[FSIGMA, 0], F[FSIGMA, 3])
+            v, o = fit_i64(div_round(n * sig[c] + v, n + m), fsg)
             cnt[S_SIGMA] += o
             sig[c] = v
         n += m
