@@ -63,11 +63,14 @@ def _orth_inplace(a, tau, rsign):
     rows, k = a.shape
     for i in range(k):  # dgeqr2: reflector H_i zeroes a[i+1:, i]
         alpha = a[i, i]
-        scale = 0.0
+        ss = 0.0
         for r in range(i + 1, rows):
-            scale = max(scale, abs(a[r, i]))
-        xnorm = 0.0
-        if scale > 0.0:
+            ss += a[r, i] * a[r, i]
+        xnorm = np.sqrt(ss)
+        if not (xnorm < 1e150 and (xnorm > 1e-150 or ss == 0.0)):  # dnrm2's scaling, only when needed
+            scale = 0.0
+            for r in range(i + 1, rows):
+                scale = max(scale, abs(a[r, i]))
             ss = 0.0
             for r in range(i + 1, rows):
                 t = a[r, i] / scale
@@ -119,14 +122,18 @@ def _orth_inplace(a, tau, rsign):
 def float_batch(x, d, X, D, sig, s, sigma_min):
     """One batch of float SBPCA; returns the new (X, Δ, σ).  ``sigma_min <= 0``: no guard.
 
-    ``sig`` is updated in place.  Arrays are float64 (or all float32: numba compiles a twin).
+    ``X``, ``D`` are used as scratch and ``sig`` is updated in place (callers pass copies).
+    Arrays are float64 (or all float32: numba compiles a twin).  Each matrix product is
+    written with the k output columns innermost: every output keeps NumPy's summation
+    order, and the k independent sums run side by side instead of one latency-bound chain.
     """
     B, b = x.shape
     a = d.shape[1]
     k = X.shape[1]
     n = float(s)
-    dt = X.dtype  # float64, or float32 for a float32 torch state (sums still in float64)
-    proj = np.empty((s, k), dtype=dt)
+    dt = X.dtype  # float64, or float32 for a float32 torch state
+    proj = np.empty((s, k), dtype=dt)  # β·(ds Δ), then xs X
+    dD = np.empty((s, k), dtype=dt)  # ds Δ' (σ step)
     upd_x = np.empty((b, k), dtype=dt)
     upd_d = np.empty((a, k), dtype=dt)
     div = np.empty(k, dtype=dt)
@@ -139,46 +146,90 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
         for c in range(k):
             div[c] = sig[c] if sigma_min <= 0.0 or sig[c] >= sigma_min else sigma_min
         # X ← orth(α X + xsᵀ (β · ds Δ) ⊘ σ)
+        _rows_times(d, start, m, D, proj)
         for j in range(m):
             for c in range(k):
-                acc = 0.0
-                for r in range(a):
-                    acc += d[start + j, r] * D[r, c]
-                proj[j, c] = beta * acc
+                proj[j, c] = beta * proj[j, c]
+        _cols_times(x, start, m, proj, upd_x)
         for i in range(b):
             for c in range(k):
-                acc = 0.0
-                for j in range(m):
-                    acc += x[start + j, i] * proj[j, c]
-                upd_x[i, c] = alpha * X[i, c] + acc / div[c]
+                upd_x[i, c] = alpha * X[i, c] + upd_x[i, c] / div[c]
         _orth_inplace(upd_x, tau, rsign)
         X, upd_x = upd_x, X
         # Δ ← orth(α Δ + dsᵀ (β · xs X) ⊘ σ)
+        _rows_times(x, start, m, X, proj)  # p = xs X
         for j in range(m):
             for c in range(k):
-                acc = 0.0
-                for i in range(b):
-                    acc += x[start + j, i] * X[i, c]
-                proj[j, c] = acc
-        for r in range(a):
+                dD[j, c] = beta * proj[j, c]
+        _cols_times(d, start, m, dD, upd_d)
+        for i in range(a):
             for c in range(k):
-                acc = 0.0
-                for j in range(m):
-                    acc += d[start + j, r] * (beta * proj[j, c])
-                upd_d[r, c] = alpha * D[r, c] + acc / div[c]
+                upd_d[i, c] = alpha * D[i, c] + upd_d[i, c] / div[c]
         _orth_inplace(upd_d, tau, rsign)
         D, upd_d = upd_d, D
         # σ ← α σ + β · colsum((ds Δ) ⊙ (xs X))
+        _rows_times(d, start, m, D, dD)
         for c in range(k):
             tot = 0.0
             for j in range(m):
-                acc = 0.0
-                for r in range(a):
-                    acc += d[start + j, r] * D[r, c]
-                tot += acc * proj[j, c]
+                tot += dD[j, c] * proj[j, c]
             sig[c] = alpha * sig[c] + beta * tot
         n += m
     return X, D, sig
+
+
+@njit(cache=True)
+def _rows_times(z, start, m, V, out):
+    """out[:m] = z[start:start+m] @ V, each sum in index order.
+
+    Four output columns at a time in scalar accumulators: numba cannot prove that ``out``
+    and ``V`` do not alias, so accumulating in ``out`` itself would store on every step.
+    """
+    n, k = V.shape
+    for j in range(m):
+        row = start + j
+        c = 0
+        while c + 4 <= k:
+            a0 = a1 = a2 = a3 = 0.0
+            for i in range(n):
+                zi = z[row, i]
+                a0 += zi * V[i, c]
+                a1 += zi * V[i, c + 1]
+                a2 += zi * V[i, c + 2]
+                a3 += zi * V[i, c + 3]
+            out[j, c], out[j, c + 1], out[j, c + 2], out[j, c + 3] = a0, a1, a2, a3
+            c += 4
+        while c < k:
+            a0 = 0.0
+            for i in range(n):
+                a0 += z[row, i] * V[i, c]
+            out[j, c] = a0
+            c += 1
+
+
+@njit(cache=True)
+def _cols_times(z, start, m, P, out):
+    """out = z[start:start+m].T @ P[:m], each sum in index order (four columns at a time)."""
+    n = z.shape[1]
+    k = P.shape[1]
+    for i in range(n):
+        c = 0
+        while c + 4 <= k:
+            a0 = a1 = a2 = a3 = 0.0
+            for j in range(m):
+                zi = z[start + j, i]
+                a0 += zi * P[j, c]
+                a1 += zi * P[j, c + 1]
+                a2 += zi * P[j, c + 2]
+                a3 += zi * P[j, c + 3]
+            out[i, c], out[i, c + 1], out[i, c + 2], out[i, c + 3] = a0, a1, a2, a3
+            c += 4
+        while c < k:
+            a0 = 0.0
+            for j in range(m):
+                a0 += z[start + j, i] * P[j, c]
+            out[i, c] = a0
+            c += 1
 
 
 # ---------------------------------------------------------------------------- fixed point
