@@ -143,17 +143,21 @@ def test_cluster_mode_kill_worker_retry_then_failed_then_rerun(serial, tmp_path,
             rc: list[int] = []
             study = threading.Thread(target=lambda: rc.append(main(args)), daemon=True)
             study.start()
-            # kill the worker process running one final run, twice: retried once, then failed
+            # kill the worker process running one final run, twice: retried once, then failed.  The
+            # candidates are the fixed-point final runs, the longest of the study (several times a
+            # float run), so the poll below sees them running
+            fixed = {f"sbpca-run-{name.rsplit('_', 1)[1][:-5]}" for name in _runs(serial)
+                     if name.startswith("run_") and "_q8_" in name}
             target, killed, pids = None, [], {}
             deadline = time.monotonic() + 180
             while len(killed) < 2 and study.is_alive() and time.monotonic() < deadline:
                 processing = client.processing()
-                if set(processing) - set(pids):  # a worker (re)started: learn its pid
-                    pids = client.run(os.getpid)
-                    continue
+                new = [a for a in processing if a not in pids]
+                if new:  # a worker (re)started: learn its pid
+                    pids.update(client.run(os.getpid, workers=new))
                 for addr, keys in processing.items():
                     # the worker holds that run alone, so it is running it and the kill charges no other
-                    if len(keys) == 1 and (keys[0] == target if target else str(keys[0]).startswith("sbpca-run-")):
+                    if len(keys) == 1 and (keys[0] == target if target else keys[0] in fixed):
                         target = keys[0]
                         os.kill(pids[addr], signal.SIGKILL)
                         killed.append(pids[addr])
