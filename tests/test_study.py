@@ -44,7 +44,8 @@ def test_aggregate_mean_std_and_diverged_seeds():
 
 
 def test_run_study_tunes_on_validation_and_writes_tables_and_plots(tmp_path):
-    base = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100)
+    # the NumPy reference of SBPCA: no kernel compilation in these tests (same numbers either way)
+    base = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100, backend="numpy")
     out = tmp_path / "study"
     summary = run_study(base, ["mbgd", "sbpca"], [1, 2], ["float", "q8"], seeds=2, out=out,
                         lrs=[0.05, 0.5], tune=True, workers=1)
@@ -72,7 +73,7 @@ def test_run_study_tunes_on_validation_and_writes_tables_and_plots(tmp_path):
     # same seed, same numbers: the study adds nothing to a plain run
     one = [r for r in runs if r["method"] == "sbpca" and r["rank"] == 1 and r["format"] == "float"]
     from pymodel.commands.study import run_one
-    cfg = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100, method="sbpca", rank=1,
+    cfg = TrainConfig(epochs=1, batch=32, train_limit=160, test_limit=100, backend="numpy", method="sbpca", rank=1,
                       lr=one[0]["lr"], seed=one[0]["seed"])
     assert run_one(cfg)["test_accuracy"] == one[0]["test_accuracy"]
 

@@ -529,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
                        device_model=args.device_model, device_scheme=args.device_scheme,
                        device_bl=args.device_bl, device_options=dict(args.device_option),
                        train_limit=args.train_limit, test_limit=args.test_limit,
-                       fixed_scaling=args.fixed_scaling, block=args.block).validate()
+                       fixed_scaling=args.fixed_scaling, block=args.block, backend=args.backend).validate()
     # fail early (in this process) on a missing dataset rather than in every run
     prepare_data(base)
     out = Path(args.out)
