@@ -181,7 +181,7 @@ def test_bad_input():
         est.update(np.full((1, 5), np.nan), np.zeros((1, 4)))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(a=st.integers(1, 12), b=st.integers(1, 12), r=st.integers(1, 5), q=st.integers(1, 6),
        P=st.integers(1, 60), seed=st.integers(0, 2**31), svd=st.sampled_from(["numpy", "jacobi"]),
        dead=st.sampled_from([0.0, 0.5]), warm=st.booleans())
@@ -199,7 +199,7 @@ def test_compiled_equals_reference_sks(a, b, r, q, P, seed, svd, dead, warm):
         np.testing.assert_allclose(g1, g0, atol=1e-9 * scale, rtol=0)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(a=st.integers(2, 10), b=st.integers(2, 10), r=st.integers(1, 4), q=st.integers(1, 4),
        seed=st.integers(0, 2**31))
 def test_compiled_equals_reference_unbiased(a, b, r, q, seed):

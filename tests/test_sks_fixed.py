@@ -27,7 +27,7 @@ def test_inputs_share_sbpca_ranges():
         assert f.x == FORMAT_SETS[name].x and f.delta == FORMAT_SETS[name].delta
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(a=st.integers(1, 12), b=st.integers(1, 14), r=st.integers(1, 4), q=st.integers(1, 3),
        P=st.integers(1, 30), seed=st.integers(0, 2**31), fs=st.sampled_from(["q16", "q12", "q8"]),
        unbiased=st.booleans(), warm=st.booleans())
