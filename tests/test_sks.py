@@ -229,3 +229,15 @@ def test_training_runs_with_sks(method):
     assert set(res["grad_error"]) == {"conv1", "conv2", "fc"}
     assert all(np.isfinite(v) and v >= 0 for v in res["grad_error"].values())
     assert res["updates"]["rank1_per_batch"] == 4 + 4 + 4
+
+
+def test_cli_train_sks(capsys):
+    """`sbpca train --method sks --block 2 --fixed q8` on a slice of digits prints its status."""
+    from pymodel.cli import main
+
+    rc = main(["train", "--method", "sks", "--block", "2", "--fixed", "q8", "--epochs", "1",
+               "--train-limit", "64", "--test-limit", "32", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "sks rank 4 block 2 fixed q8" in out
+    assert "rotations" in out and "unconverged 0" in out

@@ -92,6 +92,8 @@ def format_report(res: dict) -> str:
     method = c["method"] + ("" if c["method"] == "mbgd" else f" rank {c['rank']}")
     if c["method"] == "sbpca":
         method += f" sub-batch {c['sub_batch']} " + (f"fixed {c['fixed']}" if c["fixed"] else "float64")
+    elif c["method"] in ("sks", "sks-unbiased"):
+        method += f" block {c['block']} " + (f"fixed {c['fixed']}" if c["fixed"] else "float64")
     if c["device_model"]:
         method += f", device {c['device_model']} ({c['device_scheme']})"
     lines = [
