@@ -142,8 +142,8 @@ def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: 
                    sigma_min: float | None = None, block: int = 1, backend: str = "compiled") -> GradientEstimator:
     """Build an estimator by name: ``mbgd``, ``sbpca``, ``svd``, ``powersgd``, ``sks`` or ``sks-unbiased``.
 
-    ``block`` is the SKS block size q (pairs per core SVD); ``backend`` chooses SBPCA's
-    compiled kernel or its NumPy reference (same results)."""
+    ``block`` is the SKS block size q (pairs per core SVD); ``backend`` chooses SBPCA's and
+    SKS's compiled kernels or their NumPy references (same results)."""
     if method == "mbgd":
         return ExactGradient(rows, cols)
     if method == "sbpca":
@@ -157,6 +157,6 @@ def make_estimator(method: str, rows: int, cols: int, rank: int = 4, sub_batch: 
             from .sks_fixed import SKSFixed
 
             return SKSFixed(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed,
-                            fixed=fixed)
-        return SKS(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed)
+                            fixed=fixed, backend=backend)
+        return SKS(rows, cols, rank, block=block, unbiased=method == "sks-unbiased", seed=seed, backend=backend)
     raise ValueError(f"unknown method {method!r}; choose one of mbgd, sbpca, svd, powersgd, sks, sks-unbiased")

@@ -63,7 +63,7 @@ class RuleConfig:
     device_options: dict = field(default_factory=dict)
     fixed_scaling: str = "first"  # "first": x/δ exponents set on the first batch; "batch": every batch
     block: int = 1  # sks / sks-unbiased: pairs per core SVD (q)
-    backend: str = "compiled"  # sbpca: numba kernel ("compiled") or the NumPy reference ("numpy")
+    backend: str = "compiled"  # sbpca, sks: numba kernel ("compiled") or the NumPy reference ("numpy")
 
     def validate(self) -> "RuleConfig":
         if self.method not in METHODS:

@@ -241,3 +241,15 @@ def test_cli_train_sks(capsys):
     assert rc == 0
     assert "sks rank 4 block 2 fixed q8" in out
     assert "rotations" in out and "unconverged 0" in out
+
+
+@pytest.mark.parametrize("fixed", [None, "q8"])
+def test_rule_backends_agree(fixed):
+    """RuleConfig.backend reaches SKS: the NumPy reference and the kernel give the same update."""
+    from pymodel.training import TrainConfig, train
+
+    res = [train(TrainConfig(method="sks", fixed=fixed, epochs=1, batch=4, train_limit=8, test_limit=8, seed=3,
+                             backend=be)) for be in ("numpy", "compiled")]
+    for name in ("conv1", "conv2", "fc"):
+        assert res[0]["grad_error"][name] == pytest.approx(res[1]["grad_error"][name], rel=1e-9, abs=1e-12)
+    assert res[0]["train_loss"] == pytest.approx(res[1]["train_loss"], rel=1e-9)
