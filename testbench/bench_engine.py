@@ -25,69 +25,14 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
+from testbench.engine_score import Layout, score_end_of_run, sub_batch_where
+from testbench.scoreboard import Scoreboard
 from testbench.simulator import write_report
-
-MAX_DETAILS = 25
-
-
-class Layout:
-    """Pack/unpack a stream payload from the manifest's field list (offset, width, signedness)."""
-
-    def __init__(self, spec: dict):
-        self.width = spec["width"]
-        self.fields = {f["name"]: f for f in spec["fields"]}
-
-    def pack(self, **values) -> int:
-        word = 0
-        for name, val in values.items():
-            fld = self.fields[name]
-            if "elements" in fld:
-                ew = fld["element_width"]
-                mask = (1 << ew) - 1
-                for i, v in enumerate(val):
-                    word |= (int(v) & mask) << (fld["offset"] + i * ew)
-            else:
-                word |= (int(val) & ((1 << fld["width"]) - 1)) << fld["offset"]
-        return word
-
-    def unpack(self, word: int) -> dict:
-        out = {}
-        for name, fld in self.fields.items():
-            if "elements" in fld:
-                ew = fld["element_width"]
-                vals = []
-                for i in range(fld["elements"]):
-                    v = (word >> (fld["offset"] + i * ew)) & ((1 << ew) - 1)
-                    vals.append(v - (1 << ew) if v >> (ew - 1) else v)
-                out[name] = vals
-            else:
-                v = (word >> fld["offset"]) & ((1 << fld["width"]) - 1)
-                if fld.get("signed") and v >> (fld["width"] - 1):
-                    v -= 1 << fld["width"]
-                out[name] = v
-        return out
-
 
 def _chunks(vec: list[int], P: int) -> list[list[int]]:
     n = -(-len(vec) // P)
     padded = list(vec) + [0] * (n * P - len(vec))
     return [padded[i * P:(i + 1) * P] for i in range(n)]
-
-
-class Scoreboard:
-    """Integer comparison with a bounded list of readable mismatch descriptions."""
-
-    def __init__(self):
-        self.compared = 0
-        self.mismatches = 0
-        self.details: list[str] = []
-
-    def check(self, what: str, got: int, exp: int) -> None:
-        self.compared += 1
-        if int(got) != int(exp):
-            self.mismatches += 1
-            if len(self.details) < MAX_DETAILS:
-                self.details.append(f"{what}: rtl={int(got)} golden={int(exp)}")
 
 
 @cocotb.test()
@@ -102,9 +47,9 @@ async def engine_cosim(dut):
     lay = {name: Layout(spec) for name, spec in job["payloads"].items()}
     exp = job["expected"]
     hist, dumps = exp["history"], exp["dumps"]
-    p_stall = job["stall_prob"]
+    p_st = job["stall"]
     rng = random.Random(job["stim_seed"])
-    sb = Scoreboard()
+    sb = Scoreboard(reproduce=job.get("reproduce", ""))
 
     # ---- input beats; the stream is cut into segments at batches that load a state first
     # (the load waits for the engine to be idle) and after batches that dump their factors
@@ -166,9 +111,68 @@ async def engine_cosim(dut):
     max_cycles = job["max_cycles"]
     timeout = False
 
+    busy_seen = 0
+
     def expect_col(entry, key, col, chunk):
         vec = [row[col] for row in entry[key]]
         return _chunks(vec, P)[chunk]
+
+    def take_trace(payload: int) -> None:
+        nonlocal tr_got
+        w = lay["trace"].unpack(payload)
+        kind, col, chunk = w["kind"], w["col"], w["chunk"]
+        tr_got += 1
+        if kind == 3 or col >= k or chunk >= (Rb if kind == 0 else Ra if kind == 1 else 1):
+            sb.fail("trace stream", f"word kind={kind} col={col} chunk={chunk}", payload, None, "illegal fields")
+            return
+        if not job["trace"]:
+            sb.fail("trace stream", f"word kind={kind} col={col}", payload, None, "surplus word: trace is off")
+            return
+        if kind == 2:
+            i = n_s[col]
+            if i < len(hist):
+                sb.check(sub_batch_where(job, i), f"sigma[{col}]", w["sigma"], hist[i]["sigma"][col])
+            else:
+                sb.fail(sub_batch_where(job, i), f"sigma[{col}]", w["sigma"], None, "surplus trace word")
+            n_s[col] += 1
+            if col == k - 1:
+                sub_done_cycle.append(cyc)
+            return
+        key, cnt, R = ("X", n_x, Rb) if kind == 0 else ("Delta", n_d, Ra)
+        i = cnt[col]
+        if i < len(hist):
+            ev = expect_col(hist[i], key, col, chunk)
+            for lane in range(P):
+                sb.check(sub_batch_where(job, i), f"{key}[{chunk * P + lane},{col}]", w["data"][lane], ev[lane])
+        else:
+            sb.fail(sub_batch_where(job, i), f"{key} column {col} chunk {chunk}", w["data"], None,
+                    "surplus trace word")
+        if chunk == R - 1:
+            cnt[col] += 1
+
+    def take_factor(payload: int) -> None:
+        nonlocal dump_got, dump_idx
+        w = lay["factors"].unpack(payload)
+        dump_got += 1
+        if w["col"] >= k or w["chunk"] >= (Rb if w["kind"] == 1 else Ra):
+            sb.fail("factor stream", f"word kind={w['kind']} col={w['col']} chunk={w['chunk']}", payload, None,
+                    "illegal fields")
+            return
+        if dump_idx >= len(dumps):
+            sb.fail("factor stream", f"word col={w['col']} chunk={w['chunk']}", w["data"], None,
+                    "surplus factor word")
+            return
+        e = dumps[dump_idx]
+        where = f"factors after batch {e['batch']}"
+        if w["col"] not in e["cols"]:
+            sb.fail(where, f"column {w['col']}", w["col"], e["cols"], "column not requested")
+        key = "X" if w["kind"] == 1 else "Delta"
+        ev = expect_col(e, key, w["col"], w["chunk"])
+        for lane in range(P):
+            sb.check(where, f"{key}[{w['chunk'] * P + lane},{w['col']}]", w["data"][lane], ev[lane])
+        sb.check(where, f"sigma[{w['col']}]", w["sigma"], e["sigma"][w["col"]])
+        if w["last"]:
+            dump_idx += 1
 
     while True:
         await RisingEdge(dut.clk)
@@ -188,50 +192,13 @@ async def engine_cosim(dut):
             li += 1
             lv = 0
         req_accepted = phase == "request" and dut.factor_req__ready.value
+        if dut.busy.value:
+            busy_seen += 1
         if tr_ready and dut.trace__valid.value:
-            w = lay["trace"].unpack(int(dut.trace__payload.value))
-            kind, col, chunk = w["kind"], w["col"], w["chunk"]
-            tr_got += 1
+            take_trace(int(dut.trace__payload.value))
             t_last = cyc
-            if kind == 2:
-                i = n_s[col]
-                if i < len(hist):
-                    sb.check(f"sub-batch {i} (batch {hist[i]['batch']}) sigma[{col}]", w["sigma"],
-                             hist[i]["sigma"][col])
-                else:
-                    sb.check(f"unexpected sigma[{col}] trace #{i}", 1, 0)
-                n_s[col] += 1
-                if col == k - 1:
-                    sub_done_cycle.append(cyc)
-            else:
-                key, cnt, R = ("X", n_x, Rb) if kind == 0 else ("Delta", n_d, Ra)
-                i = cnt[col]
-                if i < len(hist):
-                    ev = expect_col(hist[i], key, col, chunk)
-                    for lane in range(P):
-                        sb.check(f"sub-batch {i} (batch {hist[i]['batch']}) {key}[{chunk * P + lane},{col}]",
-                                 w["data"][lane], ev[lane])
-                else:
-                    sb.check(f"unexpected {key} col {col} trace #{i}", 1, 0)
-                if chunk == R - 1:
-                    cnt[col] += 1
         if fr_ready and dut.factors__valid.value:
-            w = lay["factors"].unpack(int(dut.factors__payload.value))
-            dump_got += 1
-            if dump_idx < len(dumps):
-                e = dumps[dump_idx]
-                if w["col"] not in e["cols"]:
-                    sb.check(f"factors after batch {e['batch']}: column {w['col']} was not requested", 1, 0)
-                key = "X" if w["kind"] == 1 else "Delta"
-                ev = expect_col(e, key, w["col"], w["chunk"])
-                for lane in range(P):
-                    sb.check(f"factors after batch {e['batch']} {key}[{w['chunk'] * P + lane},{w['col']}]",
-                             w["data"][lane], ev[lane])
-                sb.check(f"factors after batch {e['batch']} sigma[{w['col']}]", w["sigma"], e["sigma"][w["col"]])
-                if w["last"]:
-                    dump_idx += 1
-            else:
-                sb.check("unexpected factor word", 1, 0)
+            take_factor(int(dut.factors__payload.value))
         # ---- segment phases: load the state, stream the batches, request the factors
         sg = segments[seg] if seg < len(segments) else None
         if sg is not None and phase == "load" and li >= sg["load"][1]:
@@ -251,20 +218,20 @@ async def engine_cosim(dut):
         lim_x = sg["x_end"] if sg is not None and phase == "stream" else xi
         lim_d = sg["d_end"] if sg is not None and phase == "stream" else di
         # ---- drive the next beats (a presented beat is held until accepted)
-        if not lv and li < lim_l and rng.random() >= p_stall:
+        if not lv and li < lim_l and rng.random() >= p_st["load"]:
             lv = 1
             dut.load__payload.value = ld_beats[li]
         dut.load__valid.value = lv
-        if not xv and xi < lim_x and rng.random() >= p_stall:
+        if not xv and xi < lim_x and rng.random() >= p_st["x"]:
             xv = 1
             dut.x__payload.value = x_beats[xi]
         dut.x__valid.value = xv
-        if not dv and di < lim_d and rng.random() >= p_stall:
+        if not dv and di < lim_d and rng.random() >= p_st["d"]:
             dv = 1
             dut.d__payload.value = d_beats[di]
         dut.d__valid.value = dv
-        tr_ready = int(rng.random() >= p_stall)
-        fr_ready = int(rng.random() >= p_stall)
+        tr_ready = int(rng.random() >= p_st["trace"])
+        fr_ready = int(rng.random() >= p_st["factors"])
         dut.trace__ready.value = tr_ready
         dut.factors__ready.value = fr_ready
         # ---- done?
@@ -275,34 +242,46 @@ async def engine_cosim(dut):
             timeout = True
             break
 
-    # let the engine settle, then read status
+    # drain: sinks always ready until the engine is idle; every word arriving now is scored
+    # (a surplus word fails), then every status output and the end-of-run conditions
     settle = 0
-    while dut.busy.value and settle < 20000:
+    quiet = 0
+    while settle < job.get("drain_limit", 200000) and quiet < 64:
+        dut.trace__ready.value = 1
+        dut.factors__ready.value = 1
+        dut.factor_req__valid.value = 0
+        tr_ready = fr_ready = 1
         await RisingEdge(dut.clk)
         settle += 1
-    sat_bits = int(dut.sat.value)
-    names = job["sat_names"]
-    rtl_sat = sorted(n for i, n in enumerate(names) if sat_bits >> i & 1)
-    for n in names:
-        sb.check(f"status saturation flag {n}", int(n in rtl_sat), int(n in exp["status"]["sat"]))
-    sb.check("status sigma_guard count", int(dut.sigma_guard.value), exp["status"]["sigma_guard"])
-    sb.check("status degenerate count", int(dut.degenerate.value), exp["status"]["degenerate"])
-    sb.check("status samples counter", int(dut.samples.value), samples)
-    sb.check("status sub_batches counter", int(dut.sub_batches.value), len(hist))
-    sb.check("status batches counter", int(dut.batches.value), len(job["batches"]))
-    # sigma output port holds the final sigma
-    sig_lay = job["payloads"]["factors"]["fields"]
-    sig_w = next(f["width"] for f in sig_lay if f["name"] == "sigma")
+        if dut.busy.value:
+            busy_seen += 1
+        if tr_ready and dut.trace__valid.value:
+            take_trace(int(dut.trace__payload.value))
+        if fr_ready and dut.factors__valid.value:
+            take_factor(int(dut.factors__payload.value))
+        quiet = 0 if (dut.busy.value or dut.trace__valid.value or dut.factors__valid.value) else quiet + 1
+    sb.expect_count("end of run", "trace", tr_got, tr_total)
+    sb.expect_count("end of run", "factor", dump_got, dump_words_total)
+    if timeout:
+        sb.fail("end of run", "completion", 0, 1,
+                f"timeout after {cyc} cycles: trace {tr_got}/{tr_total} words, factors {dump_got}/"
+                f"{dump_words_total}, x beats {xi}/{len(x_beats)}, d beats {di}/{len(d_beats)}")
+    sig_w = job["sigma_bits"]
     sig_word = int(dut.sigma.value)
+    sigma = []
     for c in range(k):
         v = (sig_word >> (c * sig_w)) & ((1 << sig_w) - 1)
-        v = v - (1 << sig_w) if v >> (sig_w - 1) else v
-        sb.check(f"final sigma port [{c}]", v, exp["final"]["sigma"][c])
-    if timeout:
-        sb.mismatches += 1
-        sb.details.append(f"timeout after {cyc} cycles: trace {tr_got}/{tr_total} words, "
-                          f"factors {dump_got}/{dump_words_total}, x beats {xi}/{len(x_beats)}, "
-                          f"d beats {di}/{len(d_beats)}")
+        sigma.append(v - (1 << sig_w) if v >> (sig_w - 1) else v)
+    rtl = {name: int(getattr(dut, name).value) for name in
+           ("sat", "error", "sigma_guard", "degenerate", "samples", "sub_batches", "batches", "batch_size",
+            "cycles", "busy", "in_batch")}
+    rtl.update(sigma=sigma, busy_cycles_seen=busy_seen,
+               pending={"x": int(xi < len(x_beats)), "d": int(di < len(d_beats)), "load": int(li < len(ld_beats)),
+                        "factor_req": int(seg < len(segments)), "trace": int(dut.trace__valid.value),
+                        "factors": int(dut.factors__valid.value)})
+    score_end_of_run(sb, job, rtl)
+    names = job["sat_names"]
+    rtl_sat = [n for i, n in enumerate(names) if rtl["sat"] >> i & 1]
     cycles = (t_last - t_first + 1) if (t_first is not None and t_last is not None) else cyc
     steady = None
     if len(sub_done_cycle) >= 3:
@@ -311,9 +290,8 @@ async def engine_cosim(dut):
         if diffs:
             steady = sorted(diffs)[len(diffs) // 2]
     report = {
-        "mismatches": sb.mismatches,
-        "mismatch_details": sb.details,
-        "words_compared": sb.compared,
+        **sb.report(),
+        "mode": "cycle",
         "samples": samples,
         "sub_batches": len(hist),
         "batches": len(job["batches"]),
