@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pymodel.commands.study",
     "hdl.commands.gen",
     "testbench.commands.cosim",
+    "testbench.commands.regress",
     "hdl.commands.synth",
 )
 

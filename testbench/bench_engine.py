@@ -39,6 +39,7 @@ def _chunks(vec: list[int], P: int) -> list[list[int]]:
 async def engine_cosim(dut):
     """Random stream through the engine, every state and factor word checked."""
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     job = json.loads(Path(os.environ["SBPCA_ENGINE_JOB"]).read_text())
     prm = job["params"]
     P, k = prm["lanes"], prm["rank"]
@@ -304,6 +305,8 @@ async def engine_cosim(dut):
         "sim_cycles_total": cyc,
         "sim_wall_seconds": round(time.perf_counter() - wall0, 3),
         "sim_cycles_per_second": round(cyc / max(time.perf_counter() - wall0, 1e-9), 1),
+        "sim_cpu_seconds": round(time.process_time() - cpu0, 3),
+        "sim_cycles_per_cpu_second": round(cyc / max(time.process_time() - cpu0, 1e-9), 1),
         "rtl_busy_cycles": int(dut.cycles.value),
         "rtl_status": {"sat": rtl_sat, "sigma_guard": int(dut.sigma_guard.value),
                        "degenerate": int(dut.degenerate.value), "error": int(dut.error.value)},

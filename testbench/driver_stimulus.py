@@ -88,25 +88,32 @@ def golden_words(params: DriverParams, updates: list[dict]) -> list[list[int]]:
 
 
 def compare_words(params: DriverParams, updates: list[dict], expected: list[list[int]], got: list[int],
-                  max_reported: int = 8) -> dict:
-    """Scoreboard: compare received slot words with the golden ones, in order.
+                  max_reported: int = 8, reproduce: str = "") -> dict:
+    """Scoreboard (:class:`testbench.scoreboard.Scoreboard`): received slot words vs the golden ones, in order.
 
-    Missing words count as mismatches; extra words are reported.  ``first_mismatches``
-    names the update, its kind, the slot and every differing field (RTL vs golden).
+    Every missing word and every surplus word counts as a mismatch.  ``first_mismatches``
+    names the update, its kind, the slot and every differing field (RTL vs golden);
+    ``mismatch_details`` the same as one line each, with the command that reproduces the run.
     """
     from pymodel.crossbar.pulses import unpack_fields
+    from testbench.scoreboard import Scoreboard
 
     fields = params.word_fields()
     flat = [(ui, t, w) for ui, ws in enumerate(expected) for t, w in enumerate(ws)]
-    mismatches, details = 0, []
+    sb = Scoreboard(reproduce=reproduce, max_details=max_reported)
+    details = []
     for (ui, t, want), word in zip(flat, got):
-        if word != want:
-            mismatches += 1
-            if len(details) < max_reported:
-                g, w = unpack_fields(fields, word), unpack_fields(fields, want)
-                details.append({"update": ui, "kind": updates[ui]["kind"], "slot": t,
-                                "fields": {k: {"rtl": hex(g[k]), "golden": hex(w[k])} for k in g if g[k] != w[k]}})
-    missing = max(len(flat) - len(got), 0)
+        if not sb.check(f"update {ui} ({updates[ui]['kind']})", f"slot {t} word", word, want) \
+                and len(details) < max_reported:
+            g, w = unpack_fields(fields, word), unpack_fields(fields, want)
+            details.append({"update": ui, "kind": updates[ui]["kind"], "slot": t,
+                            "fields": {k: {"rtl": hex(g[k]), "golden": hex(w[k])} for k in g if g[k] != w[k]}})
+    for ui, t, want in flat[len(got):]:
+        sb.fail(f"update {ui} ({updates[ui]['kind']})", f"slot {t} word", None, want, "missing word")
+    for j, word in enumerate(got[len(flat):]):
+        sb.fail("after the last update", f"surplus word {j}", word, None, "surplus word")
+    rep = sb.report()
     return {"words_expected": len(flat), "words_compared": min(len(got), len(flat)),
-            "missing_words": missing, "extra_words": max(len(got) - len(flat), 0),
-            "mismatches": mismatches + missing, "first_mismatches": details}
+            "missing_words": max(len(flat) - len(got), 0), "extra_words": max(len(got) - len(flat), 0),
+            "mismatches": rep["mismatches"], "first_mismatches": details,
+            "mismatch_details": rep["mismatch_details"], "scoreboard": sb}

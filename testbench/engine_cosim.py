@@ -227,7 +227,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
                      stall_prob: "float | dict" = 0.0, stim_seed: int = 1, waves: bool = False,
                      build_dir: "str | Path | None" = None, trace: bool = True,
                      max_cycles: int | None = None, fast_build: bool = False, mode: str = "block",
-                     reproduce: str = "", keep: bool = False) -> dict:
+                     reproduce: str = "", keep: bool = False, native: bool = False) -> dict:
     """Run ``batches`` through the RTL on Verilator and the golden model; return the report.
 
     ``mode`` — ``"block"``: the test wrapper of :mod:`testbench.engine_harness` drives and
@@ -242,7 +242,9 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     where to build, else a cache directory keyed by the design (``$SBPCA_ENGINE_CACHE``,
     default under the system temp dir); ``fast_build`` — compile the C++ at -O0 (short runs);
     ``reproduce`` — the command line that reruns this stimulus (quoted with each mismatch);
-    ``keep`` — keep the run directory (memory files, logs) instead of deleting it.
+    ``keep`` — keep the run directory (memory files, logs) instead of deleting it;
+    ``native`` (block mode) — also run the first block in a plain C++ Verilator loop with no
+    Python (:mod:`testbench.engine_native`) and report its speed as ``native``.
     The report holds ``mismatches`` (count), ``mismatch_details``, ``words_compared``,
     ``samples``, ``cycles``, ``cycles_per_sample``, ``sim_cycles_per_second`` and more.
     """
@@ -252,6 +254,8 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         raise TypeError(f"params must be an EngineParams, not {type(params).__name__}")
     if mode not in ("block", "cycle"):
         raise ValueError(f"mode must be 'block' or 'cycle', not {mode!r}")
+    if native and mode != "block":
+        raise ValueError("native=True measures the block-mode wrapper: use mode='block'")
     stall = _stall_dict(stall_prob)
     _check_batches(params, batches)
     state0 = initial_state(params, init, seed)
@@ -264,7 +268,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     sources = [vpath, *dsp_models(params.dsp)]
     if mode == "block":
         from testbench.engine_block import depths_for, plan_blocks, write_blocks
-        from testbench.engine_harness import TB_TOPLEVEL, harness_verilog, public_ports_vlt
+        from testbench.engine_harness import TB_TOPLEVEL, harness_verilog
 
         blocks = plan_blocks(params, batches, trace)
         depths = depths_for(params, blocks)
@@ -275,11 +279,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         hpath = bdir / f"{TB_TOPLEVEL}.v"
         if not hpath.exists() or hpath.read_text() != htext:
             hpath.write_text(htext)
-        vlt = bdir / f"{TB_TOPLEVEL}.vlt"
-        vtext = public_ports_vlt(htext)
-        if not vlt.exists() or vlt.read_text() != vtext:
-            vlt.write_text(vtext)
-        sources += [hpath, vlt]
+        sources.append(hpath)
         toplevel, module = TB_TOPLEVEL, "testbench.bench_engine_block"
     else:
         bdir = Path(build_dir).resolve() if build_dir else cache_dir(root, [vpath.name, vpath.parent.name],
@@ -314,9 +314,14 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         t1 = time.time()
         res = run_bench(sources=sources, toplevel=toplevel, test_module=module, build_dir=bdir / "sim",
                         extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=waves, seed=stim_seed,
-                        fast_build=fast_build, public=(mode == "cycle"), test_dir=test_dir)
+                        fast_build=fast_build, public="ports", test_dir=test_dir)
         t_sim = time.time() - t1
         report = dict(res.report)
+        if native and mode == "block":
+            from testbench.engine_native import native_speed
+
+            report["native"] = native_speed(sources, bdir / "native", Path(metas[0]["dir"]), metas[0], stall,
+                                            stim_seed, trace)
         ok = report.get("mismatches") == 0 and res.failed == 0
         if waves:
             report["waves"] = [str(p) for p in sorted(test_dir.glob("*.vcd"))]

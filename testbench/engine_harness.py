@@ -13,7 +13,7 @@ The wrapper ``sbpca_engine_tb`` holds the whole bench on the simulator side:
   kind, chunk and the per-column sub-batch or dump counter) in an expected-word ROM and
   compared there; a tag memory marks each expected word seen once.  Mismatches, surplus
   words (past the expected count), duplicates, illegal fields and unrequested columns are
-  counted, and the first :data:`MM_RECORDS` are kept with both values for the report.
+  counted, and each sink's first :data:`MM_RECORDS` are kept with both values for the report.
 
 Only top-level ports are read, so the build needs no ``--public-flat-rw``.  The ROM depths
 come from :class:`HarnessDepths`; the stimulus never changes the netlist, so a build is
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 from hdl.engine_params import EngineParams
 
-__all__ = ["HarnessDepths", "harness_verilog", "public_ports_vlt", "TB_TOPLEVEL", "MM_RECORDS", "MM_SOURCES", "HEX_FILES"]
+__all__ = ["HarnessDepths", "harness_verilog", "TB_TOPLEVEL", "MM_RECORDS", "MM_SOURCES", "HEX_FILES"]
 
 TB_TOPLEVEL = "sbpca_engine_tb"
-MM_RECORDS = 4
+MM_RECORDS = 4  # per sink: the trace sink's first four, then the factor sink's
 #: mismatch source codes of the comparing sinks (``mm_src``)
 MM_SOURCES = {1: "trace word differs", 2: "surplus trace word", 3: "trace word with illegal fields",
               4: "duplicate trace word", 5: "factor word differs", 6: "surplus factor word",
@@ -72,23 +72,6 @@ def _field(payloads: dict, port: str, name: str) -> tuple[int, int]:
         if f["name"] == name:
             return f["offset"], f["width"]
     raise KeyError(f"payload of {port!r} has no field {name!r}")
-
-
-def public_ports_vlt(verilog: str, module: str = TB_TOPLEVEL) -> str:
-    """Verilator control file making only ``module``'s ports visible to cocotb (VPI).
-
-    This replaces ``--public-flat-rw``, which makes every signal of the design public and
-    so stops Verilator from optimising the engine's internals away.
-    """
-    import re
-
-    head = verilog[verilog.index(f"module {module} ("):verilog.index(");")]
-    names = re.findall(r"(?:input|output)(?:\s+reg)?(?:\s*\[[^\]]*\])?\s+([^;]*?)(?=,\s*(?:input|output)|$)",
-                       head.replace("\n", " "))
-    ports = [n.strip() for group in names for n in group.split(",") if n.strip()]
-    lines = ["`verilator_config"]
-    lines += [f'public_flat_rw -module "{module}" -var "{n}"' for n in ports]
-    return "\n".join(lines) + "\n"
 
 
 def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths, *,
@@ -135,6 +118,7 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     a("  output reg [31:0] busy_cycles, output reg [31:0] dump_idx,")
     a("  output reg [31:0] bp_x, output reg [31:0] bp_d, output reg [31:0] bp_l, output reg [31:0] bp_q,")
     a("  output reg [31:0] bp_t, output reg [31:0] bp_f, output reg [31:0] full_x,")
+    a("  output [31:0] tmism_out, output [31:0] fmism_out,")
     a(f"  output [3:0] mm_src, output [31:0] mm_addr, output [{MW - 1}:0] mm_got, output [{EW - 1}:0] mm_exp,")
     a("  output [63:0] mm_cyc,")
     a(f"  output busy, output in_batch, output [{sat_w - 1}:0] sat, output error, output [31:0] sigma_guard,")
@@ -241,23 +225,23 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     a(f"  wire f_req = f_mask[f_col[{colw - 1}:0]];")
     a("  wire [3:0] f_err = !f_legal ? 4'd8 : (f_surplus ? 4'd6 : (!f_req ? 4'd7 : (f_dup ? 4'd9 : "
       "(!f_same ? 4'd5 : 4'd0))));")
-    # ---- mismatch records
-    a(f"  reg [3:0] r_src [0:{MM_RECORDS - 1}]; reg [31:0] r_addr [0:{MM_RECORDS - 1}];")
-    a(f"  reg [{MW - 1}:0] r_got [0:{MM_RECORDS - 1}]; reg [{EW - 1}:0] r_exp [0:{MM_RECORDS - 1}];")
-    a(f"  reg [63:0] r_cyc [0:{MM_RECORDS - 1}];")
-    a("  assign mm_src = r_src[mm_sel[1:0]]; assign mm_addr = r_addr[mm_sel[1:0]];")
-    a("  assign mm_got = r_got[mm_sel[1:0]]; assign mm_exp = r_exp[mm_sel[1:0]]; assign mm_cyc = r_cyc[mm_sel[1:0]];")
-    a("  wire two = t_fire && t_err != 0 && f_fire && f_err != 0;")
-    a("  wire [31:0] mism_n = mism + (t_fire && t_err != 0) + (f_fire && f_err != 0);")
+    # ---- mismatch records: the first MM_RECORDS of the trace sink, then of the factor sink
+    a(f"  reg [3:0] r_src [0:{2 * MM_RECORDS - 1}]; reg [31:0] r_addr [0:{2 * MM_RECORDS - 1}];")
+    a(f"  reg [{MW - 1}:0] r_got [0:{2 * MM_RECORDS - 1}]; reg [{EW - 1}:0] r_exp [0:{2 * MM_RECORDS - 1}];")
+    a(f"  reg [63:0] r_cyc [0:{2 * MM_RECORDS - 1}];")
+    a("  reg [31:0] tmism, fmism;")
+    a("  assign tmism_out = tmism; assign fmism_out = fmism;")
+    a("  assign mm_src = r_src[mm_sel]; assign mm_addr = r_addr[mm_sel];")
+    a("  assign mm_got = r_got[mm_sel]; assign mm_exp = r_exp[mm_sel]; assign mm_cyc = r_cyc[mm_sel];")
     # ---- sequential part
     a("  always @(posedge clk) begin")
     a("    if (rst) begin")
-    a("      running <= 0; done <= 0; cyc <= 0; block <= 0; mism <= 0; busy_cycles <= 0;")
+    a("      running <= 0; done <= 0; cyc <= 0; block <= 0; mism <= 0; tmism <= 0; fmism <= 0; busy_cycles <= 0;")
     a("      x_valid <= 0; d_valid <= 0; l_valid <= 0; q_valid <= 0; t_ready <= 0; f_ready <= 0;")
     a("      bp_x <= 0; bp_d <= 0; bp_l <= 0; bp_q <= 0; bp_t <= 0; bp_f <= 0; full_x <= 0;")
     for i, port in enumerate(ports):
         a(f"      lf_{port} <= (seed ^ 32'h{lfsr_consts[i]:08x}) | 32'h1;")
-    a(f"      for (i = 0; i < {MM_RECORDS}; i = i + 1) r_src[i] <= 0;")
+    a(f"      for (i = 0; i < {2 * MM_RECORDS}; i = i + 1) r_src[i] <= 0;")
     a("    end else begin")
     a("      cyc <= cyc + 1;")
     a("      if (busy) busy_cycles <= busy_cycles + 1;")
@@ -310,17 +294,21 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     a("        if (f_last) dump_idx <= dump_idx + 1;")
     a("      end")
     # records
-    a("      mism <= mism_n;")
-    a(f"      if (t_fire && t_err != 0 && mism < {MM_RECORDS}) begin")
-    a(f"        r_src[mism[1:0]] <= t_err; r_addr[mism[1:0]] <= t_addr; r_got[mism[1:0]] <= t_payload;")
-    a(f"        r_exp[mism[1:0]] <= t_exp; r_cyc[mism[1:0]] <= cyc;")
+    a("      mism <= mism + (t_fire && t_err != 0) + (f_fire && f_err != 0);")
+    a("      if (t_fire && t_err != 0) begin")
+    a("        tmism <= tmism + 1;")
+    a(f"        if (tmism < {MM_RECORDS}) begin")
+    a("          r_src[tmism[2:0]] <= t_err; r_addr[tmism[2:0]] <= t_addr; r_got[tmism[2:0]] <= t_payload;")
+    a("          r_exp[tmism[2:0]] <= t_exp; r_cyc[tmism[2:0]] <= cyc;")
+    a("        end")
     a("      end")
-    a(f"      if (f_fire && f_err != 0 && (mism + (t_fire && t_err != 0)) < {MM_RECORDS}) begin")
-    a("        r_src[mism[1:0] + (t_fire && t_err != 0)] <= f_err;")
-    a("        r_addr[mism[1:0] + (t_fire && t_err != 0)] <= f_addr;")
-    a("        r_got[mism[1:0] + (t_fire && t_err != 0)] <= f_payload;")
-    a("        r_exp[mism[1:0] + (t_fire && t_err != 0)] <= f_exp;")
-    a("        r_cyc[mism[1:0] + (t_fire && t_err != 0)] <= cyc;")
+    a("      if (f_fire && f_err != 0) begin")
+    a("        fmism <= fmism + 1;")
+    a(f"        if (fmism < {MM_RECORDS}) begin")
+    a(f"          r_src[fmism[2:0] + {MM_RECORDS}] <= f_err; r_addr[fmism[2:0] + {MM_RECORDS}] <= f_addr;")
+    a(f"          r_got[fmism[2:0] + {MM_RECORDS}] <= f_payload; r_exp[fmism[2:0] + {MM_RECORDS}] <= f_exp;")
+    a(f"          r_cyc[fmism[2:0] + {MM_RECORDS}] <= cyc;")
+    a("        end")
     a("      end")
     a("    end")
     a("  end")

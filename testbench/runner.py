@@ -23,18 +23,19 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from .simulator import CocotbResult, SimulatorError, _count_results, apply_simulation_env
+from .simulator import FAST_BUILD_MAKEFLAGS, CocotbResult, SimulatorError, _count_results, apply_simulation_env
 
 __all__ = ["run_bench", "cache_dir", "BUILD_ARGS", "FAST_BUILD_MAKEFLAGS", "build_lock"]
 
 BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3")
-FAST_BUILD_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 STAMP = ".sbpca_built"
 
 
@@ -51,6 +52,22 @@ def _runner_class(public: bool):
             return cmds
 
     return ProjectVerilator
+
+
+def ports_vlt(verilog: str, module: str) -> str:
+    """Verilator control file making only ``module``'s ports visible to cocotb (VPI).
+
+    Used instead of ``--public-flat-rw``, which makes every signal of the design public and so
+    keeps Verilator from optimising the internals (a bench that reads only ports needs no more).
+    """
+    m = re.search(rf"\bmodule\s+{re.escape(module)}\s*(?:#\s*\(.*?\)\s*)?\((.*?)\);", verilog, flags=re.S)
+    if m is None:
+        raise SimulatorError(f"no module {module!r} in the Verilog sources")
+    head = re.sub(r"\[[^\]]*\]", " ", m.group(1))
+    head = re.sub(r"\b(input|output|inout|reg|wire|logic|signed)\b", " ", head)
+    names = [part.split()[-1] for part in head.split(",") if part.split()]
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{module}" -var "{n}"' for n in names]
+    return "\n".join(lines) + "\n"
 
 
 def cache_dir(cache_root: Path, texts: Sequence[str], *options) -> Path:
@@ -80,6 +97,8 @@ def build_lock(build_dir: Path) -> Iterator[None]:
 @contextmanager
 def _make_flags(fast_build: bool) -> Iterator[None]:
     old = os.environ.get("MAKEFLAGS")
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")
     if fast_build:
         os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {FAST_BUILD_MAKEFLAGS}".strip()
     try:
@@ -106,18 +125,31 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 def run_bench(*, sources: Sequence[Path], toplevel: str, test_module: str, build_dir: Path,
               extra_env: Mapping[str, str] | None = None, waves: bool = False, seed: int = 0,
-              testcase: str | None = None, fast_build: bool = False, public: bool = True,
+              testcase: str | None = None, fast_build: bool = False, public: "bool | str" = True,
               test_dir: Path | None = None, build_args: Sequence[str] = ()) -> CocotbResult:
     """Build ``toplevel`` from ``sources`` (skipped when already built) and run ``test_module``.
 
     Parameters reach the bench through ``extra_env``; its JSON report (``$SBPCA_REPORT``) comes
-    back in :class:`CocotbResult`.  ``test_dir`` (default ``build_dir``) is the simulator's
+    back in :class:`CocotbResult`.  ``public`` — True: every signal visible (``--public-flat-rw``);
+    ``"ports"``: only the top level's ports (a generated ``.vlt``), the fast build.  ``test_dir`` (default ``build_dir``) is the simulator's
     working directory; without one the whole run holds the build directory's lock.
     """
+    if public not in (True, "ports"):
+        raise ValueError(f"public must be True or 'ports', not {public!r}")
     apply_simulation_env()
-    runner_cls = _runner_class(public)
+    runner_cls = _runner_class(public is True)
     build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
     sources = [Path(s).resolve() for s in sources]
+    if public == "ports":
+        top = next((s for s in sources if re.search(rf"\bmodule\s+{re.escape(toplevel)}\b", s.read_text())), None)
+        if top is None:
+            raise SimulatorError(f"no source defines module {toplevel!r}")
+        vlt = build_dir / f"{toplevel}_ports.vlt"
+        text = ports_vlt(top.read_text(), toplevel)
+        if not vlt.exists() or vlt.read_text() != text:
+            vlt.write_text(text)
+        sources.append(vlt)
     args = [*BUILD_ARGS, *build_args]
     if waves:
         args.append("--trace-structs")

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 __all__ = ["Scoreboard", "MAX_DETAILS"]
 
-MAX_DETAILS = 25
+MAX_DETAILS = 40
+PER_KIND = 8  # lines kept per kind of mismatch, so that 30 surplus words cannot hide a wrong flag
 
 
 @dataclass
 class Scoreboard:
-    """Counts compared words and mismatches; keeps the first ``max_details`` descriptions.
+    """Counts compared words and mismatches; keeps the first ``max_details`` descriptions
+    (at most ``per_kind`` of each kind: differing word, surplus word, missing word ...).
 
     ``reproduce`` — a shell command that reruns exactly this stimulus (appended to each
     mismatch line, so a line copied from a log is enough to debug it).
@@ -26,14 +28,18 @@ class Scoreboard:
 
     reproduce: str = ""
     max_details: int = MAX_DETAILS
+    per_kind: int = PER_KIND
     compared: int = 0
     mismatches: int = 0
     details: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
+    kinds: dict = field(default_factory=dict)
 
     def _record(self, where: str, word: str, got, exp, why: str = "") -> None:
         self.mismatches += 1
-        if len(self.details) < self.max_details:
+        kind = why or "differs"
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if len(self.details) < self.max_details and self.kinds[kind] <= self.per_kind:
             rec = {"where": where, "word": word, "rtl": _plain(got), "golden": _plain(exp)}
             if why:
                 rec["why"] = why
@@ -72,7 +78,7 @@ class Scoreboard:
         return False
 
     def report(self) -> dict:
-        return {"mismatches": self.mismatches, "words_compared": self.compared,
+        return {"mismatches": self.mismatches, "words_compared": self.compared, "mismatch_kinds": dict(self.kinds),
                 "mismatch_details": list(self.details), "mismatch_records": list(self.records),
                 "reproduce": self.reproduce}
 

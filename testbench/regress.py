@@ -1,0 +1,311 @@
+"""Random-configuration regression campaigns: ``sbpca regress --samples N --seed S``.
+
+A campaign draws random *legal* engine configurations — a, b in 1..96 (``max_dim``), k in
+1..min(8, a, b), s, P (also P not dividing a or b), every format set including the
+saturating q8 — and for each one a stream: batch sizes with partial sub-batches, stall
+probabilities 0..0.5 drawn per port, trace on or off, single-column and all-column factor
+requests, state loads that fire the σ guard, zero states with zero samples (degenerate
+columns), extreme samples that saturate, and (once per campaign) a stream captured from a
+training step of the digits CNN.  Driver cases (both schemes, random BL, stalls) run in the
+same campaign.  Everything derives from ``--seed``: case ``i`` can be rerun alone with
+``--only i`` (the command is quoted with each mismatch).
+
+Builds are cached by netlist (:mod:`testbench.runner`), so configurations that share one
+are compiled once.  The sample budget is spread over the configurations in inverse
+proportion to their cost (cycles per sample), so slow configurations still run but cheap
+ones carry most samples.  Coverage is counted per event bin; the campaign fails on any
+mismatch and on any bin left empty (``--allow-empty`` names bins a short campaign may miss).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["draw_cases", "run_case", "run_campaign", "coverage_bins", "summarize", "write_summary"]
+
+FORMAT_SETS = ("q8", "q12", "q16", "q24")
+SUB_BATCHES = (1, 2, 3, 4, 5, 8, 16, 32)
+DRIVER_EVERY = 6  # one driver case per this many engine cases
+#: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
+#: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
+UNREACHED_SAT = ("A", "X_q", "p", "D", "Delta_q", "S", "sigma")
+
+
+def coverage_bins() -> list[str]:
+    """Every event bin a campaign must hit (see docs/VERIFICATION.md)."""
+    from hdl.engine_params import SAT_NAMES
+
+    return ([f"sat_{n}" for n in SAT_NAMES]
+            + ["sigma_guard", "degenerate_column", "partial_sub_batch", "single_column_request", "trace_off",
+               "state_load", "captured_training_stream", "p_not_dividing"]
+            + [f"backpressure_{p}" for p in ("x", "d", "load", "factor_req", "trace", "factors")]
+            + ["input_buffers_full", "format_q8", "format_q12", "format_q16", "format_q24",
+               "driver_stochastic", "driver_deterministic", "driver_stall"])
+
+
+# ---------------------------------------------------------------- case drawing
+def _engine_params(rng: np.random.Generator, max_dim: int):
+    from hdl.engine_params import EngineParams
+
+    while True:
+        a, b = (int(v) for v in rng.integers(1, max_dim + 1, 2))
+        k = int(rng.integers(1, min(8, a, b) + 1))
+        s = int(rng.choice(SUB_BATCHES))
+        P = int(rng.integers(1, min(8, max(a, b)) + 1))
+        fs = str(rng.choice(FORMAT_SETS))
+        try:
+            return EngineParams(rows=a, cols=b, rank=k, sub_batch=s, lanes=P, formats=fs)
+        except ValueError:
+            continue
+
+
+def _cost(p) -> float:
+    """Simulated cycles per sample, roughly: the throughput bound plus per-sub-batch overhead."""
+    return p.bound_cycles_per_sample + (60 * p.rank ** 2 + 8 * p.chunks_max) / p.sub_batch + 4
+
+
+def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | None = None) -> list[dict]:
+    """The campaign's cases (engine and driver), each with its own seed and sample budget."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, not {samples}")
+    if not 1 <= max_dim <= 96:
+        raise ValueError(f"max_dim must be in 1..96, not {max_dim}")
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    # number of configurations grows slowly with the budget: builds cost more than samples
+    n_cfg = max(1, min(max_configs or 10 ** 9, int(round(2 + 4 * math.log10(max(samples, 10) / 10)))))
+    params = [_engine_params(rng, max_dim) for _ in range(n_cfg)]
+    w = np.array([1.0 / _cost(p) for p in params])
+    share = np.maximum(8, np.floor(samples * w / w.sum())).astype(int)
+    cases = []
+    for i, (p, n) in enumerate(zip(params, share)):
+        cases.append({"kind": "engine", "params": p.to_dict(), "samples": int(n),
+                      "seed": int(rng.integers(1 << 31))})
+    n_drv = max(1, n_cfg // DRIVER_EVERY)
+    for j in range(n_drv):
+        cases.append({"kind": "driver", "scheme": ("stochastic", "deterministic")[j % 2],
+                          "seed": int(rng.integers(1 << 31)), "max_dim": max_dim})
+    if samples >= 20000 and max_dim >= 65:
+        cases.append({"kind": "captured", "seed": int(rng.integers(1 << 31))})
+    for i, c in enumerate(cases):
+        c["index"] = i
+    return cases
+
+
+def _engine_stream(params, n_samples: int, rng: np.random.Generator):
+    """Batches totalling ``n_samples`` with the events of the module docstring."""
+    from testbench.engine_cosim import random_stream
+
+    f = params.fmts
+    out = []
+    left = n_samples
+    events = set()
+    while left > 0:
+        bsz = int(min(left, rng.integers(1, max(2, 4 * params.sub_batch + 3))))
+        left -= bsz
+        style = rng.random()
+        xs, ds = (float(np.exp(rng.uniform(np.log(0.2), np.log(2.0)))),
+                  float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))))
+        b = random_stream(params, 1, bsz, seed=int(rng.integers(1 << 31)), x_scale=xs, d_scale=ds)[0]
+        if style < 0.08:  # extreme samples: every element at a rail
+            b.x = np.where(rng.random(b.x.shape) < 0.5, f.x.min_int, f.x.max_int).astype(np.int64)
+            b.d = np.where(rng.random(b.d.shape) < 0.5, f.delta.min_int, f.delta.max_int).astype(np.int64)
+            events.add("extreme")
+        out.append(b)
+        if bsz % params.sub_batch:
+            events.add("partial_sub_batch")
+    for i, b in enumerate(out):
+        r = rng.random()
+        if r < 0.12:  # a random state with small or negative sigma: the sigma guard fires
+            X = f.state.quantize(rng.normal(0, 0.4, (params.cols, params.rank)))
+            D = f.state.quantize(rng.normal(0, 0.4, (params.rows, params.rank)))
+            sig = rng.integers(-8, 8, params.rank)
+            b.load = (X, D, sig)
+        elif r < 0.18:  # zero state, zero samples: every column degenerates
+            b.load = (np.zeros((params.cols, params.rank), np.int64), np.zeros((params.rows, params.rank), np.int64),
+                      np.full(params.rank, 1 << max(0, f.sigma.frac - 2), np.int64))
+            b.x[:] = 0
+            b.d[:] = 0
+        elif r < 0.30:  # a state at the rails with a large sigma
+            X = np.where(rng.random((params.cols, params.rank)) < 0.5, f.state.min_int, f.state.max_int)
+            D = np.where(rng.random((params.rows, params.rank)) < 0.5, f.state.min_int, f.state.max_int)
+            sig_hi = rng.random() < 0.5
+            b.load = (X.astype(np.int64), D.astype(np.int64),
+                      rng.integers(f.sigma.max_int // 2, f.sigma.max_int + 1, params.rank) if sig_hi
+                      else rng.integers(-8, 8, params.rank))
+            if rng.random() < 0.7:  # rail samples into a rail state: the wide stages saturate
+                b.x = np.where(rng.random(b.x.shape) < 0.5, f.x.min_int, f.x.max_int).astype(np.int64)
+                b.d = np.where(rng.random(b.d.shape) < 0.5, f.delta.min_int, f.delta.max_int).astype(np.int64)
+        d = rng.random()
+        b.dump = bool(d < 0.6 or i == len(out) - 1)
+        if b.dump and params.rank > 1 and rng.random() < 0.25:
+            b.dump_col = int(rng.integers(params.rank))
+    return out
+
+
+def _stall(rng: np.random.Generator) -> dict:
+    from testbench.engine_cosim import PORTS
+
+    mode = rng.random()
+    if mode < 0.15:
+        return {p: 0.0 for p in PORTS}
+    return {p: float(np.round(rng.uniform(0, 0.5), 3)) for p in PORTS}
+
+
+def reproduce_command(seed: int, samples: int, index: int, max_dim: int, max_configs: int | None) -> str:
+    mc = f" --max-configs {max_configs}" if max_configs else ""
+    md = f" --max-dim {max_dim}" if max_dim != 96 else ""
+    return f"sbpca regress --samples {samples} --seed {seed}{md}{mc} --only {index}"
+
+
+# ---------------------------------------------------------------- running one case
+def run_case(case: dict, campaign: dict) -> dict:
+    """Run one case; return its summary (counts, coverage, mismatch lines)."""
+    t0 = time.time()
+    repro = reproduce_command(campaign["seed"], campaign["samples"], case["index"], campaign["max_dim"],
+                              campaign["max_configs"])
+    try:
+        if case["kind"] == "driver":
+            out = _run_driver_case(case, repro, campaign)
+        else:
+            out = _run_engine_case(case, repro, campaign)
+    except Exception as exc:  # a crash is a failure of the case, reported with its reproducer
+        out = {"kind": case["kind"], "mismatches": 1, "words_compared": 0, "samples": 0, "cycles": 0,
+               "coverage": {}, "details": [f"case crashed: {type(exc).__name__}: {exc} | reproduce: {repro}"]}
+    out.update(index=case["index"], seconds=round(time.time() - t0, 2), reproduce=repro)
+    return out
+
+
+def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
+    from hdl.engine_params import EngineParams
+    from testbench.engine_cosim import run_engine_cosim
+
+    rng = np.random.default_rng(case["seed"])
+    cov: dict[str, int] = {}
+    init = None
+    if case["kind"] == "captured":
+        from testbench.engine_capture import capture_training_stream
+
+        cap = capture_training_stream(rank=4, sub_batch=8, batch=20, seed=case["seed"] % 1000)
+        p = cap.params(lanes=int(rng.integers(1, 9)))
+        batches, init = [cap.batch], cap.init
+        cov["captured_training_stream"] = 1
+    else:
+        p = EngineParams.from_dict(case["params"])
+        batches = _engine_stream(p, case["samples"], rng)
+    stall = _stall(rng)
+    trace = bool(rng.random() >= 0.1)
+    rep = run_engine_cosim(p, batches, init=init, seed=0, stall_prob=stall, stim_seed=int(rng.integers(1 << 31)),
+                           trace=trace, reproduce=repro, fast_build=campaign["fast_build"])
+    for n in rep.get("rtl_status", {}).get("sat", []):
+        cov[f"sat_{n}"] = cov.get(f"sat_{n}", 0) + 1
+    st = rep.get("rtl_status", {})
+    cov["sigma_guard"] = int(st.get("sigma_guard", 0))
+    cov["degenerate_column"] = int(st.get("degenerate", 0))
+    cov["partial_sub_batch"] = sum(1 for b in batches if len(b.x) % p.sub_batch)
+    cov["single_column_request"] = sum(1 for b in batches if b.dump and b.dump_col is not None)
+    cov["trace_off"] = int(not trace)
+    cov["state_load"] = sum(1 for b in batches if b.load is not None)
+    cov["p_not_dividing"] = int(p.rows % p.lanes != 0 or p.cols % p.lanes != 0)
+    cov[f"format_{p.fmts.name}"] = 1
+    for key, v in rep.get("coverage_counts", {}).items():
+        cov[key] = int(v)
+    return {"kind": case["kind"], "config": _describe(p), "mismatches": int(rep["mismatches"]),
+            "words_compared": int(rep.get("words_compared", 0)), "samples": int(rep.get("samples", 0)),
+            "cycles": int(rep.get("sim_cycles_total", 0) or 0), "sim_seconds": rep.get("sim_seconds"),
+            "sim_cycles_per_second": rep.get("sim_cycles_per_second"), "stall": stall, "trace": trace,
+            "coverage": cov, "details": rep.get("mismatch_details", [])[:5]}
+
+
+def _describe(p) -> str:
+    return f"a={p.rows} b={p.cols} k={p.rank} s={p.sub_batch} P={p.lanes} {p.fmts.name}"
+
+
+def _run_driver_case(case: dict, repro: str, campaign: dict) -> dict:
+    from pymodel.crossbar import DriverParams
+    from testbench.driver_cosim import run_driver_cosim
+
+    rng = np.random.default_rng(case["seed"])
+    md = min(case.get("max_dim", 96), 32)
+    seed = int(rng.integers(1 << 15))
+    params = DriverParams(int(rng.integers(1, md + 1)), int(rng.integers(1, md + 1)), scheme=case["scheme"],
+                          bl_max=int(rng.integers(1, 32)), seed=seed)
+    stalls = [0.0, float(np.round(rng.uniform(0.05, 0.5), 3))]
+    rep = run_driver_cosim(params, updates=int(rng.integers(10, 40)), seed=seed, stall_prob=stalls, reproduce=repro,
+                           fast_build=campaign["fast_build"])
+    cov = {f"driver_{params.scheme}": 1, "driver_stall": 1}
+    return {"kind": "driver", "config": f"driver {params.rows}x{params.cols} {params.scheme} BL<={params.bl_max}",
+            "mismatches": int(rep["mismatches"]), "words_compared": int(rep["words_compared"]),
+            "samples": int(rep["updates"]), "cycles": int(rep["cycles"]), "stall": stalls, "coverage": cov,
+            "details": [d for r in rep["runs"] for d in r.get("mismatch_details", [])][:5]}
+
+
+# ---------------------------------------------------------------- the campaign
+def run_campaign(samples: int, seed: int, *, jobs: int = 1, max_dim: int = 96, max_configs: int | None = None,
+                 only: int | None = None, fast_build: bool = False, allow_empty: tuple[str, ...] = (),
+                 progress=None) -> dict:
+    """Draw and run the cases; return the campaign summary (``ok`` false on any failure)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, not {jobs}")
+    bins = coverage_bins()
+    unknown = set(allow_empty) - set(bins)
+    if unknown:
+        raise ValueError(f"--allow-empty names unknown bins {sorted(unknown)}; bins are {bins}")
+    allow_empty = tuple(sorted(set(allow_empty) | {f"sat_{n}" for n in UNREACHED_SAT}))
+    cases = draw_cases(samples, seed, max_dim, max_configs)
+    if only is not None:
+        if not 0 <= only < len(cases):
+            raise ValueError(f"--only {only}: the campaign has cases 0..{len(cases) - 1}")
+        cases = [cases[only]]
+    campaign = {"samples": samples, "seed": seed, "max_dim": max_dim, "max_configs": max_configs,
+                "fast_build": fast_build}
+    t0 = time.time()
+    results = []
+    if jobs == 1:
+        for c in cases:
+            results.append(run_case(c, campaign))
+            if progress:
+                progress(results[-1])
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            for r in ex.map(run_case, cases, [campaign] * len(cases)):
+                results.append(r)
+                if progress:
+                    progress(r)
+    summary = summarize(results, bins, allow_empty, only is not None)
+    summary.update(command=reproduce_command(seed, samples, 0, max_dim, max_configs).rsplit(" --only", 1)[0]
+                   + (f" --jobs {jobs}" if jobs > 1 else ""),
+                   seed=seed, samples_requested=samples, wall_seconds=round(time.time() - t0, 1))
+    return summary
+
+
+def summarize(results: list[dict], bins: list[str], allow_empty=(), single_case: bool = False) -> dict:
+    """Totals, coverage per bin and the verdict: ``ok`` only without mismatches and empty bins
+    (bins in ``allow_empty`` may stay empty; a single ``--only`` case is judged on mismatches)."""
+    cov = {b: 0 for b in bins}
+    for r in results:
+        for key, v in r["coverage"].items():
+            if key in cov:
+                cov[key] += int(v)
+    empty = [] if single_case else [b for b in bins if cov[b] == 0 and b not in allow_empty]
+    mism = sum(r["mismatches"] for r in results)
+    engine = [r for r in results if r["kind"] != "driver"]
+    return {
+        "configurations": len(engine), "driver_cases": len(results) - len(engine),
+        "samples": sum(r["samples"] for r in engine),
+        "driver_updates": sum(r["samples"] for r in results if r["kind"] == "driver"),
+        "words_compared": sum(r["words_compared"] for r in results),
+        "simulated_cycles": sum(r["cycles"] for r in results),
+        "mismatches": mism, "coverage": cov, "empty_bins": empty, "allowed_empty": sorted(allow_empty),
+        "ok": mism == 0 and not empty,
+        "cases": results,
+    }
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    Path(path).write_text(json.dumps(summary, indent=1, default=str))
