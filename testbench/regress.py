@@ -31,6 +31,8 @@ __all__ = ["draw_cases", "run_case", "run_campaign", "coverage_bins", "summarize
 
 FORMAT_SETS = ("q8", "q12", "q16", "q24")
 SUB_BATCHES = (1, 2, 3, 4, 5, 8, 16, 32)
+SUB_BATCH_WEIGHTS = (1, 1, 1, 2, 1, 3, 4, 4)  # small s costs many cycles per sample: drawn less often
+CHUNK_SAMPLES = 8000  # samples per simulator run (bounds the golden model's memory)
 DRIVER_EVERY = 6  # one driver case per this many engine cases
 #: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
 #: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
@@ -56,7 +58,7 @@ def _engine_params(rng: np.random.Generator, max_dim: int):
     while True:
         a, b = (int(v) for v in rng.integers(1, max_dim + 1, 2))
         k = int(rng.integers(1, min(8, a, b) + 1))
-        s = int(rng.choice(SUB_BATCHES))
+        s = int(rng.choice(SUB_BATCHES, p=np.array(SUB_BATCH_WEIGHTS) / sum(SUB_BATCH_WEIGHTS)))
         P = int(rng.integers(1, min(8, max(a, b)) + 1))
         fs = str(rng.choice(FORMAT_SETS))
         try:
@@ -66,8 +68,9 @@ def _engine_params(rng: np.random.Generator, max_dim: int):
 
 
 def _cost(p) -> float:
-    """Simulated cycles per sample, roughly: the throughput bound plus per-sub-batch overhead."""
-    return p.bound_cycles_per_sample + (60 * p.rank ** 2 + 8 * p.chunks_max) / p.sub_batch + 4
+    """Simulated cycles per sample, roughly: the throughput bound, or the scalar unit's chain
+    (square root and divisions, ~6 per column and sub-batch) when small s cannot hide it."""
+    return 1.1 * max(p.bound_cycles_per_sample, 6 * p.rank * (p.sqrt_cycles + p.div_cycles) / p.sub_batch) + 4
 
 
 def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | None = None) -> list[dict]:
@@ -78,7 +81,7 @@ def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | No
         raise ValueError(f"max_dim must be in 1..96, not {max_dim}")
     rng = np.random.default_rng([int(seed), 0x5EED])
     # number of configurations grows slowly with the budget: builds cost more than samples
-    n_cfg = max(1, min(max_configs or 10 ** 9, int(round(2 + 4 * math.log10(max(samples, 10) / 10)))))
+    n_cfg = max(1, min(max_configs or 10 ** 9, int(round(1.2 * math.log10(max(samples, 10))))))
     params = [_engine_params(rng, max_dim) for _ in range(n_cfg)]
     w = np.array([1.0 / _cost(p) for p in params])
     share = np.maximum(8, np.floor(samples * w / w.sum())).astype(int)
@@ -187,39 +190,63 @@ def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
 
     rng = np.random.default_rng(case["seed"])
     cov: dict[str, int] = {}
-    init = None
-    if case["kind"] == "captured":
+    captured = case["kind"] == "captured"
+    if captured:
         from testbench.engine_capture import capture_training_stream
 
         cap = capture_training_stream(rank=4, sub_batch=8, batch=20, seed=case["seed"] % 1000)
         p = cap.params(lanes=int(rng.integers(1, 9)))
-        batches, init = [cap.batch], cap.init
+        cap.batch.load = cap.init  # loaded through the port: the netlist stays the default one
+        batches = [cap.batch]
         cov["captured_training_stream"] = 1
+        # the capture's own check: the golden run reproduces the training loop's state
     else:
         p = EngineParams.from_dict(case["params"])
-        batches = _engine_stream(p, case["samples"], rng)
-    stall = _stall(rng)
-    trace = bool(rng.random() >= 0.1)
-    rep = run_engine_cosim(p, batches, init=init, seed=0, stall_prob=stall, stim_seed=int(rng.integers(1 << 31)),
-                           trace=trace, reproduce=repro, fast_build=campaign["fast_build"])
-    for n in rep.get("rtl_status", {}).get("sat", []):
-        cov[f"sat_{n}"] = cov.get(f"sat_{n}", 0) + 1
-    st = rep.get("rtl_status", {})
-    cov["sigma_guard"] = int(st.get("sigma_guard", 0))
-    cov["degenerate_column"] = int(st.get("degenerate", 0))
-    cov["partial_sub_batch"] = sum(1 for b in batches if len(b.x) % p.sub_batch)
-    cov["single_column_request"] = sum(1 for b in batches if b.dump and b.dump_col is not None)
-    cov["trace_off"] = int(not trace)
-    cov["state_load"] = sum(1 for b in batches if b.load is not None)
+    total = {"mismatches": 0, "words_compared": 0, "samples": 0, "cycles": 0, "sim_seconds": 0.0}
+    details: list[str] = []
+    speeds, runs = [], []
+    left = 0 if captured else case.get("samples", 0)
+    first = True
+    while first or left > 0:
+        first = False
+        if not captured:
+            n = min(left, CHUNK_SAMPLES)
+            left -= n
+            batches = _engine_stream(p, n, rng)
+        stall = _stall(rng)
+        trace = bool(rng.random() >= 0.1)
+        rep = run_engine_cosim(p, batches, seed=0, stall_prob=stall,
+                               stim_seed=int(rng.integers(1 << 31)), trace=trace, reproduce=repro,
+                               fast_build=campaign["fast_build"])
+        total["mismatches"] += int(rep["mismatches"])
+        total["words_compared"] += int(rep.get("words_compared", 0))
+        total["samples"] += int(rep.get("samples", 0))
+        total["cycles"] += int(rep.get("sim_cycles_total", 0) or 0)
+        total["sim_seconds"] += float(rep.get("sim_seconds") or 0)
+        details += rep.get("mismatch_details", [])[:5]
+        if rep.get("sim_cycles_per_cpu_second"):
+            speeds.append(rep["sim_cycles_per_cpu_second"])
+        runs.append({"samples": rep.get("samples"), "stall": stall, "trace": trace})
+        for n_ in rep.get("rtl_status", {}).get("sat", []):
+            cov[f"sat_{n_}"] = cov.get(f"sat_{n_}", 0) + 1
+        st = rep.get("rtl_status", {})
+        _add(cov, "sigma_guard", int(st.get("sigma_guard", 0)))
+        _add(cov, "degenerate_column", int(st.get("degenerate", 0)))
+        _add(cov, "partial_sub_batch", sum(1 for b in batches if len(b.x) % p.sub_batch))
+        _add(cov, "single_column_request", sum(1 for b in batches if b.dump and b.dump_col is not None))
+        _add(cov, "trace_off", int(not trace))
+        _add(cov, "state_load", sum(1 for b in batches if b.load is not None))
+        for key, v in rep.get("coverage_counts", {}).items():
+            _add(cov, key, int(v))
     cov["p_not_dividing"] = int(p.rows % p.lanes != 0 or p.cols % p.lanes != 0)
     cov[f"format_{p.fmts.name}"] = 1
-    for key, v in rep.get("coverage_counts", {}).items():
-        cov[key] = int(v)
-    return {"kind": case["kind"], "config": _describe(p), "mismatches": int(rep["mismatches"]),
-            "words_compared": int(rep.get("words_compared", 0)), "samples": int(rep.get("samples", 0)),
-            "cycles": int(rep.get("sim_cycles_total", 0) or 0), "sim_seconds": rep.get("sim_seconds"),
-            "sim_cycles_per_second": rep.get("sim_cycles_per_second"), "stall": stall, "trace": trace,
-            "coverage": cov, "details": rep.get("mismatch_details", [])[:5]}
+    return {"kind": case["kind"], "config": _describe(p), **total, "runs": runs,
+            "sim_cycles_per_cpu_second": round(float(np.median(speeds)), 1) if speeds else None,
+            "coverage": cov, "details": details[:5]}
+
+
+def _add(cov: dict, key: str, v: int) -> None:
+    cov[key] = cov.get(key, 0) + int(v)
 
 
 def _describe(p) -> str:
