@@ -12,8 +12,8 @@ same campaign.  Everything derives from ``--seed``: case ``i`` can be rerun alon
 
 Builds are cached by netlist (:mod:`testbench.runner`), so configurations that share one
 are compiled once.  The sample budget is spread over the configurations in inverse
-proportion to their cost (cycles per sample), so slow configurations still run but cheap
-ones carry most samples.  Coverage is counted per event bin; the campaign fails on any
+proportion to the square of their cost (cycles per sample), so slow configurations still
+run but cheap ones carry most samples.  Coverage is counted per event bin; the campaign fails on any
 mismatch and on any bin left empty (``--allow-empty`` names bins a short campaign may miss).
 """
 
@@ -32,7 +32,8 @@ __all__ = ["draw_cases", "run_case", "run_campaign", "coverage_bins", "summarize
 FORMAT_SETS = ("q8", "q12", "q16", "q24")
 SUB_BATCHES = (1, 2, 3, 4, 5, 8, 16, 32)
 SUB_BATCH_WEIGHTS = (1, 1, 1, 2, 1, 3, 4, 4)  # small s costs many cycles per sample: drawn less often
-CHUNK_SAMPLES = 8000  # samples per simulator run (bounds the golden model's memory)
+CHUNK_SUB_BATCHES = 2000  # sub-batches per simulator run (bounds the golden model's memory) ...
+CHUNK_SAMPLES = 50000  # ... and samples
 DRIVER_EVERY = 6  # one driver case per this many engine cases
 #: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
 #: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
@@ -83,7 +84,7 @@ def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | No
     # number of configurations grows slowly with the budget: builds cost more than samples
     n_cfg = max(1, min(max_configs or 10 ** 9, int(round(1.2 * math.log10(max(samples, 10))))))
     params = [_engine_params(rng, max_dim) for _ in range(n_cfg)]
-    w = np.array([1.0 / _cost(p) for p in params])
+    w = np.array([1.0 / _cost(p) ** 2 for p in params])
     share = np.maximum(8, np.floor(samples * w / w.sum())).astype(int)
     cases = []
     for i, (p, n) in enumerate(zip(params, share)):
@@ -210,7 +211,7 @@ def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
     while first or left > 0:
         first = False
         if not captured:
-            n = min(left, CHUNK_SAMPLES)
+            n = min(left, CHUNK_SAMPLES, CHUNK_SUB_BATCHES * p.sub_batch)
             left -= n
             batches = _engine_stream(p, n, rng)
         stall = _stall(rng)

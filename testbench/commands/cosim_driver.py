@@ -23,26 +23,26 @@ def register(designs) -> None:
     parser.add_argument("--stall", type=float, action="append", default=None,
                         help="probability of a stall cycle on every stream; repeat for several runs "
                              "(default: one run at 0.3)")
-    parser.add_argument("--build-dir", type=Path, default=None, help="keep the build here (default: temporary)")
-    parser.add_argument("--waves", action="store_true", help="write an FST waveform (needs --build-dir)")
+    parser.add_argument("--build-dir", type=Path, default=None,
+                        help="build here (default: a cache directory keyed by the Verilog)")
+    parser.add_argument("--waves", action="store_true", help="write a VCD waveform (path in the report)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hdl.driver_config import params_from_args
-    from testbench.driver_cosim import run_driver_cosim
+    from testbench.driver_cosim import driver_command, run_driver_cosim
     from testbench.simulator import SimulatorError
 
     if args.updates < 1:
         raise ValueError(f"--updates must be >= 1, not {args.updates}")
-    if args.waves and args.build_dir is None:
-        raise ValueError("--waves needs --build-dir to keep the waveform")
     params = params_from_args(args)
     stalls = args.stall if args.stall else [0.3]
     try:
         report = run_driver_cosim(params, updates=args.updates, seed=args.seed, stall_prob=stalls,
-                                  build_dir=args.build_dir, waves=args.waves)
+                                  build_dir=args.build_dir, waves=args.waves,
+                                  reproduce=driver_command(params, args.updates, stalls))
     except SimulatorError as exc:
         print(f"sbpca cosim driver: error: {exc}", file=sys.stderr)
         return 1
@@ -57,4 +57,6 @@ def run(args: argparse.Namespace) -> int:
             for d in run_["first_mismatches"][:3]:
                 print(f"  stall {run_['stall_prob']}: update {d['update']} ({d['kind']}) slot {d['slot']}: "
                       f"{d['fields']}", file=sys.stderr)
+            for line in run_.get("mismatch_details", [])[:5]:
+                print(f"  {line}", file=sys.stderr)
     return 0 if ok else 1
