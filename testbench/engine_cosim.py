@@ -148,7 +148,10 @@ def _design_key(params: EngineParams, state0) -> str:
     h = hashlib.sha1(json.dumps(params.to_dict(), sort_keys=True).encode())
     for v in state0:
         h.update(np.ascontiguousarray(v, dtype=np.int64).tobytes())
-    for f in sorted([*(_ROOT / "hdl").glob("*.py"), *(_ROOT / "pymodel").glob("*.py")]):
+    # the RTL generator and the number formats it elaborates (the reset state is passed in);
+    # the runner's own stamp still compares the Verilog text before reusing a build
+    for f in sorted([*(_ROOT / "hdl").glob("*.py"), _ROOT / "pymodel" / "formats.py",
+                     _ROOT / "pymodel" / "fixedpoint.py"]):
         h.update(f.read_bytes())
     return h.hexdigest()[:20]
 

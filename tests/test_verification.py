@@ -100,7 +100,7 @@ def test_campaign_draws_legal_reproducible_cases_and_judges_coverage():
     a = draw_cases(100000, seed=7)
     assert a == draw_cases(100000, seed=7)
     eng = [c for c in a if c["kind"] == "engine"]
-    assert len(eng) >= 8 and any(c["kind"] == "driver" for c in a)
+    assert len(eng) == 6 and any(c["kind"] == "driver" for c in a)  # ~1.2 log10(samples) configurations
     assert sum(c["samples"] for c in eng) >= 0.95 * 100000
     for c in eng:
         p = EngineParams.from_dict(c["params"])  # legal: construction validates
