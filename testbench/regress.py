@@ -12,7 +12,7 @@ same campaign.  Everything derives from ``--seed``: case ``i`` can be rerun alon
 
 Builds are cached by netlist (:mod:`testbench.runner`), so configurations that share one
 are compiled once.  The sample budget is spread over the configurations in inverse
-proportion to the square of their cost (cycles per sample), so slow configurations still
+proportion to the cube of their cost (cycles per sample), so slow configurations still
 run but cheap ones carry most samples.  Coverage is counted per event bin; the campaign fails on any
 mismatch and on any bin left empty (``--allow-empty`` names bins a short campaign may miss).
 """
@@ -84,7 +84,7 @@ def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | No
     # number of configurations grows slowly with the budget: builds cost more than samples
     n_cfg = max(1, min(max_configs or 10 ** 9, int(round(1.2 * math.log10(max(samples, 10))))))
     params = [_engine_params(rng, max_dim) for _ in range(n_cfg)]
-    w = np.array([1.0 / _cost(p) ** 2 for p in params])
+    w = np.array([1.0 / _cost(p) ** 3 for p in params])
     share = np.maximum(8, np.floor(samples * w / w.sum())).astype(int)
     cases = []
     for i, (p, n) in enumerate(zip(params, share)):
