@@ -54,7 +54,7 @@ def main(argv=None) -> int:
                  nat["cycles_per_cpu_second"]))
     print(f"engine a={p.rows} b={p.cols} k={p.rank} s={p.sub_batch} P={p.lanes}, {args.batches}x{args.batch_size} "
           f"samples, stall {args.stall_prob} on every port; bit-exact: {ok}")
-    print(f"| how it is simulated | cycles | cycles/s (wall) | cycles/s (CPU) |\n|---|---|---|---|")
+    print("| how it is simulated | cycles | cycles/s (wall) | cycles/s (CPU) |\n|---|---|---|---|")
     for name, cyc, wall, cpu in rows:
         print(f"| {name} | {cyc} | {wall:,.0f} | {cpu:,.0f} |")
     ratio = rows[-1][3] / rows[-2][3]

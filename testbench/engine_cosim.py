@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hdl.engine import SAT_NAMES, SBPCAEngine, engine_manifest, initial_state
+from hdl.engine import SBPCAEngine, engine_manifest, initial_state
 from hdl.engine_params import EngineParams
 from pymodel.sbpca import SBPCA
 
@@ -192,7 +192,7 @@ def engine_job(params: EngineParams, batches: Sequence[EngineBatch], state0, *, 
 
     expected = golden_expectation(params, batches, state0)
     sizes = [int(np.asarray(b.x).shape[0]) for b in batches]
-    first, acc = [], 0
+    first = []
     batch_start = np.concatenate([[0], np.cumsum(sizes)])
     seen: dict[int, int] = {}
     for h in expected["history"]:

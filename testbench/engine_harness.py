@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hdl.engine_params import EngineParams
+from hdl.engine_params import SAT_NAMES, EngineParams
 
 __all__ = ["HarnessDepths", "harness_verilog", "TB_TOPLEVEL", "MM_RECORDS", "MM_SOURCES", "HEX_FILES"]
 
@@ -97,7 +97,7 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     EW = t_dw + t_sw  # expected word: {sigma, data}
     SEGW = 96 + 1 + W["factor_req"]
     MW = max(W["trace"], W["factors"])
-    sat_w = len(__import__("hdl.engine_params", fromlist=["SAT_NAMES"]).SAT_NAMES)
+    sat_w = len(SAT_NAMES)
     sig_w = k * p.fmts.sigma.bits
     ports = ["x", "d", "load", "factor_req", "trace", "factors"]
     lfsr_consts = [0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F, 0x165667B1, 0xD3A2646C]
@@ -162,9 +162,9 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     a("  wire st_q = lf_factor_req[15:0] < thr_q, st_t = lf_trace[15:0] < thr_t, "
       "st_f = lf_factors[15:0] < thr_f;")
     # ---- engine
-    a(f"  reg x_valid, d_valid, l_valid, q_valid, t_ready, f_ready;")
+    a("  reg x_valid, d_valid, l_valid, q_valid, t_ready, f_ready;")
     a(f"  reg [{W['x'] - 1}:0] x_payload; reg [{W['d'] - 1}:0] d_payload; reg [{W['load'] - 1}:0] l_payload;")
-    a(f"  wire x_ready, d_ready, l_ready, q_ready, t_valid, f_valid;")
+    a("  wire x_ready, d_ready, l_ready, q_ready, t_valid, f_valid;")
     a(f"  wire [{W['trace'] - 1}:0] t_payload; wire [{W['factors'] - 1}:0] f_payload;")
     a("  reg running;")
     a(f"  wire [{SEGW - 1}:0] seg_word = seg_rom[seg[{max(1, (depths.seg - 1).bit_length()) - 1}:0]];")
@@ -291,7 +291,7 @@ def harness_verilog(params: EngineParams, payloads: dict, depths: HarnessDepths,
     # trace sink
     a("      if (t_fire) begin")
     a("        tr_got <= tr_got + 1;")
-    a(f"        if (t_legal) begin")
+    a("        if (t_legal) begin")
     a(f"          tseen[t_addr[{tab - 1}:0]] <= block;")
     a(f"          if (t_kind == 2'd0 && t_chunk == {Rb - 1}) cnt_x[t_col[{colw - 1}:0]] <= t_sub + 1;")
     a(f"          if (t_kind == 2'd1 && t_chunk == {Ra - 1}) cnt_d[t_col[{colw - 1}:0]] <= t_sub + 1;")
