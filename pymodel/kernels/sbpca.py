@@ -233,8 +233,8 @@ def _cols_times(z, start, m, P, out):
 
 
 # ---------------------------------------------------------------------------- fixed point
-# Formats travel as (bits, frac, rounding, overflow) tuples and the hot dot products are
-# written inline: array arguments to a helper cost a reference-count update per call.
+# Formats travel as (bits, frac, rounding, overflow) tuples, and helpers take whole arrays once
+# per sub-batch, never per element: an array argument costs a reference-count update per call.
 @njit(cache=True)
 def _fmt(F, i):
     return (F[i, 0], F[i, 1], F[i, 2], F[i, 3])
@@ -258,6 +258,49 @@ def _sum128_cols(A, start, i, B, c, m):
         ph, pl = i128.mul(A[start + j, i], B[j, c])
         hi, lo = i128.add(hi, lo, ph, pl)
     return hi, lo
+
+
+@njit(cache=True)
+def _project(z, start, m, Vt, wide, from_frac, fmt, out):
+    """out[j, c] = R(z_{start+j} · V_c) for the m samples (pass 1: q = R_proj(δ·Δ); pass 2: p);
+    returns the overflow count."""
+    k, n = Vt.shape
+    over = 0
+    for j in range(m):
+        row = start + j
+        for c in range(k):
+            if not wide:
+                acc = np.int64(0)
+                for i in range(n):
+                    acc += z[row, i] * Vt[c, i]
+                v, o = requant_i64(acc, from_frac, fmt)
+            else:
+                hh, hl = _sum128_rows(z, row, Vt, c, n)
+                v, o = requant_128(hh, hl, from_frac, fmt)
+            over += o
+            out[j, c] = v
+    return over
+
+
+@njit(cache=True)
+def _accumulate(z, start, m, P, wide, from_frac, fmt, outT):
+    """outT[c, i] = R(Σ_j z_{start+j, i} P[j, c]) (A = R_acc(Σ x qᵀ), D = R_acc(Σ δ pᵀ));
+    returns the overflow count."""
+    k, n = outT.shape
+    over = 0
+    for c in range(k):
+        for i in range(n):
+            if not wide:
+                acc = np.int64(0)
+                for j in range(m):
+                    acc += z[start + j, i] * P[j, c]
+                v, o = requant_i64(acc, from_frac, fmt)
+            else:
+                hh, hl = _sum128_cols(z, start, i, P, c, m)
+                v, o = requant_128(hh, hl, from_frac, fmt)
+            over += o
+            outT[c, i] = v
+    return over
 
 
 @njit(cache=True)
@@ -392,37 +435,9 @@ def fixed_batch(x, d, XT, DT, sig, s, F, W, consts, record):
     for si in range(nsub):
         start = si * s
         m = min(s, B - start)
-        # 1. q_j = R_proj(δ_j · Δ)
-        n_o = 0
-        for j in range(m):
-            row = start + j
-            for c in range(k):
-                if not w_q:
-                    acc = np.int64(0)
-                    for i in range(a):
-                        acc += d[row, i] * DT[c, i]
-                    v, o = requant_i64(acc, fq, fpr)
-                else:
-                    hh, hl = _sum128_rows(d, row, DT, c, a)
-                    v, o = requant_128(hh, hl, fq, fpr)
-                n_o += o
-                q[j, c] = v
-        cnt[S_Q] += n_o
-        # 2. A = R_acc(Σ_j x_j q_jᵀ)
-        n_o = 0
-        for c in range(k):
-            for i in range(b):
-                if not w_a:
-                    acc = np.int64(0)
-                    for j in range(m):
-                        acc += x[start + j, i] * q[j, c]
-                    v, o = requant_i64(acc, fA, fac)
-                else:
-                    hh, hl = _sum128_cols(x, start, i, q, c, m)
-                    v, o = requant_128(hh, hl, fA, fac)
-                n_o += o
-                accT[c, i] = v
-        cnt[S_A] += n_o
+        # 1. q_j = R_proj(δ_j · Δ);  2. A = R_acc(Σ_j x_j q_jᵀ)
+        cnt[S_Q] += _project(d, start, m, DT, w_q, fq, fpr, q)
+        cnt[S_A] += _accumulate(x, start, m, q, w_a, fA, fac, accT)
         # 3. r_c = R_recip(1 / (n · max(σ_c, σ_min)))
         for c in range(k):
             sg = sig[c]
@@ -438,35 +453,8 @@ def fixed_batch(x, d, XT, DT, sig, s, F, W, consts, record):
                            S_X_INV, S_X_Q, S_X_GSH, S_X_GSV)
         XT[:, :] = QX
         # 5. p_j = R_proj(x_j · X'),  D = R_acc(Σ_j δ_j p_jᵀ)
-        n_o = 0
-        for j in range(m):
-            row = start + j
-            for c in range(k):
-                if not w_p:
-                    acc = np.int64(0)
-                    for i in range(b):
-                        acc += x[row, i] * XT[c, i]
-                    v, o = requant_i64(acc, fp, fpr)
-                else:
-                    hh, hl = _sum128_rows(x, row, XT, c, b)
-                    v, o = requant_128(hh, hl, fp, fpr)
-                n_o += o
-                q[j, c] = v
-        cnt[S_P] += n_o
-        n_o = 0
-        for c in range(k):
-            for i in range(a):
-                if not w_d:
-                    acc = np.int64(0)
-                    for j in range(m):
-                        acc += d[start + j, i] * q[j, c]
-                    v, o = requant_i64(acc, fD, fac)
-                else:
-                    hh, hl = _sum128_cols(d, start, i, q, c, m)
-                    v, o = requant_128(hh, hl, fD, fac)
-                n_o += o
-                Dacc[c, i] = v
-        cnt[S_D] += n_o
+        cnt[S_P] += _project(x, start, m, XT, w_p, fp, fpr, q)
+        cnt[S_D] += _accumulate(d, start, m, q, w_d, fD, fac, Dacc)
         # 6. Δ' = MGS(sat_mat(Δ + R_mat(D ⊙ r)))
         _power_step(DT, Dacc, r, fmat, up, fmu, w_mu, cnt)
         degenerate += _mgs(DT, QD, fmat, fst, inv_frac, inv_max, wides, guard2, one, cnt,
