@@ -31,9 +31,12 @@ from amaranth.lib.wiring import In, Out
 
 from pymodel.sbpca import SBPCA
 
-from .arith import ISqrt, RoundDivider, fit, round_shift, tree_sum
+from .arith import fit, round_shift, tree_sum
 from .dsp import tiled_mul
-from .synth import DUP_ATTR
+from .engine_pipeline import Tag, UopPipe
+from .engine_pipeline import delay as _delay, lane_copies as _lane_copies, lanes_any as _lanes_any
+from .engine_pipeline import reg as _reg, rreg as _rreg
+from .engine_scalar import ScalarUnit, task_layout, task_value_bits
 from .engine_params import (
     MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
 )
@@ -221,16 +224,16 @@ class SBPCAEngine(wiring.Component):
         H = Array([Signal(signed(mw), name=f"h{i}") for i in range(2 * k)])
         INV = Array([Signal(signed(iw), name=f"inv{i}") for i in range(2 * k)])
         RC = Array([Signal(signed(rw), name=f"r{i}") for i in range(k)])
-        SIG = Array([Signal(signed(gw), name=f"sigma{i}", init=int(S0[i])) for i in range(k)])
-        for c in range(k):
-            m.d.comb += self.sigma[c].eq(SIG[c])
+        # the scalar unit (divider, square root, reciprocal and σ logic) holds σ
+        m.submodules.scalar = sc = ScalarUnit(p, S0)
+        SIG = sc.sigma
+        m.d.comb += self.sigma.eq(sc.sigma)
 
         sat = Signal(len(SAT_NAMES))
         guard_cnt = Signal(32)
         degen_cnt = Signal(32)
         error = Signal()
         guard_inc = Signal()
-        degen_inc = Signal()
 
         # ---------------------------------------------------------------- input side
         in_slot = Signal()
@@ -486,59 +489,24 @@ class SBPCAEngine(wiring.Component):
             wm_r.addr.eq(_addr((ci, Rm), (j_col, k), (j_mat, 2))),
         ]
 
-        all_stages = []
-
-        assert next(iter(uop))[1].offset == 0  # ``valid`` is bit 0 of a uop tag
-
         # Per-lane control: from the operand stage on, every lane carries its own copy of the
-        # uop tags down its own pipeline (``lane_of``), so the lanes' multiplexers are driven
+        # uop tags down its own pipeline (``Tag.lane``), so the lanes' multiplexers are driven
         # from registers next to them and only one register-to-register hop crosses the chip.
-        # The ``sbpca_dup`` attribute asks synthesis (``hdl.synth``) not to merge the copies.
-        lane_of: dict[int, list] = {}
-        lane_chains = [P > 1]
-
-        def lane_regs(shape, values, name):
-            """``values[l]`` registered for lane ``l``, kept apart in synthesis (``DUP_ATTR``)."""
-            outs = []
-            for l, v in enumerate(values):
-                r = Signal(shape, name=f"{name}_l{l}", reset_less=True, attrs={DUP_ATTR: 1} if P > 1 else {})
-                m.d.sync += r.eq(v)
-                outs.append(r)
-            return outs
-
-        def stage(prev, name):
-            """The uop tag one cycle later; only its ``valid`` bit is reset."""
-            body = Signal(uop, name=name, reset_less=True)
-            valid = Signal(name=f"{name}_valid")
-            m.d.sync += [body.eq(prev), valid.eq(prev.valid)]
-            u = data.View(uop, Cat(valid, body.as_value()[1:]))
-            all_stages.append(u)
-            if lane_chains[0] and id(prev) in lane_of:
-                lane_of[id(u)] = lane_regs(uop, lane_of[id(prev)], name)
-            return u
-
-        def lane_copies(shape, value, name):
-            """``value`` registered once per lane (kept apart in synthesis, like the uop copies)."""
-            return lane_regs(shape, [value] * P, name)
-
-        def lane_view(main, l):
-            """Lane ``l``'s copy of the central stage ``main`` (``main`` itself with one lane)."""
-            copies = lane_of.get(id(main))
-            return main if copies is None else copies[l]
+        pipe = UopPipe(m, uop, P)
+        stage, udelay = pipe.stage, pipe.delay
 
         def reg(shape, value, name):
-            # datapath registers carry no reset: only the uop tags' ``valid`` and the control
-            # state must be cleared, and a reset net reaching every data flip-flop is a slow net
-            r = Signal(shape, name=name, reset_less=True)
-            m.d.sync += r.eq(value)
-            return r
+            return _reg(m, shape, value, name)
+
+        def lane_copies(shape, value, name):
+            return _lane_copies(m, shape, value, P, name)
 
         # ---------------------------------------------------------------- stage 1: operands
         # Cycle numbers below count from the issue (cycle 0).  Multipliers are DSP tiles
         # (``hdl.dsp.tiled_mul``): their operands are sampled by the tiles' input registers,
         # every tile product is registered, and the tiles are summed one tree level per cycle.
         # Each requantisation is split: round (registered), then range check (registered).
-        u1r = stage(u0, "u1")
+        u1r = stage(Tag(u0), "u1")
         # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on
         # ECP5); the state memories (distributed RAM, registered read) are read one cycle
         # later instead, from the uop's own chunk index, so every operand is a register at cycle 2
@@ -557,30 +525,21 @@ class SBPCAEngine(wiring.Component):
         h_sel = lane_copies(signed(mw), H[idx1], "h_sel")
         inv_sel = lane_copies(signed(iw), INV[idx1], "inv_sel")
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
-        u1 = stage(u1r, "u2")
-        if lane_chains[0]:
-            lane_of[id(u1)] = lane_regs(uop, [u1r] * P, "u2")
+        u1 = stage(u1r, "u2", split=True)
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
         prim = p.dsp
 
         def rreg(value, name):
-            """``value`` registered at its own width (a rounded value before its range check)."""
-            value = Value.cast(value)
-            return reg(value.shape(), value, name)
+            return _rreg(m, value, name)
 
         def lanes_any(bits, name):
-            """Each lane's flag registered beside its lane, OR-ed over the lanes a cycle later.
-
-            A range check ends a lane's carry chain; OR-ing all lanes' checks in the same cycle
-            would add a chip-wide net to it.  The caller pairs the result with the next stage.
-            """
-            return Cat(*[reg(1, b, f"{name}_{l}") for l, b in enumerate(bits)]).any()
+            return _lanes_any(m, bits, name)
 
         a1, b1, cv2, cb2, cx2 = [], [], [], [], []
         for l in range(P):
-            ul = lane_view(u1, l)
+            ul = u1.lane(l)
             s_own_c = Mux(ul.mat, sdd[l][ul.c], sxd[l][ul.c])
             s_j = Mux(ul.mat, sdd[l][ul.step], sxd[l][ul.step])
             s_j1 = Mux(ul.mat, sdd[l][ul.step + 1], sxd[l][ul.step + 1])
@@ -605,14 +564,7 @@ class SBPCAEngine(wiring.Component):
             cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
 
         def delay(vals, n, shape, name):
-            for t in range(n):
-                vals = [reg(shape, v, f"{name}_d{t}_{l}") for l, v in enumerate(vals)]
-            return vals
-
-        def udelay(u, n, name):
-            for t in range(n):
-                u = stage(u, f"{name}_{t}")
-            return u
+            return _delay(m, vals, n, shape, name)
 
         # ---------------------------------------------------------------- m1 (cycles 1 .. P1)
         m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim, fabric_reg=True) for l in range(P)]
@@ -626,7 +578,7 @@ class SBPCAEngine(wiring.Component):
         # ---------------------------------------------------------------- P1: accumulate, round
         lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
         for l in range(P):
-            ul = lane_view(uP1, l)
+            ul = uP1.lane(l)
             with m.If(ul.valid & (ul.op == OP_ACC)):
                 m.d.sync += lacc[l].eq(Mux(ul.fj, p1[l], lacc[l] + p1[l]))
         sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
@@ -641,7 +593,7 @@ class SBPCAEngine(wiring.Component):
         # D_r read at R1 from the lane's own uop copy, data at R2
         cdr = []
         for l, (rp, _) in enumerate(drm_l):
-            ul = lane_view(uR1, l)
+            ul = uR1.lane(l)
             m.d.comb += rp.addr.eq(_addr((ul.i, Ra), (ul.c, k)))
             cdr.append(rp.data)
 
@@ -673,7 +625,7 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             fx, sx_ = fit(la_x[l], f.acc)
             fd, sd_ = fit(la_d[l], f.acc)
-            ul = lane_view(uR2, l)
+            ul = uR2.lane(l)
             asat.append(Mux(ul.mat, sd_, sx_))
             # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
             ra = Signal(signed(aw), name=f"mra_{l}")
@@ -710,7 +662,7 @@ class SBPCAEngine(wiring.Component):
         load_take = ld_v
         for l in range(P):
             # each lane's state memories are written from the lane's own uop copy
-            ul = lane_view(uW, l)
+            ul = uW.lane(l)
             scale_l = ul.valid & (ul.op == OP_SCALE)
             wcol = Mux(load_take, ld.col, ul.c)
             wrow = Mux(load_take, ld.data[l], q_w[l])
@@ -722,7 +674,7 @@ class SBPCAEngine(wiring.Component):
                     wp.en.eq(Cat(*[wsel & (wcol == c) for c in range(k)])),
                 ]
         for l, (_, wp) in enumerate(drm_l):
-            ul = lane_view(uW, l)
+            ul = uW.lane(l)
             m.d.comb += [wp.addr.eq(_addr((ul.i, Ra), (ul.c, k))), wp.data.eq(mra_w[l]),
                          wp.en.eq(ul.valid & (ul.op == OP_ACC) & ul.lj & (ul.mat == MAT_D))]
         with m.If(scale_w & uW.jlast):
@@ -770,7 +722,7 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             mv, ms_ = fit(msum[l], f.mat)
             msat.append(ms_)
-            ul = lane_view(uU3, l)
+            ul = uU3.lane(l)
             vnew = Mux(ul.op == OP_ACC, mv, v_w[l])
             v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
             # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
@@ -797,10 +749,10 @@ class SBPCAEngine(wiring.Component):
         red_in = []
         for l in range(P):
             rv = Signal(signed(RW), name=f"red_in_{l}")
-            ul = lane_view(u9, l)
+            ul = u9.lane(l)
             m.d.comb += rv.eq(Mux(ul.op == OP_PROJ, pr[l], Mux(ul.op == OP_SCALE, prs9[l], p2[l])))
             red_in.append(rv)
-        lane_chains[0] = False  # from here on the lanes' results are summed: no per-lane control
+        u9 = pipe.central(u9)  # from here on the lanes' results are summed: no per-lane control
 
         # ---------------------------------------------------------------- reduction
         tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
@@ -815,7 +767,7 @@ class SBPCAEngine(wiring.Component):
         rq_d = rreg(round_shift(racc, f.x.frac + f.state.frac - f.proj.frac, f.proj.rounding), "rf_qd")
         rh = rreg(round_shift(racc, f.mat.frac + f.state.frac - f.mat.frac, f.mat.rounding), "rf_h")
         rs = rreg(round_shift(racc, f.state.frac + f.acc.frac - f.sigma.frac, f.sigma.rounding), "rf_s")
-        VW = max(p.norm2_bits + 1, gw)
+        VW = task_value_bits(p)
         rval = reg(signed(RW), racc, "rf_val")
         uf2 = stage(uf, "uf2")
         qx, qxs = fit(rq_x, f.proj)
@@ -851,7 +803,7 @@ class SBPCAEngine(wiring.Component):
         # scalar tasks: NORM (N2) and SIGMA (S)
         fin_scale = fin & (ug.op == OP_SCALE)
         raise_sat("S", fin_scale & g_ss)
-        task = data.StructLayout({"sigma": 1, "mat": 1, "c": colw, "value": signed(VW)})
+        task = task_layout(p)
         m.submodules.task_fifo = task_fifo = fifo.SyncFIFOBuffered(width=task.size, depth=3 * k + 2)
         tw = Signal(task)
         m.d.comb += [
@@ -862,151 +814,20 @@ class SBPCAEngine(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- scalar unit
-        m.submodules.sqrt = sq = ISqrt(width=p.radicand_bits, bits_per_cycle=p.iter_bits)
-        m.submodules.div = dv = RoundDivider(num_width=p.div_num_bits, den_width=p.div_den_bits,
-                                             quot_bits=p.div_quot_bits, bits_per_cycle=p.iter_bits)
-        tr_ = data.View(task, task_fifo.r_data)
-        sc_mat = Signal()
-        sc_c = Signal(colw)
-        sc_val = Signal(signed(VW))
-        sc_num = Signal(signed(p.div_num_bits + 1))
-        sc_den = Signal(p.div_den_bits)
-        sc_neg = Signal()
-        sc_guard = Signal()
-        sc_mag = Signal(gw)  # |σ'| after saturation (<= max_int + 1)
-        # the scalar unit's one multiplier (n·σ), DSP tiles with registered operands
-        sc_ma = Signal(p.n_bits)
-        sc_mb = Signal(signed(gw))
-        sc_sel = Signal(signed(gw))
-        sc_zero = Signal()
-        sc_q = Signal(max(iw, rw))  # a saturated divider result on its way to INV or RC
-        sc_big = Signal()
-        sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
-        sc_wait = Signal(range(sc_lat + 1))
-        sn = Signal(p.n_bits, init=s)
-        rn = Signal(p.n_bits)
-        recip_pending = Signal(k, init=(1 << k) - 1)
-        desc_view = desc_fifo.r_data
-        d_m = desc_view[:smpw + 1]
-        d_last = desc_view[smpw + 1]
-        sc_push = Signal()
-        sc_idle = Signal()
-        sub_batches = Signal(32)
-        batches = Signal(32)
-        smin = f.sigma_min_int
-        inv_max, rc_max = f.inv.max_int, f.recip.max_int
-        num_inv = 1 << (f.norm_frac + f.inv.frac)
-        num_rc = 1 << (f.sigma.frac + f.recip.frac)
-        lowest = Signal(colw)
-        for c in reversed(range(k)):
-            with m.If(recip_pending[c]):
-                m.d.comb += lowest.eq(c)
-        with m.FSM(name="scalar"):
-            with m.State("IDLE"):
-                m.d.comb += sc_idle.eq(1)
-                with m.If(task_fifo.r_rdy):
-                    m.d.comb += task_fifo.r_en.eq(1)
-                    # the task is registered first and dispatched in the next cycle
-                    m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value),
-                                 sc_zero.eq(tr_.value == 0)]
-                    with m.If(tr_.sigma):
-                        m.next = "SIG_NUM"
-                    with m.Else():
-                        m.next = "NORM"
-                with m.Elif(recip_pending != 0):
-                    m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
-                    m.next = "RCP_SEL"
-            with m.State("NORM"):
-                with m.If(sc_zero):
-                    m.d.sync += [INV[sc_mat * k + sc_c].eq(0), inv_valid[sc_mat * k + sc_c].eq(1)]
-                    m.d.comb += degen_inc.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
-                    m.next = "SQRT"
-            with m.State("SQRT"):
-                with m.If(sq.done):
-                    m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
-                    m.next = "NDIV"
-            with m.State("NDIV"):
-                with m.If(dv.done):
-                    # the saturated quotient is registered before it is written to its column
-                    big = dv.overflow | (dv.quotient > inv_max)
-                    m.d.sync += [sc_q.eq(Mux(big, inv_max, dv.quotient)), sc_big.eq(big)]
-                    m.next = "NDIV_SET"
-            with m.State("NDIV_SET"):
-                m.d.sync += [INV[sc_mat * k + sc_c].eq(sc_q), inv_valid[sc_mat * k + sc_c].eq(1)]
-                raise_sat("X_inv", sc_big & (sc_mat == MAT_X))
-                raise_sat("Delta_inv", sc_big & (sc_mat == MAT_D))
-                m.next = "IDLE"
-            with m.State("SIG_NUM"):
-                m.d.sync += [sc_ma.eq(sn), sc_mb.eq(SIG[sc_c]), sc_wait.eq(sc_lat)]
-                m.next = "SIG_MUL"
-            with m.State("SIG_MUL"):
-                # the product of the operands set above is valid sc_lat cycles after they are
-                with m.If(sc_wait == 0):
-                    m.d.sync += sc_num.eq(sc_prod + sc_val)
-                    m.next = "SIG_ABS"
-                with m.Else():
-                    m.d.sync += sc_wait.eq(sc_wait - 1)
-            with m.State("SIG_ABS"):
-                m.d.sync += [sc_num.eq(Mux(sc_num < 0, -sc_num, sc_num)), sc_neg.eq(sc_num < 0),
-                             sc_den.eq(sn + d_m)]
-                m.next = "SIG_DIV0"
-            with m.State("SIG_DIV0"):
-                m.d.comb += [dv.start.eq(1), dv.num.eq(sc_num), dv.den.eq(sc_den)]
-                m.next = "SIG_DIV"
-            with m.State("SIG_DIV"):
-                with m.If(dv.done):
-                    # saturate the magnitude: |min_int| = max_int + 1 for a negative result
-                    lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
-                    big = dv.overflow | (dv.quotient > lim)
-                    m.d.sync += sc_mag.eq(Mux(big, lim, dv.quotient))
-                    raise_sat("sigma", big)
-                    m.next = "SIG_SET"
-            with m.State("SIG_SET"):
-                m.d.sync += SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag))
-                m.next = "SIG_TR"
-            with m.State("SIG_TR"):
-                # a reservation of the sequencer this cycle takes at most chunks_max credits, so
-                # credit > chunks_max leaves room for this word whatever the sequencer does
-                can = ~self.trace_en | ((credit > Rm) & ~pipe_push & ~take_pending)
-                with m.If(can):
-                    m.d.comb += sc_push.eq(self.trace_en)
-                    n_next = Mux(d_last, s, sn + d_m)
-                    m.d.sync += rn.eq(n_next)
-                    with m.If(sc_c == k - 1):
-                        m.d.comb += desc_fifo.r_en.eq(1)
-                        m.d.sync += [sn.eq(n_next), sub_batches.eq(sub_batches + 1)]
-                        with m.If(d_last):
-                            m.d.sync += batches.eq(batches + 1)
-                    m.next = "RCP_SEL"
-            with m.State("RCP_SEL"):
-                m.d.sync += sc_sel.eq(SIG[sc_c])  # registered before the σ_min comparison
-                m.next = "RCP_MUL"
-            with m.State("RCP_MUL"):
-                low = sc_sel < smin
-                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, sc_sel)), sc_guard.eq(low),
-                             sc_wait.eq(sc_lat)]
-                m.next = "RCP_MUL1"
-            with m.State("RCP_MUL1"):
-                with m.If(sc_wait == 0):
-                    m.d.sync += sc_den.eq(sc_prod)
-                    m.next = "RCP_DIV0"
-                with m.Else():
-                    m.d.sync += sc_wait.eq(sc_wait - 1)
-            with m.State("RCP_DIV0"):
-                m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
-                m.next = "RCP_DIV"
-            with m.State("RCP_DIV"):
-                with m.If(dv.done):
-                    big = dv.overflow | (dv.quotient > rc_max)
-                    m.d.sync += [sc_q.eq(Mux(big, rc_max, dv.quotient)), sc_big.eq(big)]
-                    m.next = "RCP_SET"
-            with m.State("RCP_SET"):
-                m.d.sync += [RC[sc_c].eq(sc_q), r_sat[sc_c].eq(sc_big), r_guard[sc_c].eq(sc_guard),
-                             r_valid[sc_c].eq(1)]
-                m.next = "IDLE"
+        wiring.connect(m, sc.task, task_fifo.r_stream)
+        wiring.connect(m, sc.sub, desc_fifo.r_stream)
+        # its results land in the scoreboard here, after the sequencer's clears (a write wins)
+        with m.If(sc.inv.en):
+            m.d.sync += [INV[sc.inv.idx].eq(sc.inv.data), inv_valid[sc.inv.idx].eq(1)]
+        with m.If(sc.rc.en):
+            m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat),
+                         r_guard[sc.rc.c].eq(sc.rc.guard), r_valid[sc.rc.c].eq(1)]
+        # a reservation of the sequencer this cycle takes at most chunks_max credits, so
+        # credit > chunks_max leaves room for a σ word whatever the sequencer does
+        m.d.comb += [sc.trace_en.eq(self.trace_en),
+                     sc.trace_room.eq(~self.trace_en | ((credit > Rm) & ~pipe_push & ~take_pending))]
+        sc_push, sc_idle = sc.push, sc.idle
+        degen_inc = sc.degenerate
 
         # ---------------------------------------------------------------- trace output
         tlay = self.layouts["trace"]
@@ -1016,7 +837,7 @@ class SBPCAEngine(wiring.Component):
             m.d.comb += [tw_.kind.eq(uW.mat), tw_.col.eq(uW.c), tw_.chunk.eq(uW.i), tw_.data.eq(qrow),
                          tfifo.w_en.eq(1)]
         with m.Elif(sc_push):
-            m.d.comb += [tw_.kind.eq(KIND_SIGMA), tw_.col.eq(sc_c), tw_.sigma.eq(SIG[sc_c]),
+            m.d.comb += [tw_.kind.eq(KIND_SIGMA), tw_.col.eq(sc.push_c), tw_.sigma.eq(sc.push_sigma),
                          tfifo.w_en.eq(1)]
         m.d.comb += [
             tfifo.w_data.eq(tw_),
@@ -1028,14 +849,15 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += [take_r.eq(seq_take), credit.eq(credit - take_r - sc_push + pop)]
 
         # ---------------------------------------------------------------- factor dump
-        assert len(all_stages) + 1 == p.lat_final, (len(all_stages), p.lat_final)
-        stages_valid = Cat(*[u.valid for u in all_stages])
+        assert len(pipe.stages) + 1 == p.lat_final, (len(pipe.stages), p.lat_final)
+        stages_valid = Cat(*[u.valid for u in pipe.stages])
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
         load_ok = quiet & ~in_batch & ~in_mid & ~slot_full[0] & ~slot_full[1] & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)
-        with m.If(load_take & (ld.kind == KIND_SIGMA)):
-            m.d.sync += [SIG[ld.col].eq(ld.sigma), r_valid[ld.col].eq(0),
-                         recip_pending.bit_select(ld.col, 1).eq(1)]
+        load_sigma = load_take & (ld.kind == KIND_SIGMA)
+        m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
+        with m.If(load_sigma):
+            m.d.sync += r_valid[ld.col].eq(0)
         d_col = Signal(colw)
         d_end = Signal(colw)
         d_kind = Signal()
@@ -1084,7 +906,7 @@ class SBPCAEngine(wiring.Component):
         sat_now_r = Signal.like(sat_now)
         guard_inc_r = Signal()
         degen_inc_r = Signal()
-        m.d.sync += [sat_now_r.eq(sat_now), guard_inc_r.eq(guard_inc), degen_inc_r.eq(degen_inc)]
+        m.d.sync += [sat_now_r.eq(sat_now | sc.sat), guard_inc_r.eq(guard_inc), degen_inc_r.eq(degen_inc)]
         status_pending = sat_now_r.any() | guard_inc_r | degen_inc_r
         with m.If(self.clear):
             m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), error.eq(0), cycles.eq(0)]
@@ -1099,7 +921,7 @@ class SBPCAEngine(wiring.Component):
             self.busy.eq(busy), self.in_batch.eq(in_batch),
             self.sat.eq(sat), self.error.eq(error),
             self.sigma_guard.eq(guard_cnt), self.degenerate.eq(degen_cnt),
-            self.samples.eq(samples), self.sub_batches.eq(sub_batches), self.batches.eq(batches),
+            self.samples.eq(samples), self.sub_batches.eq(sc.sub_batches), self.batches.eq(sc.batches),
             self.batch_size.eq(batch_size), self.cycles.eq(cycles),
         ]
         return m

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.lib import enum
 
 from pymodel.fixedpoint import Fmt, Overflow, bits_for
 from pymodel.formats import SBPCAFormats, get_format_set
@@ -24,13 +25,37 @@ from .arith import tree_latency
 from .dsp import PRIMITIVES, tile_latency
 
 __all__ = [
-    "EngineParams", "Job", "OP_PROJ", "OP_ACC", "OP_GS", "OP_SCALE", "MAT_X", "MAT_D",
+    "EngineParams", "Job", "Op", "Mat", "Kind", "OP_PROJ", "OP_ACC", "OP_GS", "OP_SCALE", "MAT_X", "MAT_D",
     "SAT_NAMES", "build_program", "model_program",
 ]
 
-OP_PROJ, OP_ACC, OP_GS, OP_SCALE = 0, 1, 2, 3
-OP_NAMES = {OP_PROJ: "PROJ", OP_ACC: "ACC", OP_GS: "GS", OP_SCALE: "SCALE"}
-MAT_X, MAT_D = 0, 1
+class Op(enum.IntEnum, shape=2):
+    """Job (and uop) operation codes; an ``IntEnum`` so a code is also a plain integer."""
+
+    PROJ = 0  # projections q_j = Δᵀδ_j / p_j = X'ᵀx_j, reduced across lanes
+    ACC = 1  # A = Σ x qᵀ in the lanes, then the power step and the first Gram–Schmidt dot
+    GS = 2  # one modified Gram–Schmidt step fused with the next dot or the norm
+    SCALE = 3  # q_c = R(v/‖v‖), state write, σ's S_c dot
+
+
+class Mat(enum.IntEnum, shape=1):
+    """Which state matrix a job works on."""
+
+    X = 0
+    D = 1
+
+
+class Kind(enum.IntEnum, shape=2):
+    """``kind`` field of the trace, load and factor words (X column, Δ column, σ)."""
+
+    X = 0
+    D = 1
+    SIGMA = 2
+
+
+OP_PROJ, OP_ACC, OP_GS, OP_SCALE = Op.PROJ, Op.ACC, Op.GS, Op.SCALE
+OP_NAMES = {op: op.name for op in Op}
+MAT_X, MAT_D = Mat.X, Mat.D
 
 #: Sticky saturation flags, in status-bit order; the names are the golden model's SatFlags keys.
 SAT_NAMES: tuple[str, ...] = (
@@ -62,8 +87,8 @@ def _clog2(n: int) -> int:
 class Job:
     """One entry of the engine program (see module docstring)."""
 
-    op: int
-    mat: int
+    op: Op
+    mat: Mat
     col: int
     step: int = 0  # Gram–Schmidt step j (GS only): v -= h_j q_j, then dot with q_{j+1} or norm
 

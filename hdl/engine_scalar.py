@@ -1,0 +1,244 @@
+"""The engine's scalar unit: 1/‖v‖, σ' and the reciprocals r_c = 1/(n·max(σ_c, σ_min)).
+
+One iterative square root, one restoring divider and one (DSP-tiled) multiplier, shared by
+three tasks, in the order the golden model (``pymodel.sbpca``) defines them:
+
+* **NORM** (a column's N2 = Σ v², from the reducer): ``inv = sat_inv(div_round(2^(norm_frac +
+  inv.frac), isqrt(N2 << 2·norm_guard)))``; N2 = 0 gives inv = 0 and a *degenerate* event.
+* **SIGMA** (a column's S_c dot, from the reducer, once per sub-batch of m samples):
+  ``σ' = sat_σ(div_round(n·σ + S, n + m))``; after column k−1 the sample count n advances.
+* **RECIP** (after each σ', and for every column after reset or a σ load):
+  ``r_c = sat_recip(div_round(2^(σ.frac + recip.frac), n·max(σ_c, σ_min)))`` with the guard
+  flag when σ_c < σ_min.
+
+Tasks arrive on the ``task`` stream (the reducer's task FIFO), the sub-batch descriptors
+(samples m, last of batch) on ``sub``.  Results leave as single-cycle write strobes
+(``inv``, ``rc``) that the engine's scoreboard turns into register writes and valid flags;
+σ lives here (``sigma``) and is written through ``load``.  A σ trace word is pushed
+(``push``) when the trace side allows it (``trace_room``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import ISqrt, RoundDivider
+from .dsp import tiled_mul
+from .engine_params import SAT_NAMES, EngineParams, Mat
+
+__all__ = ["ScalarUnit", "task_layout", "sub_layout"]
+
+
+def _w(n: int) -> int:
+    return max(1, (int(n) - 1).bit_length())
+
+
+def task_layout(params: EngineParams) -> data.StructLayout:
+    """A scalar task: ``sigma`` (SIGMA, else NORM), matrix, column and the exact value."""
+    return data.StructLayout({"sigma": 1, "mat": 1, "c": _w(params.k), "value": signed(task_value_bits(params))})
+
+
+def task_value_bits(params: EngineParams) -> int:
+    """Width of a task's value: N2 (unsigned, one sign bit more) or S_c in σ's format."""
+    return max(params.norm2_bits + 1, params.fmts.sigma.bits)
+
+
+def sub_layout(params: EngineParams) -> data.StructLayout:
+    """A sub-batch descriptor: its samples m and whether it ends a batch."""
+    return data.StructLayout({"m": _w(params.s) + 1, "last": 1})
+
+
+class ScalarUnit(wiring.Component):
+    """Scalar tasks of the engine (module docstring).  Cycle behaviour: one task at a time;
+    a RECIP waits in the IDLE state behind queued NORM/SIGMA tasks."""
+
+    def __init__(self, params: EngineParams, sigma_init) -> None:
+        p, f = params, params.fmts
+        self.params = params
+        self.sigma_init = [int(v) for v in sigma_init]
+        if len(self.sigma_init) != p.k:
+            raise ValueError(f"sigma_init needs {p.k} values, not {len(self.sigma_init)}")
+        colw = _w(p.k)
+        super().__init__({
+            "task": In(stream.Signature(task_layout(p))),
+            "sub": In(stream.Signature(sub_layout(p))),
+            "inv": Out(wiring.Signature({"en": Out(1), "idx": Out(unsigned(colw + 1)),
+                                         "data": Out(signed(f.inv.bits))})),
+            "rc": Out(wiring.Signature({"en": Out(1), "c": Out(unsigned(colw)), "data": Out(signed(f.recip.bits)),
+                                        "sat": Out(1), "guard": Out(1)})),
+            "load": In(wiring.Signature({"en": Out(1), "c": Out(unsigned(colw)), "sigma": Out(signed(f.sigma.bits))})),
+            "sigma": Out(data.ArrayLayout(signed(f.sigma.bits), p.k)),
+            "trace_en": In(1),
+            "trace_room": In(1),
+            "push": Out(1),
+            "push_c": Out(unsigned(colw)),
+            "push_sigma": Out(signed(f.sigma.bits)),
+            "sat": Out(len(SAT_NAMES)),
+            "degenerate": Out(1),
+            "idle": Out(1),
+            "sub_batches": Out(32),
+            "batches": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, f = self.params, self.params.fmts
+        k, s = p.k, p.s
+        iw, rw, gw = f.inv.bits, f.recip.bits, f.sigma.bits
+        colw = _w(k)
+        VW = task_value_bits(p)
+        sat_bit = {name: i for i, name in enumerate(SAT_NAMES)}
+
+        def raise_sat(name: str, cond) -> None:
+            with m.If(cond):
+                m.d.comb += self.sat[sat_bit[name]].eq(1)
+
+        SIG = Array(Signal(signed(gw), name=f"sigma{i}", init=v) for i, v in enumerate(self.sigma_init))
+        for c in range(k):
+            m.d.comb += self.sigma[c].eq(SIG[c])
+
+        m.submodules.sqrt = sq = ISqrt(width=p.radicand_bits, bits_per_cycle=p.iter_bits)
+        m.submodules.div = dv = RoundDivider(num_width=p.div_num_bits, den_width=p.div_den_bits,
+                                             quot_bits=p.div_quot_bits, bits_per_cycle=p.iter_bits)
+        tr_ = self.task.payload
+        sc_mat = Signal()
+        sc_c = Signal(colw)
+        sc_val = Signal(signed(VW))
+        sc_num = Signal(signed(p.div_num_bits + 1))
+        sc_den = Signal(p.div_den_bits)
+        sc_neg = Signal()
+        sc_guard = Signal()
+        sc_mag = Signal(gw)  # |σ'| after saturation (<= max_int + 1)
+        # the unit's one multiplier (n·σ), DSP tiles with registered operands
+        sc_ma = Signal(p.n_bits)
+        sc_mb = Signal(signed(gw))
+        sc_sel = Signal(signed(gw))
+        sc_zero = Signal()
+        sc_q = Signal(max(iw, rw))  # a saturated divider result on its way to INV or RC
+        sc_big = Signal()
+        sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
+        sc_wait = Signal(range(sc_lat + 1))
+        sn = Signal(p.n_bits, init=s)
+        rn = Signal(p.n_bits)
+        recip_pending = Signal(k, init=(1 << k) - 1)
+        d_m = self.sub.payload.m
+        d_last = self.sub.payload.last
+        smin = f.sigma_min_int
+        inv_max, rc_max = f.inv.max_int, f.recip.max_int
+        num_inv = 1 << (f.norm_frac + f.inv.frac)
+        num_rc = 1 << (f.sigma.frac + f.recip.frac)
+        lowest = Signal(colw)
+        for c in reversed(range(k)):
+            with m.If(recip_pending[c]):
+                m.d.comb += lowest.eq(c)
+        inv_idx = sc_mat * k + sc_c
+        m.d.comb += [self.inv.idx.eq(inv_idx), self.rc.c.eq(sc_c), self.push_c.eq(sc_c),
+                     self.push_sigma.eq(SIG[sc_c])]
+        with m.FSM(name="scalar"):
+            with m.State("IDLE"):
+                m.d.comb += [self.idle.eq(1), self.task.ready.eq(1)]
+                with m.If(self.task.valid):
+                    # the task is registered first and dispatched in the next cycle
+                    m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value),
+                                 sc_zero.eq(tr_.value == 0)]
+                    with m.If(tr_.sigma):
+                        m.next = "SIG_NUM"
+                    with m.Else():
+                        m.next = "NORM"
+                with m.Elif(recip_pending != 0):
+                    m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
+                    m.next = "RCP_SEL"
+            with m.State("NORM"):
+                with m.If(sc_zero):
+                    m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(0), self.degenerate.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
+                    m.next = "SQRT"
+            with m.State("SQRT"):
+                with m.If(sq.done):
+                    m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
+                    m.next = "NDIV"
+            with m.State("NDIV"):
+                with m.If(dv.done):
+                    # the saturated quotient is registered before it is written to its column
+                    big = dv.overflow | (dv.quotient > inv_max)
+                    m.d.sync += [sc_q.eq(Mux(big, inv_max, dv.quotient)), sc_big.eq(big)]
+                    m.next = "NDIV_SET"
+            with m.State("NDIV_SET"):
+                m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(sc_q)]
+                raise_sat("X_inv", sc_big & (sc_mat == Mat.X))
+                raise_sat("Delta_inv", sc_big & (sc_mat == Mat.D))
+                m.next = "IDLE"
+            with m.State("SIG_NUM"):
+                m.d.sync += [sc_ma.eq(sn), sc_mb.eq(SIG[sc_c]), sc_wait.eq(sc_lat)]
+                m.next = "SIG_MUL"
+            with m.State("SIG_MUL"):
+                # the product of the operands set above is valid sc_lat cycles after they are
+                with m.If(sc_wait == 0):
+                    m.d.sync += sc_num.eq(sc_prod + sc_val)
+                    m.next = "SIG_ABS"
+                with m.Else():
+                    m.d.sync += sc_wait.eq(sc_wait - 1)
+            with m.State("SIG_ABS"):
+                m.d.sync += [sc_num.eq(Mux(sc_num < 0, -sc_num, sc_num)), sc_neg.eq(sc_num < 0),
+                             sc_den.eq(sn + d_m)]
+                m.next = "SIG_DIV0"
+            with m.State("SIG_DIV0"):
+                m.d.comb += [dv.start.eq(1), dv.num.eq(sc_num), dv.den.eq(sc_den)]
+                m.next = "SIG_DIV"
+            with m.State("SIG_DIV"):
+                with m.If(dv.done):
+                    # saturate the magnitude: |min_int| = max_int + 1 for a negative result
+                    lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
+                    big = dv.overflow | (dv.quotient > lim)
+                    m.d.sync += sc_mag.eq(Mux(big, lim, dv.quotient))
+                    raise_sat("sigma", big)
+                    m.next = "SIG_SET"
+            with m.State("SIG_SET"):
+                m.d.sync += SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag))
+                m.next = "SIG_TR"
+            with m.State("SIG_TR"):
+                with m.If(self.trace_room):
+                    m.d.comb += self.push.eq(self.trace_en)
+                    n_next = Mux(d_last, s, sn + d_m)
+                    m.d.sync += rn.eq(n_next)
+                    with m.If(sc_c == k - 1):
+                        m.d.comb += self.sub.ready.eq(1)
+                        m.d.sync += [sn.eq(n_next), self.sub_batches.eq(self.sub_batches + 1)]
+                        with m.If(d_last):
+                            m.d.sync += self.batches.eq(self.batches + 1)
+                    m.next = "RCP_SEL"
+            with m.State("RCP_SEL"):
+                m.d.sync += sc_sel.eq(SIG[sc_c])  # registered before the σ_min comparison
+                m.next = "RCP_MUL"
+            with m.State("RCP_MUL"):
+                low = sc_sel < smin
+                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, sc_sel)), sc_guard.eq(low),
+                             sc_wait.eq(sc_lat)]
+                m.next = "RCP_MUL1"
+            with m.State("RCP_MUL1"):
+                with m.If(sc_wait == 0):
+                    m.d.sync += sc_den.eq(sc_prod)
+                    m.next = "RCP_DIV0"
+                with m.Else():
+                    m.d.sync += sc_wait.eq(sc_wait - 1)
+            with m.State("RCP_DIV0"):
+                m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
+                m.next = "RCP_DIV"
+            with m.State("RCP_DIV"):
+                with m.If(dv.done):
+                    big = dv.overflow | (dv.quotient > rc_max)
+                    m.d.sync += [sc_q.eq(Mux(big, rc_max, dv.quotient)), sc_big.eq(big)]
+                    m.next = "RCP_SET"
+            with m.State("RCP_SET"):
+                m.d.comb += [self.rc.en.eq(1), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
+                             self.rc.guard.eq(sc_guard)]
+                m.next = "IDLE"
+        # a σ load (engine idle at a batch boundary) sets σ_c and queues its reciprocal; it comes
+        # after the state machine so that its pending bit wins over the IDLE state's clear
+        with m.If(self.load.en):
+            m.d.sync += [SIG[self.load.c].eq(self.load.sigma), recip_pending.bit_select(self.load.c, 1).eq(1)]
+        return m
