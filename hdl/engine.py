@@ -33,7 +33,8 @@ from pymodel.sbpca import SBPCA
 
 from .arith import fit, round_shift, tree_sum
 from .dsp import tiled_mul
-from .engine_pipeline import Tag, UopPipe
+from .engine_input import InputBuffer
+from .engine_pipeline import Tag, UopPipe, index_bits, mem_addr, mem_depth
 from .engine_pipeline import delay as _delay, lane_copies as _lane_copies, lanes_any as _lanes_any
 from .engine_pipeline import reg as _reg, rreg as _rreg
 from .engine_scalar import ScalarUnit, task_layout, task_value_bits
@@ -46,32 +47,7 @@ __all__ = ["SBPCAEngine", "EngineParams", "engine_manifest", "engine_layouts", "
 KIND_X, KIND_D, KIND_SIGMA = 0, 1, 2
 
 
-def _w(n: int) -> int:
-    """Bits of an index in range(n) (at least 1)."""
-    return max(1, (int(n) - 1).bit_length())
-
-
-def _addr(*fields) -> Value:
-    """A memory address made of index fields ``(value, n)``, least significant first.
-
-    Each field takes ``_w(n)`` bits (its power-of-two stride), so the address is wiring, not
-    a multiply-add: the read addresses come from the issue logic in the same cycle, and an
-    adder there (a carry chain before a block RAM's address pins) was a critical path.
-    """
-    parts = []
-    for v, n in fields:
-        v = Value.cast(v).as_unsigned()
-        w = _w(n)
-        parts.append(v[:w] if len(v) >= w else Cat(v, Const(0, w - len(v))))
-    return Cat(*parts)
-
-
-def _depth(*ns: int) -> int:
-    """Depth of a memory addressed by :func:`_addr` with fields of these ranges."""
-    d = 1
-    for n in ns:
-        d <<= _w(n)
-    return d
+_w, _addr, _depth = index_bits, mem_addr, mem_depth
 
 
 def engine_layouts(params: EngineParams) -> dict[str, data.StructLayout]:
@@ -186,8 +162,6 @@ class SBPCAEngine(wiring.Component):
         # are done (scoreboard), so a read never meets a write to the same address: synthesis
         # need not build read-before-write collision logic around these block RAMs.
         no_rw = {"no_rw_check": 1}
-        m.submodules.xb = xb = memory.Memory(shape=lane(signed(xw)), depth=_depth(Rb, s, 2), init=[], attrs=no_rw)
-        m.submodules.db = db = memory.Memory(shape=lane(signed(dw)), depth=_depth(Ra, s, 2), init=[], attrs=no_rw)
         # the state matrices: one memory per lane (all k columns of the lane's rows), each read
         # from the lane's own registered address, so no read address spans the lanes
         sx_l, sd_l = [], []
@@ -204,8 +178,6 @@ class SBPCAEngine(wiring.Component):
         for l in range(P):
             m.submodules[f"drm{l}"] = mem_l = memory.Memory(shape=signed(aw), depth=_depth(Ra, k), init=[])
             drm_l.append((mem_l.read_port(), mem_l.write_port()))
-        xb_r, xb_w = xb.read_port(), xb.write_port()
-        db_r, db_w = db.read_port(), db.write_port()
         pq_r, pq_w = pq.read_port(), pq.write_port()
         wm_r, wm_w = wm.read_port(), wm.write_port()
 
@@ -232,79 +204,13 @@ class SBPCAEngine(wiring.Component):
         sat = Signal(len(SAT_NAMES))
         guard_cnt = Signal(32)
         degen_cnt = Signal(32)
-        error = Signal()
         guard_inc = Signal()
 
         # ---------------------------------------------------------------- input side
-        in_slot = Signal()
-        slot_free_l = [Signal(name=f"slot_free{i}", init=1) for i in range(2)]
-        slot_full_l = [Signal(name=f"slot_full{i}") for i in range(2)]
-        desc_m_l = [Signal(smpw + 1, name=f"desc_m{i}") for i in range(2)]
-        desc_m1 = Array(Signal(smpw + 1, name=f"desc_m1_{i}") for i in range(2))  # samples minus one
-        desc_last_l = [Signal(name=f"desc_last{i}") for i in range(2)]
-        slot_free, slot_full = Array(slot_free_l), Array(slot_full_l)
-        desc_m, desc_last = Array(desc_m_l), Array(desc_last_l)
-        x_smp = Signal(range(s + 1))
-        x_chunk = Signal(range(Rb))
-        x_closed = Signal()
-        d_smp = Signal(range(s + 1))
-        d_chunk = Signal(range(Ra))
-        x_done = x_closed | (x_smp == s)
-        free_now = slot_free[in_slot]
-        m.d.comb += [
-            self.x.ready.eq(free_now & ~x_done),
-            self.d.ready.eq(free_now & Mux(x_done, d_smp < x_smp, d_smp <= x_smp)),
-        ]
-
-        def masked(payload, chunk, n):
-            if n % P == 0:
-                return payload
-            return Cat(*[Mux(chunk * P + l < n, payload[l], 0) for l in range(P)])
-
-        x_take = self.x.valid & self.x.ready
-        d_take = self.d.valid & self.d.ready
-        m.d.comb += [
-            xb_w.addr.eq(_addr((x_chunk, Rb), (x_smp, s), (in_slot, 2))),
-            xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
-            xb_w.en.eq(x_take),
-            db_w.addr.eq(_addr((d_chunk, Ra), (d_smp, s), (in_slot, 2))),
-            db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
-            db_w.en.eq(d_take),
-        ]
-        with m.If(x_take):
-            with m.If(x_chunk == Rb - 1):
-                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last)]
-            with m.Else():
-                m.d.sync += x_chunk.eq(x_chunk + 1)
-        with m.If(d_take):
-            with m.If(d_chunk == Ra - 1):
-                m.d.sync += [d_chunk.eq(0), d_smp.eq(d_smp + 1)]
-            with m.Else():
-                m.d.sync += d_chunk.eq(d_chunk + 1)
-        samples = Signal(32)
-        batch_acc = Signal(32)
-        batch_size = Signal(32)
-        in_batches = Signal(32)  # batches fully received
-        in_batches_p1 = Signal(32, init=1)  # in_batches + 1, counted alongside (no adder on use)
-        in_mid = (x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_acc != 0)
-        close = free_now & x_done & (d_smp == x_smp)
-        with m.If(close & x_closed):
-            m.d.sync += [in_batches.eq(in_batches_p1), in_batches_p1.eq(in_batches_p1 + 1)]
-        with m.If(close):
-            m.d.sync += [
-                slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
-                desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
-                desc_m1[in_slot].eq(x_smp - 1),
-                in_slot.eq(~in_slot),
-                x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
-                samples.eq(samples + x_smp),
-            ]
-            with m.If(batch_acc + x_smp > p.max_batch):
-                m.d.sync += error.eq(1)
-            with m.If(x_closed):
-                m.d.sync += [batch_size.eq(batch_acc + x_smp), batch_acc.eq(0)]
-            with m.Else():
-                m.d.sync += batch_acc.eq(batch_acc + x_smp)
+        m.submodules.input = inbuf = InputBuffer(p, self.layouts["x"], self.layouts["d"])
+        wiring.connect(m, wiring.flipped(self.x), inbuf.x)
+        wiring.connect(m, wiring.flipped(self.d), inbuf.d)
+        in_mid = inbuf.mid
 
         # ---------------------------------------------------------------- sequencer (stage 0)
         prog = self.program
@@ -316,9 +222,7 @@ class SBPCAEngine(wiring.Component):
         maxn = max(Rm, s)
         inner = Signal(range(maxn + 1))
         outer = Signal(range(maxn + 1))
-        cur_m = Signal(range(s + 1))
         cur_slot = Signal()
-        cmp_slot = Signal()
         in_batch = Signal()
         dumping = Signal()
         # the scoreboard as one bit vector; each job waits on / clears a constant mask of it
@@ -424,7 +328,7 @@ class SBPCAEngine(wiring.Component):
                     m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc1), pc1.eq(pc1 + 1)]
                     m.d.comb += load_desc.eq(1)
                     with m.If(pc == release_idx):
-                        m.d.sync += slot_free[cur_slot].eq(1)
+                        m.d.comb += inbuf.release.eq(1)
                     with m.If(pc == NJ - 1):
                         m.d.sync += running.eq(0)
                 with m.Else():
@@ -445,22 +349,23 @@ class SBPCAEngine(wiring.Component):
         m.d.comb += self.factor_req.ready.eq(~req_pending)
         with m.If(self.factor_req.valid & ~req_pending):
             m.d.sync += [req_pending.eq(1), req_col.eq(self.factor_req.payload.col),
-                         req_all.eq(self.factor_req.payload.all), req_target.eq(Mux(in_mid, in_batches_p1, in_batches))]
+                         req_all.eq(self.factor_req.payload.all), req_target.eq(Mux(in_mid, inbuf.batches_p1, inbuf.batches))]
         req_block = req_pending & (cmp_batches == req_target)
-        begin = ~running & slot_full[cmp_slot] & ~dumping & ~req_block & desc_fifo.w_rdy
+        nxt = inbuf.sub.payload
+        begin = ~running & inbuf.sub.valid & ~dumping & ~req_block & desc_fifo.w_rdy
+        m.d.comb += [inbuf.sub.ready.eq(begin), inbuf.release_slot.eq(cur_slot)]
         with m.If(begin):
             m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
             m.d.sync += [
-                running.eq(1), pc.eq(0), pc1.eq(1), cur_m.eq(desc_m[cmp_slot]), cur_slot.eq(cmp_slot),
-                cur_m1.eq(desc_m1[cmp_slot]),
-                slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot), in_batch.eq(~desc_last[cmp_slot]),
+                running.eq(1), pc.eq(0), pc1.eq(1), cur_slot.eq(nxt.slot),
+                cur_m1.eq(nxt.m1), in_batch.eq(~nxt.last),
             ]
-            with m.If(desc_last[cmp_slot]):
+            with m.If(nxt.last):
                 m.d.sync += cmp_batches.eq(cmp_batches + 1)
-        m.d.comb += m_next_m1.eq(Mux(begin, desc_m1[cmp_slot], cur_m1))
+        m.d.comb += m_next_m1.eq(Mux(begin, nxt.m1, cur_m1))
         m.d.comb += [
             desc_fifo.w_en.eq(begin),
-            desc_fifo.w_data.eq(Cat(desc_m[cmp_slot], desc_last[cmp_slot])),
+            desc_fifo.w_data.eq(Cat(nxt.m, nxt.last)),
         ]
 
         # ---------------------------------------------------------------- uop tags
@@ -483,8 +388,8 @@ class SBPCAEngine(wiring.Component):
         dump_addr = Signal(chw)
         dump_adv = Signal()
         m.d.comb += [
-            xb_r.addr.eq(_addr((ci, Rb), (cj, s), (cur_slot, 2))),
-            db_r.addr.eq(_addr((ci, Ra), (cj, s), (cur_slot, 2))),
+            inbuf.x_addr.eq(_addr((ci, Rb), (cj, s), (cur_slot, 2))),
+            inbuf.d_addr.eq(_addr((ci, Ra), (cj, s), (cur_slot, 2))),
             pq_r.addr.eq(_addr((cj, s), (j_col, k), (j_mat, 2))),
             wm_r.addr.eq(_addr((ci, Rm), (j_col, k), (j_mat, 2))),
         ]
@@ -516,8 +421,8 @@ class SBPCAEngine(wiring.Component):
                 m.d.comb += [rp.addr.eq(Mux(dumping, dump_addr, s_addr[l])), rp.en.eq(~dumping | dump_adv)]
         sxd = [rp.data for rp, _ in sx_l]
         sdd = [rp.data for rp, _ in sd_l]
-        xb_d = reg(lane(signed(xw)), xb_r.data, "xb_d")
-        db_d = reg(lane(signed(dw)), db_r.data, "db_d")
+        xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
+        db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
         idx1 = u1r.mat * k + u1r.c
         # values every lane uses (the projection, h, 1/‖v‖) are selected centrally one cycle
         # ahead and registered once per lane
@@ -852,7 +757,7 @@ class SBPCAEngine(wiring.Component):
         assert len(pipe.stages) + 1 == p.lat_final, (len(pipe.stages), p.lat_final)
         stages_valid = Cat(*[u.valid for u in pipe.stages])
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
-        load_ok = quiet & ~in_batch & ~in_mid & ~slot_full[0] & ~slot_full[1] & ~dumping & ~req_pending
+        load_ok = quiet & ~in_batch & ~in_mid & ~inbuf.any_full & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == KIND_SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
@@ -909,7 +814,7 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += [sat_now_r.eq(sat_now | sc.sat), guard_inc_r.eq(guard_inc), degen_inc_r.eq(degen_inc)]
         status_pending = sat_now_r.any() | guard_inc_r | degen_inc_r
         with m.If(self.clear):
-            m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), error.eq(0), cycles.eq(0)]
+            m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), cycles.eq(0)]
         with m.Else():
             m.d.sync += [sat.eq(sat | sat_now_r), guard_cnt.eq(guard_cnt + guard_inc_r),
                          degen_cnt.eq(degen_cnt + degen_inc_r)]
@@ -919,10 +824,10 @@ class SBPCAEngine(wiring.Component):
                 | status_pending)
         m.d.comb += [
             self.busy.eq(busy), self.in_batch.eq(in_batch),
-            self.sat.eq(sat), self.error.eq(error),
+            self.sat.eq(sat), self.error.eq(inbuf.error), inbuf.clear.eq(self.clear),
             self.sigma_guard.eq(guard_cnt), self.degenerate.eq(degen_cnt),
-            self.samples.eq(samples), self.sub_batches.eq(sc.sub_batches), self.batches.eq(sc.batches),
-            self.batch_size.eq(batch_size), self.cycles.eq(cycles),
+            self.samples.eq(inbuf.samples), self.sub_batches.eq(sc.sub_batches), self.batches.eq(sc.batches),
+            self.batch_size.eq(inbuf.batch_size), self.cycles.eq(cycles),
         ]
         return m
 

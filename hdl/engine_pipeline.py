@@ -13,12 +13,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import data
 
 from .synth import DUP_ATTR
 
-__all__ = ["reg", "rreg", "delay", "lane_regs", "lane_copies", "lanes_any", "Tag", "UopPipe"]
+__all__ = ["index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "lane_regs", "lane_copies", "lanes_any", "Tag", "UopPipe"]
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index in range(n) (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+def mem_addr(*fields):
+    """A memory address made of index fields ``(value, n)``, least significant first.
+
+    Each field takes ``index_bits(n)`` bits (its power-of-two stride), so the address is
+    wiring, not a multiply-add: read addresses come from the issue logic in the same cycle,
+    and an adder there (a carry chain before a block RAM's address pins) was a critical path.
+    """
+    parts = []
+    for v, n in fields:
+        v = Value.cast(v).as_unsigned()
+        w = index_bits(n)
+        parts.append(v[:w] if len(v) >= w else Cat(v, Const(0, w - len(v))))
+    return Cat(*parts)
+
+
+def mem_depth(*ns: int) -> int:
+    """Depth of a memory addressed by :func:`mem_addr` with fields of these ranges."""
+    d = 1
+    for n in ns:
+        d <<= index_bits(n)
+    return d
 
 
 def reg(m: Module, shape, value, name: str) -> Signal:

@@ -27,12 +27,9 @@ from amaranth.lib.wiring import In, Out
 from .arith import ISqrt, RoundDivider
 from .dsp import tiled_mul
 from .engine_params import SAT_NAMES, EngineParams, Mat
+from .engine_pipeline import index_bits as _w
 
 __all__ = ["ScalarUnit", "task_layout", "sub_layout"]
-
-
-def _w(n: int) -> int:
-    return max(1, (int(n) - 1).bit_length())
 
 
 def task_layout(params: EngineParams) -> data.StructLayout:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["SynthError", "SynthReport", "Port", "DEVICES", "synthesize", "list_ports", "io_wrapper_verilog"]
+__all__ = ["SynthError", "SynthReport", "SeedSweep", "Port", "DEVICES", "synthesize", "synthesize_seeds", "list_ports", "io_wrapper_verilog"]
 
 # wire attribute of registers duplicated on purpose (not to be merged by Yosys)
 DUP_ATTR = "sbpca_dup"
@@ -113,6 +114,7 @@ class SynthReport:
     timing_met: bool
     io_mode: str
     mapping: str = "abc9"
+    seed: int | None = None
     notes: list = field(default_factory=list)
     critical_path: dict | None = None
     totals: dict = field(default_factory=dict)
@@ -399,6 +401,35 @@ def _tool_versions() -> dict:
     return out
 
 
+def _check_args(target, device, package, top_name, freq_mhz, io, router, pnr_args, seeds):
+    """Validate :func:`synthesize`'s options; returns (device, nextpnr device flag, package, pnr_args)."""
+    if target not in DEVICES:
+        raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
+    device = DEFAULT_DEVICE[target] if device is None else str(device).lower()
+    if device not in DEVICES[target]:
+        raise ValueError(f"unknown {target} device {device!r}; choose one of {sorted(DEVICES[target])}")
+    dev_flag, default_pkg = DEVICES[target][device]
+    package = package or default_pkg
+    if not isinstance(top_name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", top_name):
+        raise ValueError(f"top_name must be a Verilog identifier, not {top_name!r}")
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not freq_mhz > 0:
+        raise ValueError(f"freq_mhz must be a positive number, not {freq_mhz!r}")
+    if io not in ("wrap", "none"):
+        raise ValueError(f"io must be 'wrap' or 'none', not {io!r}")
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    pnr_args = [str(a) for a in pnr_args]
+    owned = {"--json", "--report", "--log", "--textcfg", "--asc", "--package", "--freq", "--seed", "--router",
+             "--no-route", "-q"}
+    clash = sorted({a.split("=")[0] for a in pnr_args} & owned)
+    if clash:
+        raise ValueError(f"pnr_args may not set {', '.join(clash)}: synthesize() sets them")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    return device, dev_flag, package, pnr_args
+
+
 def synthesize(
     design,
     top_name: str,
@@ -432,30 +463,18 @@ def synthesize(
     ``report.notes``), a quick look at a large design.  ``pnr_args`` are passed to nextpnr as
     they are (e.g. ``["--placer-heap-beta", "0.7"]``), except the options this function sets.
     """
-    if target not in DEVICES:
-        raise ValueError(f"unknown target {target!r}; choose one of {sorted(DEVICES)}")
-    device = DEFAULT_DEVICE[target] if device is None else str(device).lower()
-    if device not in DEVICES[target]:
-        raise ValueError(f"unknown {target} device {device!r}; choose one of {sorted(DEVICES[target])}")
-    dev_flag, default_pkg = DEVICES[target][device]
-    package = package or default_pkg
-    if not isinstance(top_name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", top_name):
-        raise ValueError(f"top_name must be a Verilog identifier, not {top_name!r}")
-    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not freq_mhz > 0:
-        raise ValueError(f"freq_mhz must be a positive number, not {freq_mhz!r}")
-    if io not in ("wrap", "none"):
-        raise ValueError(f"io must be 'wrap' or 'none', not {io!r}")
-    if router not in (None, "router1", "router2"):
-        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
-    pnr_args = [str(a) for a in pnr_args]
-    owned = {"--json", "--report", "--log", "--textcfg", "--asc", "--package", "--freq", "--seed", "--router",
-             "--no-route", "-q"}
-    clash = sorted({a.split("=")[0] for a in pnr_args} & owned)
-    if clash:
-        raise ValueError(f"pnr_args may not set {', '.join(clash)}: synthesize() sets them")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    device, dev_flag, package, pnr_args = _check_args(target, device, package, top_name, freq_mhz, io, router,
+                                                      pnr_args, [seed])
+    ctx = _synth_netlist(design, top_name, target=target, build_dir=build_dir, io=io, clock=clock, reset=reset,
+                         abc9=abc9, timeout_s=timeout_s)
+    return _place_route(ctx, Path(ctx["build"]), dev_flag=dev_flag, device=device, package=package,
+                        freq_mhz=freq_mhz, seed=seed, router=router, route=route, pnr_args=pnr_args,
+                        timeout_s=timeout_s)
 
+
+def _synth_netlist(design, top_name: str, *, target: str, build_dir, io: str, clock: str, reset: str,
+                   abc9: bool | None, timeout_s: float) -> dict:
+    """Verilog, port list, wrapper and Yosys: everything before place and route (run once per sweep)."""
     build = Path(build_dir).resolve()
     build.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -528,6 +547,22 @@ def synthesize(
         seconds["yosys"] = round(run_yosys(False), 2)
     cells = _stat_modules(build / "stat.json")
 
+    return {"build": str(build), "top_name": top_name, "target": target, "io": io, "verilog": verilog,
+            "netlist": netlist, "ylog": ylog, "notes": notes, "seconds": seconds, "cells": cells,
+            "wrapper_info": wrapper_info, "use_abc9": use_abc9, "synth_top": synth_top}
+
+
+def _place_route(ctx: dict, build: Path, *, dev_flag: str, device: str, package: str, freq_mhz: float,
+                 seed: int, router: str | None, route: bool, pnr_args: list[str], timeout_s: float) -> SynthReport:
+    """nextpnr on the netlist of :func:`_synth_netlist` in ``build`` (a copy of it when another folder)."""
+    top_name, target, io = ctx["top_name"], ctx["target"], ctx["io"]
+    verilog, ylog, cells, wrapper_info = ctx["verilog"], ctx["ylog"], ctx["cells"], ctx["wrapper_info"]
+    use_abc9, synth_top = ctx["use_abc9"], ctx["synth_top"]
+    notes, seconds = list(ctx["notes"]), dict(ctx["seconds"])
+    netlist = build / Path(ctx["netlist"]).name
+    if netlist != Path(ctx["netlist"]):
+        build.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ctx["netlist"], netlist)  # the WebAssembly tools see only their working folder
     # --- nextpnr
     plog = build / "nextpnr.log"
     report_path = build / "report.json"
@@ -596,6 +631,7 @@ def synthesize(
         timing_met=fmax is not None and fmax >= freq_mhz,
         io_mode=io,
         mapping="abc9" if use_abc9 else "abc",
+        seed=seed,
         notes=notes,
         critical_path=_critical_path(report),
         totals=totals,
@@ -607,3 +643,92 @@ def synthesize(
         seconds=seconds,
         tools=_tool_versions(),
     )
+
+
+# ----------------------------------------------------------------------------- placement seeds
+def _stats(values: list) -> dict | None:
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    n = len(vals)
+    median = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+    return {"min": vals[0], "median": median, "max": vals[-1]}
+
+
+@dataclass
+class SeedSweep:
+    """One netlist placed and routed at several nextpnr seeds: a report per seed and min/median/max.
+
+    Fmax varies with the placement seed by tens of percent on a full device; a timing claim
+    holds only at every seed measured (``summary["fmax_mhz"]["min"]``).
+    """
+
+    design: str
+    seeds: list[int]
+    reports: list[SynthReport]
+
+    @property
+    def summary(self) -> dict:
+        keys = ("fmax_mhz", "luts", "ffs", "dsps", "brams", "lutram")
+        out = {key: _stats([getattr(r, key) for r in self.reports]) for key in keys}
+        levels = [r.critical_path["logic_levels"] for r in self.reports if r.critical_path]
+        out["logic_levels"] = _stats(levels)
+        out["timing_met_all"] = all(r.timing_met for r in self.reports)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"design": self.design, "seeds": self.seeds, "summary": self.summary,
+                "per_seed": [r.to_dict() for r in self.reports]}
+
+    def table(self) -> str:
+        """Per seed: Fmax, critical path (start -> end, logic levels, ns) and resources; then min/median/max."""
+        head = ("seed", "Fmax MHz", "LUTs", "FFs", "DSP", "BRAM", "LUTRAM", "levels", "path ns", "critical path")
+        rows = []
+        for r in self.reports:
+            cp = r.critical_path or {}
+            rows.append((str(r.seed), "n/a" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f}", str(r.luts),
+                         str(r.ffs), str(r.dsps), str(r.brams), str(r.lutram), str(cp.get("logic_levels", "")),
+                         f"{cp['delay_ns']:.2f}" if cp else "", f"{cp.get('from')} -> {cp.get('to')}" if cp else ""))
+        summ = self.summary
+        for stat in ("min", "median", "max"):
+            def val(key, fmt="{:g}"):
+                s = summ.get(key)
+                return "" if s is None else fmt.format(s[stat])
+            rows.append((stat, val("fmax_mhz", "{:.1f}"), val("luts"), val("ffs"), val("dsps"), val("brams"),
+                         val("lutram"), val("logic_levels"), "", ""))
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+        lines = [fmt(head), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows]
+        return "\n".join(lines)
+
+
+def synthesize_seeds(design, top_name: str, *, seeds: Sequence[int], jobs: int = 1, target: str = "ecp5",
+                     device: str | None = None, package: str | None = None, build_dir: Path | str = "build/synth",
+                     freq_mhz: float = 100.0, io: str = "wrap", clock: str = "clk", reset: str = "rst",
+                     abc9: bool | None = None, router: str | None = None, route: bool = True,
+                     pnr_args: Sequence[str] = (), timeout_s: float = 3600.0) -> SeedSweep:
+    """:func:`synthesize` at each placement seed of ``seeds``: Yosys once, then nextpnr per seed
+    in ``build_dir/seed-N`` (``jobs`` at a time; each nextpnr is a single-threaded process)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one placement seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, not {seeds}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    device, dev_flag, package, pnr_args = _check_args(target, device, package, top_name, freq_mhz, io, router,
+                                                      pnr_args, seeds)
+    ctx = _synth_netlist(design, top_name, target=target, build_dir=build_dir, io=io, clock=clock, reset=reset,
+                         abc9=abc9, timeout_s=timeout_s)
+    build = Path(ctx["build"])
+
+    def one(seed: int) -> SynthReport:
+        return _place_route(ctx, build / f"seed-{seed}", dev_flag=dev_flag, device=device, package=package,
+                            freq_mhz=freq_mhz, seed=seed, router=router, route=route, pnr_args=pnr_args,
+                            timeout_s=timeout_s)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+        reports = list(pool.map(one, seeds))
+    return SeedSweep(design=top_name, seeds=seeds, reports=reports)

@@ -223,3 +223,38 @@ def test_param_overrides():
     assert _overrides(ns) == {"iter_bits": 2, "ratio": 0.5, "name": "fast"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         _overrides(argparse.Namespace(param=["iter_bits"]))
+
+
+def test_seed_sweep_one_netlist_every_seed(tmp_path):
+    """``synthesize_seeds``: Yosys once, nextpnr per seed (two at once), per-seed reports and min/median/max."""
+    from hdl.synth import synthesize_seeds
+
+    sweep = synthesize_seeds(MacLanes(lanes=1, width=16, acc_width=40), "mac1", seeds=[1, 2, 3], jobs=2,
+                             target="ecp5", device="25k", build_dir=tmp_path, abc9=False)
+    assert [r.seed for r in sweep.reports] == [1, 2, 3]
+    fmax = [r.fmax_mhz for r in sweep.reports]
+    assert all(f and f > 50 for f in fmax)
+    s = sweep.summary
+    assert s["fmax_mhz"] == {"min": min(fmax), "median": sorted(fmax)[1], "max": max(fmax)}
+    assert s["ffs"] == {"min": 104, "median": 104, "max": 104}  # one netlist: the same flip-flops at every seed
+    assert s["dsps"]["max"] == 1 and s["logic_levels"]["min"] >= 1
+    for seed in (1, 2, 3):  # each seed placed and routed in its own folder, the netlist run once
+        assert (tmp_path / f"seed-{seed}" / "report.json").exists()
+        assert not (tmp_path / f"seed-{seed}" / "yosys.log").exists()
+    assert (tmp_path / "yosys.log").exists()
+    d = sweep.to_dict()
+    assert d["seeds"] == [1, 2, 3] and len(d["per_seed"]) == 3 and d["per_seed"][0]["critical_path"]["from"]
+    table = sweep.table()
+    assert table.splitlines()[0].split()[:2] == ["seed", "Fmax"] and "median" in table
+    with pytest.raises(ValueError, match="distinct"):
+        synthesize_seeds("x.v", "top", seeds=[1, 1], build_dir=tmp_path)
+    with pytest.raises(ValueError, match="jobs"):
+        synthesize_seeds("x.v", "top", seeds=[1], jobs=0, build_dir=tmp_path)
+
+
+def test_synth_command_seed_options(capsys):
+    assert main(["synth", "--top", "csr", "--seeds", "1,2", "--pnr-seed", "3"]) == 2
+    assert "either --pnr-seed or --seeds" in capsys.readouterr().err
+    for bad in ("1,x", "1,1", "-1"):
+        with pytest.raises(SystemExit):
+            main(["synth", "--top", "csr", "--seeds", bad])

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..designs import DESIGNS, add_design_args, build
-from ..synth import DEFAULT_DEVICE, DEVICES, SynthError, synthesize
+from ..synth import DEFAULT_DEVICE, DEVICES, SynthError, synthesize, synthesize_seeds
 
 
 def register(sub) -> None:
@@ -38,7 +38,12 @@ def register(sub) -> None:
                              "Yosys crashes inside ABC9 (default auto)")
     parser.add_argument("--router", choices=("router1", "router2"), default=None,
                         help="nextpnr router (default: nextpnr's, router1; router2 is faster on large designs)")
-    parser.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--pnr-seed", type=int, default=None, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
+                        help="place and route the one netlist at each of these seeds (e.g. 1,2,3): a row per "
+                             "seed and min/median/max of Fmax, critical path and resources")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="nextpnr runs at once with --seeds (default 1; each run uses one core)")
     parser.add_argument("--build-dir", type=Path, default=None,
                         help="where Verilog, netlist and logs go (default build/synth/<top>-<target>-<device>)")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
@@ -53,33 +58,75 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, not {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds expects distinct non-negative integers, not {text!r}")
+    return seeds
+
+
+def _params(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in ("top", "rows", "cols", "rank", "sub_batch", "lanes", "format",
+                                          "data_bits", "fifo_depth", "scheme", "bl_max", "seed", "param")
+            if hasattr(args, k)}
+
+
+def _write_json(path: Path, out: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"report written to {path}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     target = args.target
     device = args.device or DEFAULT_DEVICE[target]
     if device not in DEVICES[target]:
         raise ValueError(f"unknown {target} device {device!r}; choose one of {sorted(DEVICES[target])}")
+    if args.seeds is not None and args.pnr_seed is not None:
+        raise ValueError("give either --pnr-seed or --seeds, not both")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, not {args.jobs}")
     component, name = build(args.top, args)
     build_dir = args.build_dir or Path("build") / "synth" / f"{args.top}-{target}-{device}"
+    options = dict(target=target, device=device, package=args.package, build_dir=build_dir, freq_mhz=args.freq,
+                   io=args.io, abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
+                   route=not args.no_route, pnr_args=args.nextpnr_arg)
+    if args.seeds is not None:
+        return _run_seeds(args, component, name, options)
     print(f"sbpca synth: {args.top} ({name}) for {target} {device} at {args.freq:g} MHz in {build_dir} ...",
           file=sys.stderr)
     try:
-        report = synthesize(component, name, target=target, device=device, package=args.package,
-                            build_dir=build_dir, freq_mhz=args.freq, io=args.io, seed=args.pnr_seed,
-                            abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
-                            route=not args.no_route, pnr_args=args.nextpnr_arg)
+        report = synthesize(component, name, seed=1 if args.pnr_seed is None else args.pnr_seed, **options)
     except SynthError as exc:
         print(f"sbpca synth: error: {exc}", file=sys.stderr)
         return 1
     print(report.table())
     if args.json is not None:
-        params = {k: getattr(args, k) for k in ("top", "rows", "cols", "rank", "sub_batch", "lanes", "format",
-                                                "data_bits", "fifo_depth", "scheme", "bl_max", "seed")
-                  if hasattr(args, k)}
-        out = {"parameters": params, **report.to_dict()}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
-        print(f"report written to {args.json}", file=sys.stderr)
+        _write_json(args.json, {"parameters": _params(args), **report.to_dict()})
     if args.require_timing and not report.timing_met:
         print(f"sbpca synth: Fmax {report.fmax_mhz} MHz is below the {args.freq:g} MHz target", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_seeds(args: argparse.Namespace, component, name: str, options: dict) -> int:
+    """``--seeds``: one Yosys run, nextpnr at each seed (``--jobs`` at once), a table and the JSON."""
+    print(f"sbpca synth: {args.top} ({name}) at seeds {args.seeds}, {args.jobs} at once, in {options['build_dir']} ...",
+          file=sys.stderr)
+    try:
+        sweep = synthesize_seeds(component, name, seeds=args.seeds, jobs=args.jobs, **options)
+    except SynthError as exc:
+        print(f"sbpca synth: error: {exc}", file=sys.stderr)
+        return 1
+    print(sweep.table())
+    if args.json is not None:
+        _write_json(args.json, {"parameters": _params(args), "target": options["target"],
+                                "device": options["device"], "freq_mhz": args.freq, **sweep.to_dict()})
+    if args.require_timing and not sweep.summary["timing_met_all"]:
+        print(f"sbpca synth: Fmax below the {args.freq:g} MHz target at a seed "
+              f"(min {sweep.summary['fmax_mhz']['min']} MHz)", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,166 @@
+"""The engine's input buffer: the ``x`` and ``d`` (δ) streams into a double-buffered sample memory.
+
+Two slots of s samples each: the streams fill one slot while the lanes read the other.  A
+slot closes when it holds s samples of both streams, or at the end of a batch
+(``x.payload.last`` on a sample's final chunk) with as many δ as x samples; it is then
+offered to the sequencer on ``sub`` (slot, samples m and m − 1, end of batch) and comes back
+free on ``release``, when the sequencer has issued the sub-batch's last job that reads it.
+Chunks past a's or b's end (the last lane-wide word of a vector) are written as zeros.
+Counters: samples and batches received, the size of the last complete batch, and the
+sticky ``error`` when a batch exceeds ``max_batch`` samples.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine_params import EngineParams
+from .engine_pipeline import index_bits, mem_addr, mem_depth
+
+__all__ = ["InputBuffer", "sub_batch_layout"]
+
+
+def sub_batch_layout(params: EngineParams) -> data.StructLayout:
+    """A closed slot offered to the sequencer: its index, samples m, m − 1, end of batch."""
+    smpw = index_bits(params.s)
+    return data.StructLayout({"slot": 1, "m": smpw + 1, "m1": smpw + 1, "last": 1})
+
+
+class InputBuffer(wiring.Component):
+    """Sample slots and their stream side (module docstring).
+
+    ``x_addr``/``d_addr`` read the sample memories (chunk, sample, slot fields of
+    :func:`mem_addr`); the data are there one cycle later (``x_data``, ``d_data``).
+    """
+
+    def __init__(self, params: EngineParams, x_layout, d_layout) -> None:
+        p, f = params, params.fmts
+        self.params = params
+        lane = lambda shape: data.ArrayLayout(shape, p.P)  # noqa: E731
+        super().__init__({
+            "x": In(stream.Signature(x_layout)),
+            "d": In(stream.Signature(d_layout)),
+            "sub": Out(stream.Signature(sub_batch_layout(p))),
+            "release": In(1),
+            "release_slot": In(1),
+            "x_addr": In(unsigned(len(mem_addr((0, p.chunks_b), (0, p.s), (0, 2))))),
+            "x_data": Out(lane(signed(f.x.bits))),
+            "d_addr": In(unsigned(len(mem_addr((0, p.chunks_a), (0, p.s), (0, 2))))),
+            "d_data": Out(lane(signed(f.delta.bits))),
+            "mid": Out(1),
+            "any_full": Out(1),
+            "batches": Out(32),
+            "batches_p1": Out(32, init=1),
+            "samples": Out(32),
+            "batch_size": Out(32),
+            "error": Out(1),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, f = self.params, self.params.fmts
+        P, s = p.P, p.s
+        Ra, Rb = p.chunks_a, p.chunks_b
+        lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
+        # the lanes read one slot while this side writes the other, so a read never meets a
+        # write to the same address: synthesis need not build read-before-write logic
+        no_rw = {"no_rw_check": 1}
+        m.submodules.xb = xb = memory.Memory(shape=lane(signed(f.x.bits)), depth=mem_depth(Rb, s, 2), init=[],
+                                             attrs=no_rw)
+        m.submodules.db = db = memory.Memory(shape=lane(signed(f.delta.bits)), depth=mem_depth(Ra, s, 2), init=[],
+                                             attrs=no_rw)
+        xb_r, xb_w = xb.read_port(), xb.write_port()
+        db_r, db_w = db.read_port(), db.write_port()
+        m.d.comb += [xb_r.addr.eq(self.x_addr), self.x_data.eq(xb_r.data),
+                     db_r.addr.eq(self.d_addr), self.d_data.eq(db_r.data)]
+
+        smpw = index_bits(s)
+        in_slot = Signal()
+        cmp_slot = Signal()  # the next slot offered to the sequencer
+        slot_free = Array(Signal(name=f"slot_free{i}", init=1) for i in range(2))
+        slot_full_l = [Signal(name=f"slot_full{i}") for i in range(2)]
+        slot_full = Array(slot_full_l)
+        desc_m = Array(Signal(smpw + 1, name=f"desc_m{i}") for i in range(2))
+        desc_m1 = Array(Signal(smpw + 1, name=f"desc_m1_{i}") for i in range(2))  # samples minus one
+        desc_last = Array(Signal(name=f"desc_last{i}") for i in range(2))
+        x_smp = Signal(range(s + 1))
+        x_chunk = Signal(range(Rb))
+        x_closed = Signal()
+        d_smp = Signal(range(s + 1))
+        d_chunk = Signal(range(Ra))
+        x_done = x_closed | (x_smp == s)
+        free_now = slot_free[in_slot]
+        m.d.comb += [
+            self.x.ready.eq(free_now & ~x_done),
+            self.d.ready.eq(free_now & Mux(x_done, d_smp < x_smp, d_smp <= x_smp)),
+        ]
+
+        def masked(payload, chunk, n):
+            if n % P == 0:
+                return payload
+            return Cat(*[Mux(chunk * P + l < n, payload[l], 0) for l in range(P)])
+
+        x_take = self.x.valid & self.x.ready
+        d_take = self.d.valid & self.d.ready
+        m.d.comb += [
+            xb_w.addr.eq(mem_addr((x_chunk, Rb), (x_smp, s), (in_slot, 2))),
+            xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
+            xb_w.en.eq(x_take),
+            db_w.addr.eq(mem_addr((d_chunk, Ra), (d_smp, s), (in_slot, 2))),
+            db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
+            db_w.en.eq(d_take),
+        ]
+        with m.If(x_take):
+            with m.If(x_chunk == Rb - 1):
+                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last)]
+            with m.Else():
+                m.d.sync += x_chunk.eq(x_chunk + 1)
+        with m.If(d_take):
+            with m.If(d_chunk == Ra - 1):
+                m.d.sync += [d_chunk.eq(0), d_smp.eq(d_smp + 1)]
+            with m.Else():
+                m.d.sync += d_chunk.eq(d_chunk + 1)
+        batch_acc = Signal(32)
+        # batches fully received, and that plus one counted alongside (no adder where it is used)
+        batches, batches_p1 = self.batches, self.batches_p1
+        m.d.comb += [
+            self.mid.eq((x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_acc != 0)),
+            self.any_full.eq(Cat(*slot_full_l).any()),
+        ]
+        close = free_now & x_done & (d_smp == x_smp)
+        with m.If(close & x_closed):
+            m.d.sync += [batches.eq(batches_p1), batches_p1.eq(batches_p1 + 1)]
+        with m.If(close):
+            m.d.sync += [
+                slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
+                desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
+                desc_m1[in_slot].eq(x_smp - 1),
+                in_slot.eq(~in_slot),
+                x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
+                self.samples.eq(self.samples + x_smp),
+            ]
+            with m.If(batch_acc + x_smp > p.max_batch):
+                m.d.sync += self.error.eq(1)
+            with m.If(x_closed):
+                m.d.sync += [self.batch_size.eq(batch_acc + x_smp), batch_acc.eq(0)]
+            with m.Else():
+                m.d.sync += batch_acc.eq(batch_acc + x_smp)
+
+        # the sequencer's side: the next full slot, taken when its sub-batch begins
+        m.d.comb += [
+            self.sub.valid.eq(slot_full[cmp_slot]),
+            self.sub.payload.slot.eq(cmp_slot),
+            self.sub.payload.m.eq(desc_m[cmp_slot]),
+            self.sub.payload.m1.eq(desc_m1[cmp_slot]),
+            self.sub.payload.last.eq(desc_last[cmp_slot]),
+        ]
+        with m.If(self.sub.valid & self.sub.ready):
+            m.d.sync += [slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot)]
+        with m.If(self.release):
+            m.d.sync += slot_free[self.release_slot].eq(1)
+        with m.If(self.clear):
+            m.d.sync += self.error.eq(0)
+        return m
