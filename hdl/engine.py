@@ -25,26 +25,24 @@ Architecture (details, port formats and timing in ``docs/ENGINE.md``):
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from pymodel.sbpca import SBPCA
 
-from .arith import fit, round_shift, tree_sum
-from .dsp import tiled_mul
 from .engine_input import InputBuffer
-from .engine_pipeline import Tag, UopPipe, index_bits, mem_addr, mem_depth
-from .engine_pipeline import delay as _delay, lane_copies as _lane_copies, lanes_any as _lanes_any
-from .engine_pipeline import reg as _reg, rreg as _rreg
-from .engine_scalar import ScalarUnit, task_layout, task_value_bits
+from .engine_lane import Lane, uop_layout
+from .engine_outputs import FactorDump, Status, TraceOut
+from .engine_reduce import Reducer
+from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth
+from .engine_pipeline import reg as _reg
+from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
-    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, build_program,
+    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, Kind, build_program,
 )
 
 __all__ = ["SBPCAEngine", "EngineParams", "engine_manifest", "engine_layouts", "initial_state", "SAT_NAMES"]
-
-KIND_X, KIND_D, KIND_SIGMA = 0, 1, 2
 
 
 _w, _addr, _depth = index_bits, mem_addr, mem_depth
@@ -130,16 +128,14 @@ class SBPCAEngine(wiring.Component):
         })
 
     # ------------------------------------------------------------------ elaboration
-    def elaborate(self, platform):  # noqa: C901 - one datapath, written stage by stage
+    def elaborate(self, platform):  # noqa: C901 - the sequencer, scoreboard, reducer and outputs
         m = Module()
         p, f = self.params, self.params.fmts
         P, k, s = p.P, p.k, p.s
         Ra, Rb, Rm = p.chunks_a, p.chunks_b, p.chunks_max
-        xw, dw, sw, pw, aw, mw = f.x.bits, f.delta.bits, f.state.bits, f.proj.bits, f.acc.bits, f.mat.bits
-        iw, rw, gw = f.inv.bits, f.recip.bits, f.sigma.bits
-        colw, chw, smpw = _w(k), _w(Rm), _w(s)
-        RW = p.red_bits
-        LW = p.acc_exact_bits
+        xw, dw, pw, mw = f.x.bits, f.delta.bits, f.proj.bits, f.mat.bits
+        iw, rw = f.inv.bits, f.recip.bits
+        colw, smpw = _w(k), _w(s)
         sat_bit = {name: i for i, name in enumerate(SAT_NAMES)}
         sat_now = Signal(len(SAT_NAMES))  # flags raised this cycle (OR-ed into the sticky ``sat``)
 
@@ -151,33 +147,14 @@ class SBPCAEngine(wiring.Component):
         X0, D0, S0 = self.init_state
 
         # ---------------------------------------------------------------- memories
-        def state_rows(M: np.ndarray, R: int, l: int) -> list:
-            """Lane ``l``'s rows of a state matrix: row i holds element i·P + l of every column."""
-            return [[int(M[i * P + l, c]) if i * P + l < M.shape[0] else 0 for c in range(k)]
-                    for i in range(R)]
-
         lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
         # The sample buffers are double-buffered (the input side writes one slot while the lanes
         # read the other) and the Gram–Schmidt column memory is read only after a job's writes
         # are done (scoreboard), so a read never meets a write to the same address: synthesis
         # need not build read-before-write collision logic around these block RAMs.
         no_rw = {"no_rw_check": 1}
-        # the state matrices: one memory per lane (all k columns of the lane's rows), each read
-        # from the lane's own registered address, so no read address spans the lanes
-        sx_l, sd_l = [], []
-        for l in range(P):
-            for nm, M, R, lst in (("sx", X0, Rb, sx_l), ("sd", D0, Ra, sd_l)):
-                m.submodules[f"{nm}{l}"] = mem_l = memory.Memory(
-                    shape=data.ArrayLayout(signed(sw), k), depth=R, init=state_rows(M, R, l))
-                lst.append((mem_l.read_port(), mem_l.write_port(granularity=1)))
         m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=_depth(s, k, 2), init=[])
         m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=_depth(Rm, k, 2), init=[], attrs=no_rw)
-        # D_r = R_acc(D) per column: one memory per lane, read and written from the lane's own
-        # copy of the uop tags (the power step needs it only at cycle R2, so it is read late)
-        drm_l = []
-        for l in range(P):
-            m.submodules[f"drm{l}"] = mem_l = memory.Memory(shape=signed(aw), depth=_depth(Ra, k), init=[])
-            drm_l.append((mem_l.read_port(), mem_l.write_port()))
         pq_r, pq_w = pq.read_port(), pq.write_port()
         wm_r, wm_w = wm.read_port(), wm.write_port()
 
@@ -191,19 +168,15 @@ class SBPCAEngine(wiring.Component):
         h_valid_l, h_valid = flags("h_valid", 2 * k)
         inv_valid_l, inv_valid = flags("inv_valid", 2 * k)
         r_valid_l, r_valid = flags("r_valid", k)
-        r_sat_l, r_sat = flags("r_sat", k)
-        r_guard_l, r_guard = flags("r_guard", k)
+        _, r_sat = flags("r_sat", k)
+        _, r_guard = flags("r_guard", k)
         H = Array([Signal(signed(mw), name=f"h{i}") for i in range(2 * k)])
         INV = Array([Signal(signed(iw), name=f"inv{i}") for i in range(2 * k)])
         RC = Array([Signal(signed(rw), name=f"r{i}") for i in range(k)])
         # the scalar unit (divider, square root, reciprocal and σ logic) holds σ
         m.submodules.scalar = sc = ScalarUnit(p, S0)
-        SIG = sc.sigma
         m.d.comb += self.sigma.eq(sc.sigma)
 
-        sat = Signal(len(SAT_NAMES))
-        guard_cnt = Signal(32)
-        degen_cnt = Signal(32)
         guard_inc = Signal()
 
         # ---------------------------------------------------------------- input side
@@ -224,7 +197,8 @@ class SBPCAEngine(wiring.Component):
         outer = Signal(range(maxn + 1))
         cur_slot = Signal()
         in_batch = Signal()
-        dumping = Signal()
+        m.submodules.dump = dump = FactorDump(p, self.layouts["factors"])
+        dumping = dump.dumping
         # the scoreboard as one bit vector; each job waits on / clears a constant mask of it
         all_flags = col_ready_l + proj_done_l + h_valid_l + inv_valid_l + r_valid_l
         NF = len(all_flags)
@@ -290,15 +264,14 @@ class SBPCAEngine(wiring.Component):
                 n_in_m1.eq(Mux(nd["in_is_m"], m_next_m1, nd["in_m1"])),
                 n_out_m1.eq(Mux(nd["out_is_m"], m_next_m1, nd["out_m1"])),
             ]
-        # trace credits
-        tdepth = 2 * Rm + 2 * k + 2
-        credit = Signal(range(tdepth + 1), init=tdepth)
+        # trace credits (``hdl.engine_outputs.TraceOut``)
+        m.submodules.trace_out = tro = TraceOut(p, self.layouts["trace"])
+        credit = tro.credit
         job_tr = Signal()
         flag_vec = Cat(*all_flags)
         # a SCALE job's trace reservation reaches ``credit`` one cycle after its start
         # (``take_r``); while one is pending neither a SCALE job nor a σ trace word may reserve
-        take_r = Signal(range(tdepth + 1))
-        take_pending = take_r != 0
+        take_pending = tro.pending
         wait_ok = ((flag_vec | ~jd["wait"]) == (1 << NF) - 1) & (
             ~is_scale | ~self.trace_en | ((credit >= chunks_mat) & ~take_pending))
         start = running & ~active & (pc < NJ) & wait_ok
@@ -308,7 +281,7 @@ class SBPCAEngine(wiring.Component):
         out_last = outer == n_out_m1
         ci = Mux(is_acc, outer, inner)
         cj = Mux(is_proj, outer, Mux(is_acc, inner, 0))
-        seq_take = Signal(range(tdepth + 1))
+        seq_take = tro.reserve
         with m.If(start):
             m.d.sync += [active.eq(1), job_tr.eq(self.trace_en)]
             for b_, flag in enumerate(all_flags):
@@ -369,10 +342,7 @@ class SBPCAEngine(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- uop tags
-        uop = data.StructLayout({
-            "valid": 1, "op": 2, "mat": 1, "c": colw, "step": colw, "i": chw, "smp": smpw,
-            "rfirst": 1, "rlast": 1, "red": 1, "fj": 1, "lj": 1, "norm": 1, "jlast": 1, "tr": 1,
-        })
+        uop = uop_layout(p)
         u0 = Signal(uop)
         m.d.comb += [
             u0.valid.eq(issue), u0.op.eq(j_op), u0.mat.eq(j_mat), u0.c.eq(j_col), u0.step.eq(j_step),
@@ -385,8 +355,7 @@ class SBPCAEngine(wiring.Component):
             u0.rlast.eq(Mux(is_acc, out_last, in_last)),
         ]
         # memory read addresses (stage 0)
-        dump_addr = Signal(chw)
-        dump_adv = Signal()
+        dump_addr, dump_adv = dump.addr, dump.advance
         m.d.comb += [
             inbuf.x_addr.eq(_addr((ci, Rb), (cj, s), (cur_slot, 2))),
             inbuf.d_addr.eq(_addr((ci, Ra), (cj, s), (cur_slot, 2))),
@@ -394,168 +363,35 @@ class SBPCAEngine(wiring.Component):
             wm_r.addr.eq(_addr((ci, Rm), (j_col, k), (j_mat, 2))),
         ]
 
-        # Per-lane control: from the operand stage on, every lane carries its own copy of the
-        # uop tags down its own pipeline (``Tag.lane``), so the lanes' multiplexers are driven
-        # from registers next to them and only one register-to-register hop crosses the chip.
-        pipe = UopPipe(m, uop, P)
+        pipe = UopPipe(m, uop)
         stage, udelay = pipe.stage, pipe.delay
 
         def reg(shape, value, name):
             return _reg(m, shape, value, name)
 
-        def lane_copies(shape, value, name):
-            return _lane_copies(m, shape, value, P, name)
-
-        # ---------------------------------------------------------------- stage 1: operands
-        # Cycle numbers below count from the issue (cycle 0).  Multipliers are DSP tiles
-        # (``hdl.dsp.tiled_mul``): their operands are sampled by the tiles' input registers,
-        # every tile product is registered, and the tiles are summed one tree level per cycle.
-        # Each requantisation is split: round (registered), then range check (registered).
-        u1r = stage(Tag(u0), "u1")
-        # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on
-        # ECP5); the state memories (distributed RAM, registered read) are read one cycle
-        # later instead, from the uop's own chunk index, so every operand is a register at cycle 2
-        s_addr = lane_copies(unsigned(chw), u0.i, "s_addr")  # = u1r.i, once per lane
-        for l in range(P):
-            for rp, _ in (sx_l[l], sd_l[l]):
-                m.d.comb += [rp.addr.eq(Mux(dumping, dump_addr, s_addr[l])), rp.en.eq(~dumping | dump_adv)]
-        sxd = [rp.data for rp, _ in sx_l]
-        sdd = [rp.data for rp, _ in sd_l]
+        # ---------------------------------------------------------------- lanes
+        # Cycle numbers count from the issue (cycle 0); ``hdl.engine_lane`` has each lane's
+        # pipeline.  The central uop tag runs beside the lanes for the control that is not per
+        # lane (sticky flags, column-memory and trace writes, the reduction).
+        L1, LR, L2 = p.mul_latencies
+        u1r = stage(u0, "u1")
+        # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on ECP5)
         xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
         db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
-        idx1 = u1r.mat * k + u1r.c
-        # values every lane uses (the projection, h, 1/‖v‖) are selected centrally one cycle
-        # ahead and registered once per lane
-        pq_d = lane_copies(signed(pw), pq_r.data, "pq_d")
-        h_sel = lane_copies(signed(mw), H[idx1], "h_sel")
-        inv_sel = lane_copies(signed(iw), INV[idx1], "inv_sel")
         wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
-        u1 = stage(u1r, "u2", split=True)
-        A1W = max(xw, dw, mw)
-        B1W = max(sw, pw, iw)
-        MRB = max(rw, sw)
-        prim = p.dsp
-
-        def rreg(value, name):
-            return _rreg(m, value, name)
-
-        def lanes_any(bits, name):
-            return _lanes_any(m, bits, name)
-
-        a1, b1, cv2, cb2, cx2 = [], [], [], [], []
-        for l in range(P):
-            ul = u1.lane(l)
-            s_own_c = Mux(ul.mat, sdd[l][ul.c], sxd[l][ul.c])
-            s_j = Mux(ul.mat, sdd[l][ul.step], sxd[l][ul.step])
-            s_j1 = Mux(ul.mat, sdd[l][ul.step + 1], sxd[l][ul.step + 1])
-            s_0 = Mux(ul.mat, sdd[l][0], sxd[l][0])
-            s_oth_c = Mux(ul.mat, sxd[l][ul.c], sdd[l][ul.c])
-            x_l, d_l = xb_d[l], db_d[l]
-            av = Signal(signed(A1W), name=f"a1_{l}")
-            bv = Signal(signed(B1W), name=f"b1_{l}")
-            with m.Switch(ul.op):
-                with m.Case(OP_PROJ):
-                    m.d.comb += [av.eq(Mux(ul.mat, x_l, d_l)), bv.eq(s_oth_c)]
-                with m.Case(OP_ACC):
-                    m.d.comb += [av.eq(Mux(ul.mat, d_l, x_l)), bv.eq(pq_d[l])]
-                with m.Case(OP_GS):
-                    m.d.comb += [av.eq(h_sel[l]), bv.eq(s_j)]
-                with m.Case(OP_SCALE):
-                    m.d.comb += [av.eq(wm_d[l]), bv.eq(inv_sel[l])]
-            a1.append(av)
-            b1.append(bv)
-            cv2.append(reg(signed(mw), wm_d[l], f"s2_v_{l}"))
-            cb2.append(reg(signed(sw), Mux(ul.op == OP_GS, s_j1, s_0), f"s2_qn_{l}"))
-            cx2.append(reg(signed(sw), s_own_c, f"s2_x_{l}"))
-
-        def delay(vals, n, shape, name):
-            return _delay(m, vals, n, shape, name)
-
-        # ---------------------------------------------------------------- m1 (cycles 1 .. P1)
-        m1 = [tiled_mul(m, a1[l], b1[l], name=f"m1_{l}", primitive=prim, fabric_reg=True) for l in range(P)]
-        L1 = m1[0][1]
-        p1 = [v for v, _ in m1]
-        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
-        cv = delay(cv2, L1 - 1, signed(mw), "m1_v")
-        cb = delay(cb2, L1 - 1, signed(sw), "m1_qn")
-        cx = delay(cx2, L1 - 1, signed(sw), "m1_x")
-
-        # ---------------------------------------------------------------- P1: accumulate, round
-        lacc = [Signal(signed(LW), name=f"lacc_{l}", reset_less=True) for l in range(P)]
-        for l in range(P):
-            ul = uP1.lane(l)
-            with m.If(ul.valid & (ul.op == OP_ACC)):
-                m.d.sync += lacc[l].eq(Mux(ul.fj, p1[l], lacc[l] + p1[l]))
-        sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
-        t_r = [rreg(round_shift(p1[l], sh_t - f.mat.frac, f.mat.rounding), f"rt_{l}")
-               for l in range(P)]
-        q_r = [rreg(round_shift(p1[l], f.mat.frac + f.inv.frac - f.state.frac, f.state.rounding),
-                   f"rq_{l}") for l in range(P)]
-        pr_p = [reg(signed(A1W + B1W), p1[l], f"pp_{l}") for l in range(P)]
+        idx1 = u1r.mat * k + u1r.c
+        u1 = stage(u1r, "u2")
+        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1
         uR1 = stage(uP1, "u_r1")  # P1 + 1
-        cv, cb, cx = (delay(v, 1, sh, nm) for v, sh, nm in
-                      ((cv, signed(mw), "r1_v"), (cb, signed(sw), "r1_qn"), (cx, signed(sw), "r1_x")))
-        # D_r read at R1 from the lane's own uop copy, data at R2
-        cdr = []
-        for l, (rp, _) in enumerate(drm_l):
-            ul = uR1.lane(l)
-            m.d.comb += rp.addr.eq(_addr((ul.i, Ra), (ul.c, k)))
-            cdr.append(rp.data)
-
-        # ---------------------------------------------------------------- P1+1: fit t, q; round lacc
-        t_f, q_f, qsat = [], [], []
-        for l in range(P):
-            tv, _ = fit(t_r[l], f.mat)  # silent (golden passes no flags)
-            qv, qs_ = fit(q_r[l], f.state)
-            qsat.append(qs_)
-            t_f.append(reg(signed(mw), tv, f"ft_{l}"))
-            q_f.append(reg(signed(sw), qv, f"fq_{l}"))
-        any_qsat = lanes_any(qsat, "qsat")  # seen at R2
-        la_x = [rreg(round_shift(lacc[l], f.x.frac + f.proj.frac - f.acc.frac, f.acc.rounding), f"rax_{l}")
-                for l in range(P)]
-        la_d = [rreg(round_shift(lacc[l], f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding),
-                    f"rad_{l}") for l in range(P)]
-        r_sel = lane_copies(signed(rw), RC[uR1.c], "r_sel")  # r_c for the power step, per lane
         uR2 = stage(uR1, "u_r2")  # P1 + 2
-        cv, cb, cx = (delay(v, 1, sh, nm) for v, sh, nm in
-                      ((cv, signed(mw), "r2_v"), (cb, signed(sw), "r2_qn"), (cx, signed(sw), "r2_x")))
-        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_r2")
-
-        # ---------------------------------------------------------------- P1+2: v, m_r operands
-        v_scale_r2 = uR2.valid & (uR2.op == OP_SCALE)
-        raise_sat("X_q", v_scale_r2 & (uR2.mat == MAT_X) & any_qsat)
-        raise_sat("Delta_q", v_scale_r2 & (uR2.mat == MAT_D) & any_qsat)
-        mra, mrb, v_w, q_w, mra_w = [], [], [], [], []
-        asat, vsat = [], []
-        for l in range(P):
-            fx, sx_ = fit(la_x[l], f.acc)
-            fd, sd_ = fit(la_d[l], f.acc)
-            ul = uR2.lane(l)
-            asat.append(Mux(ul.mat, sd_, sx_))
-            # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
-            ra = Signal(signed(aw), name=f"mra_{l}")
-            rb = Signal(signed(MRB), name=f"mrb_{l}")
-            acc_l = ul.op == OP_ACC
-            m.d.comb += [ra.eq(Mux(acc_l, Mux(ul.mat, fd, fx), cdr[l])), rb.eq(Mux(acc_l, r_sel[l], q_f[l]))]
-            mra.append(ra)
-            mrb.append(rb)
-            mra_w.append(reg(signed(aw), ra, f"w_dr_{l}"))
-            vv, vs_ = fit(cv[l] - t_f[l], f.mat)
-            vsat.append(vs_)
-            v_w.append(reg(signed(mw), vv, f"w_v_{l}"))
-            q_w.append(reg(signed(sw), q_f[l], f"w_q_{l}"))
-        any_asat, any_vsat = lanes_any(asat, "asat"), lanes_any(vsat, "vsat")  # seen at W
         uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write, trace
-        acc_last_w = uW.valid & (uW.op == OP_ACC) & uW.lj
-        gs_w = uW.valid & (uW.op == OP_GS)
-        raise_sat("A", acc_last_w & (uW.mat == MAT_X) & any_asat)
-        raise_sat("D", acc_last_w & (uW.mat == MAT_D) & any_asat)
-        raise_sat("X_gs_v", gs_w & (uW.mat == MAT_X) & any_vsat)
-        raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & any_vsat)
-        cb, cx = delay(cb, 1, signed(sw), "w_qn"), delay(cx, 1, signed(sw), "w_x")
-        scale_w = uW.valid & (uW.op == OP_SCALE)
-        qrow = Cat(*q_w)
-        # state load (only while the engine is idle at a batch boundary, so never with a SCALE)
+        uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR
+        uU1 = stage(uPR, "u_u1")
+        uU2 = stage(uU1, "u_u2")
+        uU3 = stage(uU2, "u_u3")
+        u8 = stage(uU3, "u_v")  # V = PR + 4
+        u9 = udelay(u8, L2, "u_m2")  # the lanes' reduction terms
+        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
         # a load beat is registered before it is written (the handshake logic stays off the
         # memories' wide write-data multiplexer); the write lands one cycle later, still idle
         load_take = Signal()
@@ -565,127 +401,55 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += [ld_v.eq(load_take), ld_r.eq(self.load.payload)]
         ld = ld_r
         load_take = ld_v
+        lanes = []
         for l in range(P):
-            # each lane's state memories are written from the lane's own uop copy
-            ul = uW.lane(l)
-            scale_l = ul.valid & (ul.op == OP_SCALE)
-            wcol = Mux(load_take, ld.col, ul.c)
-            wrow = Mux(load_take, ld.data[l], q_w[l])
-            for (_, wp), kind, mat in ((sx_l[l], KIND_X, MAT_X), (sd_l[l], KIND_D, MAT_D)):
-                wsel = Mux(load_take, ld.kind == kind, scale_l & (ul.mat == mat))
-                m.d.comb += [
-                    wp.addr.eq(Mux(load_take, ld.chunk, ul.i)),
-                    wp.data.eq(Cat(*[wrow] * k)),
-                    wp.en.eq(Cat(*[wsel & (wcol == c) for c in range(k)])),
-                ]
-        for l, (_, wp) in enumerate(drm_l):
-            ul = uW.lane(l)
-            m.d.comb += [wp.addr.eq(_addr((ul.i, Ra), (ul.c, k))), wp.data.eq(mra_w[l]),
-                         wp.en.eq(ul.valid & (ul.op == OP_ACC) & ul.lj & (ul.mat == MAT_D))]
+            m.submodules[f"lane{l}"] = ln = Lane(p, l, X0, D0)
+            m.d.comb += [
+                ln.uop.valid.eq(u1r.valid), ln.uop.payload.eq(u1r),
+                ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr), ln.dump_adv.eq(dump_adv),
+                # values every lane uses (the projection, h, 1/‖v‖, r_c) are selected centrally
+                # one cycle ahead and registered in each lane
+                ln.pq.eq(pq_r.data), ln.h.eq(H[idx1]), ln.inv.eq(INV[idx1]), ln.rc.eq(RC[uR1.c]),
+                ln.x.eq(xb_d[l]), ln.d.eq(db_d[l]), ln.wm.eq(wm_d[l]),
+                ln.load.en.eq(load_take), ln.load.kind.eq(ld.kind), ln.load.col.eq(ld.col),
+                ln.load.chunk.eq(ld.chunk), ln.load.data.eq(ld.data[l]),
+            ]
+            lanes.append(ln)
+        sxd = [ln.sx_row for ln in lanes]
+        sdd = [ln.sd_row for ln in lanes]
+
+        def lanes_any(name):
+            """A saturation check of every lane (each registered in its lane), OR-ed."""
+            return Cat(*[getattr(ln, name) for ln in lanes]).any()
+
+        v_scale_r2 = uR2.valid & (uR2.op == OP_SCALE)
+        raise_sat("X_q", v_scale_r2 & (uR2.mat == MAT_X) & lanes_any("qsat"))
+        raise_sat("Delta_q", v_scale_r2 & (uR2.mat == MAT_D) & lanes_any("qsat"))
+        acc_last_w = uW.valid & (uW.op == OP_ACC) & uW.lj
+        gs_w = uW.valid & (uW.op == OP_GS)
+        raise_sat("A", acc_last_w & (uW.mat == MAT_X) & lanes_any("asat"))
+        raise_sat("D", acc_last_w & (uW.mat == MAT_D) & lanes_any("asat"))
+        raise_sat("X_gs_v", gs_w & (uW.mat == MAT_X) & lanes_any("vsat"))
+        raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & lanes_any("vsat"))
+        scale_w = uW.valid & (uW.op == OP_SCALE)
+        qrow = Cat(*[ln.q for ln in lanes])
         with m.If(scale_w & uW.jlast):
             m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
         pipe_push = scale_w & uW.tr
-        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
-
-        # ---------------------------------------------------------------- m_r (P1+2 .. PR)
-        mr = [tiled_mul(m, mra[l], mrb[l], name=f"mr_{l}", primitive=prim, fabric_reg=True) for l in range(P)]
-        LR = mr[0][1]
-        prr = [v for v, _ in mr]
-        uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR
-        v_w = delay(v_w, LR - 1, signed(mw), "mr_v")
-        cb = delay(cb, LR - 1, signed(sw), "mr_qn")
-        cx = delay(cx, LR - 1, signed(sw), "mr_x")
-        pr_p = delay(pr_p, LR, signed(A1W + B1W), "pp_mr")
-        # PR: round the power-step update
-        upd_r = [rreg(round_shift(prr[l], f.acc.frac + f.recip.frac - f.mat.frac, f.mat.rounding),
-                     f"rupd_{l}") for l in range(P)]
-        prs = [reg(signed(aw + MRB), prr[l], f"prs_{l}") for l in range(P)]
-        uU1 = stage(uPR, "u_u1")
-        v_w, cb, cx = delay(v_w, 1, signed(mw), "u1_v"), delay(cb, 1, signed(sw), "u1_qn"), delay(cx, 1, signed(sw), "u1_x")
-        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u1")
-        # PR+1: fit it
-        upd, usat = [], []
-        for l in range(P):
-            uv, us_ = fit(upd_r[l], f.mat)
-            usat.append(us_)
-            upd.append(reg(signed(mw), uv, f"fupd_{l}"))
-        any_usat = lanes_any(usat, "usat")
-        uU2 = stage(uU1, "u_u2")
-        raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & any_usat)
-        v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), delay(cx, 1, signed(sw), "u2_x")
-        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
-        prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
-        # PR+2: M = X + update (exact sum, registered before its range check)
-        shift = f.mat.frac - f.state.frac
-        msum = [rreg((cx[l] << shift) + upd[l], f"msum_{l}") for l in range(P)]
-        uU3 = stage(uU2, "u_u3")
-        v_w, cb = delay(v_w, 1, signed(mw), "u3_v"), delay(cb, 1, signed(sw), "u3_qn")
-        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u3")
-        prs = delay(prs, 1, signed(aw + MRB), "prs_u3")
-        # PR+3: the new column value and the m2 operand
-        v8, b2_8, msat = [], [], []
-        for l in range(P):
-            mv, ms_ = fit(msum[l], f.mat)
-            msat.append(ms_)
-            ul = uU3.lane(l)
-            vnew = Mux(ul.op == OP_ACC, mv, v_w[l])
-            v8.append(reg(signed(mw), vnew, f"s8_v_{l}"))
-            # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
-            b2_8.append(reg(signed(mw), Mux(ul.norm, vnew, cb[l]), f"s8_b2_{l}"))
-        any_msat = lanes_any(msat, "msat")
-        u8 = stage(uU3, "u_v")  # V = PR + 4
-        raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & any_msat)
-        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
-        prs = delay(prs, 1, signed(aw + MRB), "prs_v")
+        raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & lanes_any("usat"))
+        raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & lanes_any("msat"))
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
         m.d.comb += [
             wm_w.addr.eq(_addr((u8.i, Rm), (u8.c, k), (u8.mat, 2))),
-            wm_w.data.eq(Cat(*v8)),
+            wm_w.data.eq(Cat(*[ln.v for ln in lanes])),
             wm_w.en.eq(w8),
         ]
 
-        # ---------------------------------------------------------------- m2 (V .. P2)
-        m2 = [tiled_mul(m, v8[l], b2_8[l], name=f"m2_{l}", primitive=prim) for l in range(P)]
-        L2 = m2[0][1]
-        p2 = [v for v, _ in m2]
-        u9 = udelay(u8, L2, "u_m2")
-        prs9 = delay(prs, L2, signed(aw + MRB), "prs_m2")
-        pr = delay(pr_p, L2, signed(A1W + B1W), "pp_m2")  # the projection product, carried from P1
-        red_in = []
-        for l in range(P):
-            rv = Signal(signed(RW), name=f"red_in_{l}")
-            ul = u9.lane(l)
-            m.d.comb += rv.eq(Mux(ul.op == OP_PROJ, pr[l], Mux(ul.op == OP_SCALE, prs9[l], p2[l])))
-            red_in.append(rv)
-        u9 = pipe.central(u9)  # from here on the lanes' results are summed: no per-lane control
-
         # ---------------------------------------------------------------- reduction
-        tsum, tlat = tree_sum(m, red_in, RW, p.tree_levels_per_stage, name="red")
-        assert tlat == p.tree_latency, (tlat, p.tree_latency)
-        ut = udelay(u9, tlat, "ut")
-        racc = Signal(signed(RW), reset_less=True)
-        with m.If(ut.valid & ut.red):
-            m.d.sync += racc.eq(Mux(ut.rfirst, tsum, racc + tsum))
-        uf = stage(ut, "uf")
-        # finalise: every requantisation of the exact sum — round, then range check, each registered
-        rq_x = rreg(round_shift(racc, f.delta.frac + f.state.frac - f.proj.frac, f.proj.rounding), "rf_qx")
-        rq_d = rreg(round_shift(racc, f.x.frac + f.state.frac - f.proj.frac, f.proj.rounding), "rf_qd")
-        rh = rreg(round_shift(racc, f.mat.frac + f.state.frac - f.mat.frac, f.mat.rounding), "rf_h")
-        rs = rreg(round_shift(racc, f.state.frac + f.acc.frac - f.sigma.frac, f.sigma.rounding), "rf_s")
-        VW = task_value_bits(p)
-        rval = reg(signed(RW), racc, "rf_val")
-        uf2 = stage(uf, "uf2")
-        qx, qxs = fit(rq_x, f.proj)
-        qd, qds = fit(rq_d, f.proj)
-        hv, hs = fit(rh, f.mat)
-        sv, ss = fit(rs, f.sigma)
-        ug = stage(uf2, "ug")
-        g_q = reg(signed(pw), Mux(uf2.mat, qd, qx), "g_q")
-        g_qs = reg(1, Mux(uf2.mat, qds, qxs), "g_qs")
-        g_h = reg(signed(mw), hv, "g_h")
-        g_hs = reg(1, hs, "g_hs")
-        g_ss = reg(1, ss, "g_ss")
-        g_val = reg(signed(VW), Mux(uf2.op == OP_SCALE, sv, rval), "g_val")
+        m.submodules.reduce = red = Reducer(p)
+        m.d.comb += [red.uop.eq(u9), red.terms.eq(Cat(*[ln.red for ln in lanes]))]
+        ug = red.tag
+        g_q, g_qs, g_h, g_hs, g_ss, g_val = red.q, red.q_sat, red.h, red.h_sat, red.s_sat, red.value
         fin = ug.valid & ug.red & ug.rlast
         idxf = ug.mat * k + ug.c
         # PROJ -> projection memory
@@ -735,99 +499,42 @@ class SBPCAEngine(wiring.Component):
         degen_inc = sc.degenerate
 
         # ---------------------------------------------------------------- trace output
-        tlay = self.layouts["trace"]
-        m.submodules.trace_fifo = tfifo = fifo.SyncFIFOBuffered(width=tlay.size, depth=tdepth)
-        tw_ = Signal(tlay)
-        with m.If(pipe_push):
-            m.d.comb += [tw_.kind.eq(uW.mat), tw_.col.eq(uW.c), tw_.chunk.eq(uW.i), tw_.data.eq(qrow),
-                         tfifo.w_en.eq(1)]
-        with m.Elif(sc_push):
-            m.d.comb += [tw_.kind.eq(KIND_SIGMA), tw_.col.eq(sc.push_c), tw_.sigma.eq(sc.push_sigma),
-                         tfifo.w_en.eq(1)]
+        wiring.connect(m, wiring.flipped(self.trace), tro.trace)
         m.d.comb += [
-            tfifo.w_data.eq(tw_),
-            self.trace.valid.eq(tfifo.r_rdy),
-            self.trace.payload.eq(tfifo.r_data),
-            tfifo.r_en.eq(self.trace.ready),
+            tro.state.en.eq(pipe_push), tro.state.mat.eq(uW.mat), tro.state.col.eq(uW.c), tro.state.chunk.eq(uW.i),
+            tro.state.data.eq(qrow),
+            tro.sigma.en.eq(sc_push), tro.sigma.col.eq(sc.push_c), tro.sigma.value.eq(sc.push_sigma),
         ]
-        pop = tfifo.r_rdy & self.trace.ready
-        m.d.sync += [take_r.eq(seq_take), credit.eq(credit - take_r - sc_push + pop)]
 
         # ---------------------------------------------------------------- factor dump
-        assert len(pipe.stages) + 1 == p.lat_final, (len(pipe.stages), p.lat_final)
-        stages_valid = Cat(*[u.valid for u in pipe.stages])
+        assert len(pipe.stages) + red.stages + 1 == p.lat_final, (len(pipe.stages), red.stages, p.lat_final)
+        stages_valid = Cat(*[u.valid for u in pipe.stages], red.busy)
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
         load_ok = quiet & ~in_batch & ~in_mid & ~inbuf.any_full & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)
-        load_sigma = load_take & (ld.kind == KIND_SIGMA)
+        load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
         with m.If(load_sigma):
             m.d.sync += r_valid[ld.col].eq(0)
-        d_col = Signal(colw)
-        d_end = Signal(colw)
-        d_kind = Signal()
-        f_valid = Signal()
-        f_col = Signal(colw)
-        f_kind = Signal()
-        f_chunk = Signal(chw)
-        f_last = Signal()
-        f_sigma = Signal(signed(gw))
-        d_more = Signal()
-        with m.If(~dumping & req_block & quiet):
-            m.d.sync += [
-                dumping.eq(1), d_more.eq(1), d_kind.eq(0), dump_addr.eq(0), req_pending.eq(0),
-                d_col.eq(Mux(req_all, 0, req_col)), d_end.eq(Mux(req_all, k - 1, req_col)),
-            ]
-        m.d.comb += dump_adv.eq(dumping & (~f_valid | self.factors.ready))
-        with m.If(dump_adv):
-            with m.If(d_more):
-                chunks_k = Mux(d_kind, Rb, Ra)
-                last_chunk = dump_addr == chunks_k - 1
-                m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(dump_addr),
-                             f_sigma.eq(SIG[d_col]),
-                             f_last.eq(last_chunk & d_kind & (d_col == d_end))]
-                with m.If(last_chunk):
-                    m.d.sync += [dump_addr.eq(0), d_kind.eq(~d_kind)]
-                    with m.If(d_kind == 1):
-                        m.d.sync += d_col.eq(d_col + 1)
-                        with m.If(d_col == d_end):
-                            m.d.sync += d_more.eq(0)
-                with m.Else():
-                    m.d.sync += dump_addr.eq(dump_addr + 1)
-            with m.Else():
-                m.d.sync += [f_valid.eq(0), dumping.eq(0)]
-        fl = self.factors.payload
+        wiring.connect(m, wiring.flipped(self.factors), dump.factors)
         m.d.comb += [
-            self.factors.valid.eq(f_valid),
-            fl.data.eq(Mux(f_kind, Cat(*[d[f_col] for d in sxd]), Cat(*[d[f_col] for d in sdd]))),
-            fl.sigma.eq(f_sigma), fl.col.eq(f_col), fl.kind.eq(f_kind), fl.chunk.eq(f_chunk),
-            fl.last.eq(f_last),
+            dump.start.eq(req_block & quiet), dump.col.eq(req_col), dump.all.eq(req_all), dump.sigma.eq(sc.sigma),
+            dump.sx_rows.eq(Cat(*sxd)), dump.sd_rows.eq(Cat(*sdd)),
         ]
+        with m.If(~dumping & req_block & quiet):
+            m.d.sync += req_pending.eq(0)
 
         # ---------------------------------------------------------------- status
-        cycles = Signal(32)
-        # status events are registered once before they reach the sticky flags and the counters
-        # (their conditions end deep in the datapath); busy holds until they have landed
-        sat_now_r = Signal.like(sat_now)
-        guard_inc_r = Signal()
-        degen_inc_r = Signal()
-        m.d.sync += [sat_now_r.eq(sat_now | sc.sat), guard_inc_r.eq(guard_inc), degen_inc_r.eq(degen_inc)]
-        status_pending = sat_now_r.any() | guard_inc_r | degen_inc_r
-        with m.If(self.clear):
-            m.d.sync += [sat.eq(0), guard_cnt.eq(0), degen_cnt.eq(0), cycles.eq(0)]
-        with m.Else():
-            m.d.sync += [sat.eq(sat | sat_now_r), guard_cnt.eq(guard_cnt + guard_inc_r),
-                         degen_cnt.eq(degen_cnt + degen_inc_r)]
-            with m.If(self.busy):
-                m.d.sync += cycles.eq(cycles + 1)
-        busy = (running | stages_valid.any() | ~sc_idle | dumping | (task_fifo.level != 0)
-                | status_pending)
+        m.submodules.status = st = Status()
         m.d.comb += [
-            self.busy.eq(busy), self.in_batch.eq(in_batch),
-            self.sat.eq(sat), self.error.eq(inbuf.error), inbuf.clear.eq(self.clear),
-            self.sigma_guard.eq(guard_cnt), self.degenerate.eq(degen_cnt),
+            st.sat_now.eq(sat_now | sc.sat), st.guard_inc.eq(guard_inc), st.degen_inc.eq(degen_inc),
+            st.clear.eq(self.clear),
+            st.active.eq(running | stages_valid.any() | ~sc_idle | dumping | (task_fifo.level != 0)),
+            self.busy.eq(st.busy), self.in_batch.eq(in_batch),
+            self.sat.eq(st.sat), self.error.eq(inbuf.error), inbuf.clear.eq(self.clear),
+            self.sigma_guard.eq(st.sigma_guard), self.degenerate.eq(st.degenerate),
             self.samples.eq(inbuf.samples), self.sub_batches.eq(sc.sub_batches), self.batches.eq(sc.batches),
-            self.batch_size.eq(inbuf.batch_size), self.cycles.eq(cycles),
+            self.batch_size.eq(inbuf.batch_size), self.cycles.eq(st.cycles),
         ]
         return m
 

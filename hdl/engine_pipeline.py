@@ -18,7 +18,7 @@ from amaranth.lib import data
 
 from .synth import DUP_ATTR
 
-__all__ = ["index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "lane_regs", "lane_copies", "lanes_any", "Tag", "UopPipe"]
+__all__ = ["index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
 
 
 def index_bits(n: int) -> int:
@@ -69,59 +69,36 @@ def delay(m: Module, vals: list, n: int, shape, name: str) -> list:
     return vals
 
 
-def lane_regs(m: Module, shape, values: list, name: str) -> list[Signal]:
-    """``values[l]`` registered once per lane, kept apart in synthesis when there are several."""
-    dup = len(values) > 1
-    outs = []
-    for l, v in enumerate(values):
-        r = Signal(shape, name=f"{name}_l{l}", reset_less=True, attrs={DUP_ATTR: 1} if dup else {})
-        m.d.sync += r.eq(v)
-        outs.append(r)
-    return outs
+def dup_reg(m: Module, shape, value, name: str, *, dup: bool) -> Signal:
+    """``value`` registered (no reset); ``dup``: one of several per-lane copies, kept apart in
+    synthesis (:data:`hdl.synth.DUP_ATTR`) instead of merged into one high-fanout register."""
+    r = Signal(shape, name=name, reset_less=True, attrs={DUP_ATTR: 1} if dup else {})
+    m.d.sync += r.eq(value)
+    return r
 
 
-def lane_copies(m: Module, shape, value, lanes: int, name: str) -> list[Signal]:
-    """One ``value`` registered once per lane (see :func:`lane_regs`)."""
-    return lane_regs(m, shape, [value] * lanes, name)
+def tag_stage(m: Module, layout: data.StructLayout, prev, name: str, *, dup: bool) -> data.View:
+    """One register stage of a uop tag (``layout`` starts with its ``valid`` bit).
 
-
-def lanes_any(m: Module, bits: list, name: str) -> Value:
-    """Each lane's flag registered beside its lane, OR-ed over the lanes (a cycle later).
-
-    A range check ends a lane's carry chain; OR-ing every lane's check in the same cycle
-    would add a chip-wide net to it.  The caller pairs the result with the next stage.
+    A central stage (``dup`` False) resets only ``valid``; a lane's own copy among several
+    (``dup``) is a plain reset-less register kept apart in synthesis: it follows the central
+    stage it is copied from, whose ``valid`` is reset.
     """
-    return Cat(*[reg(m, 1, b, f"{name}_{l}") for l, b in enumerate(bits)]).any()
-
-
-@dataclass
-class Tag:
-    """A uop tag at one pipeline stage: the central copy ``u`` and, where the lanes carry
-    their own copies, one per lane (``lanes``)."""
-
-    u: data.View
-    lanes: list | None = None
-
-    def lane(self, l: int) -> data.View:
-        """Lane ``l``'s copy (the central one where the lanes carry none)."""
-        return self.u if self.lanes is None else self.lanes[l]
-
-    def __getattr__(self, name):
-        return getattr(self.u, name)
+    if dup:
+        return dup_reg(m, layout, prev, name, dup=True)
+    body = Signal(layout, name=name, reset_less=True)
+    valid = Signal(name=f"{name}_valid")
+    m.d.sync += [body.eq(prev), valid.eq(prev.valid)]
+    return data.View(layout, Cat(valid, body.as_value()[1:]))
 
 
 @dataclass
 class UopPipe:
-    """The uop tag pipeline: each :meth:`stage` registers the tag (only ``valid`` is reset).
-
-    With ``lanes > 1`` a tag that carries per-lane copies passes them on, so that from the
-    operand stage on every lane reads its own registered copy.  ``stages`` lists every
-    central stage (the engine is quiet when none is valid).
-    """
+    """The central uop tag pipeline of the engine; ``stages`` lists every stage (the engine
+    is quiet when none is valid)."""
 
     m: Module
     layout: data.StructLayout
-    lanes: int
     stages: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -129,28 +106,14 @@ class UopPipe:
         if first[0] != "valid" or first[1].offset != 0:
             raise ValueError("a uop layout must start with its 'valid' bit")
 
-    def stage(self, prev: Tag, name: str, *, split: bool = False) -> Tag:
-        """``prev`` one cycle later; ``split``: start the per-lane copies here."""
-        m = self.m
-        body = Signal(self.layout, name=name, reset_less=True)
-        valid = Signal(name=f"{name}_valid")
-        m.d.sync += [body.eq(prev.u), valid.eq(prev.u.valid)]
-        u = data.View(self.layout, Cat(valid, body.as_value()[1:]))
+    def stage(self, prev, name: str) -> data.View:
+        """``prev`` one cycle later."""
+        u = tag_stage(self.m, self.layout, prev, name, dup=False)
         self.stages.append(u)
-        lanes = None
-        if self.lanes > 1:
-            if split:
-                lanes = lane_regs(m, self.layout, [prev.u] * self.lanes, name)
-            elif prev.lanes is not None:
-                lanes = lane_regs(m, self.layout, prev.lanes, name)
-        return Tag(u, lanes)
+        return u
 
-    def delay(self, tag: Tag, n: int, name: str) -> Tag:
-        """``tag`` ``n`` stages later."""
+    def delay(self, u, n: int, name: str) -> data.View:
+        """``u`` ``n`` stages later."""
         for t in range(n):
-            tag = self.stage(tag, f"{name}_{t}")
-        return tag
-
-    def central(self, tag: Tag) -> Tag:
-        """The same stage without its per-lane copies (where lane results have been summed)."""
-        return Tag(tag.u, None)
+            u = self.stage(u, f"{name}_{t}")
+        return u

@@ -1,0 +1,287 @@
+"""One multiply/accumulate lane of the engine, fed by the uop stream of the issue stage.
+
+Lane ``l`` owns element rows ``i·P + l`` of the state matrices (X, Δ and D_r memories),
+and for every uop it computes, in a fixed pipeline (cycles from the issue, cycle 0):
+
+* cycle 2: the operands of the first multiplier m1 by op: PROJ x·X' / δ·Δ (the other
+  matrix's column), ACC x·q / δ·p, GS h·q_j, SCALE v·(1/‖v‖);
+* P1 = 2 + L1: the ACC accumulator (exact), t = h·q_j and q = v·inv rounded, then range
+  checked; R_acc(A) and the second multiplier m_r's operands (power step A·r_c, or the
+  σ dot D_r·Δ');
+* W = P1 + 3: the state write of a SCALE (q), the D_r write of a D-pass ACC;
+* V = PR + 4: the new column value M = X + R(A·r) (ACC) or v − h·q_j (GS) for the
+  column memory, and the third multiplier m2 (the next Gram–Schmidt dot or the norm);
+* the lane's term of the cross-lane reduction: the projection product (PROJ), the σ dot
+  (SCALE) or m2's product.
+
+The lane carries its own copy of the uop tag down this pipeline (registered from the issue
+stage's tag at cycle 2) and its own copies of the values every lane reads (projection, h,
+1/‖v‖, r_c): its multiplexers are driven from registers beside it, and with several lanes
+the copies are kept apart in synthesis (``hdl.synth.DUP_ATTR``).  Each saturation check
+is registered in the lane (``*sat`` outputs) before the engine ORs the lanes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import fit, round_shift
+from .dsp import tiled_mul
+from .engine_params import EngineParams, Kind, Mat, Op
+from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, reg, rreg, tag_stage
+
+__all__ = ["Lane", "uop_layout", "state_rows"]
+
+
+def uop_layout(params: EngineParams) -> data.StructLayout:
+    """The tag of one issued uop (``valid`` first): op, matrix, column, GS step, chunk i, sample,
+    reduction first/last, reduce, first/last of an ACC job, norm, job last, traced."""
+    colw, chw, smpw = index_bits(params.k), index_bits(params.chunks_max), index_bits(params.s)
+    return data.StructLayout({
+        "valid": 1, "op": 2, "mat": 1, "c": colw, "step": colw, "i": chw, "smp": smpw,
+        "rfirst": 1, "rlast": 1, "red": 1, "fj": 1, "lj": 1, "norm": 1, "jlast": 1, "tr": 1,
+    })
+
+
+def state_rows(M: np.ndarray, lanes: int, chunks: int, lane: int) -> list[list[int]]:
+    """Lane ``lane``'s rows of a state matrix: row i holds element i·P + lane of every column."""
+    k = M.shape[1]
+    return [[int(M[i * lanes + lane, c]) if i * lanes + lane < M.shape[0] else 0 for c in range(k)]
+            for i in range(chunks)]
+
+
+class Lane(wiring.Component):
+    """Lane ``lane`` of ``params.lanes`` (module docstring); ``X0``/``D0`` the initial state."""
+
+    def __init__(self, params: EngineParams, lane: int, X0: np.ndarray, D0: np.ndarray) -> None:
+        p, f = params, params.fmts
+        if not 0 <= lane < p.P:
+            raise ValueError(f"lane must be in 0..{p.P - 1}, not {lane}")
+        self.params, self.lane = params, lane
+        self.X0, self.D0 = X0, D0
+        colw, chw = index_bits(p.k), index_bits(p.chunks_max)
+        row = data.ArrayLayout(signed(f.state.bits), p.k)
+        super().__init__({
+            "uop": In(stream.Signature(uop_layout(p), always_ready=True)),  # cycle 1
+            "s_addr": In(unsigned(chw)),  # cycle 0: the uop's chunk, the state rows' read address
+            "dumping": In(1),  # factor dump: the state rows are read at dump_addr instead
+            "dump_addr": In(unsigned(chw)),
+            "dump_adv": In(1),
+            "pq": In(signed(f.proj.bits)),  # cycle 1: values every lane uses, registered here
+            "h": In(signed(f.mat.bits)),
+            "inv": In(signed(f.inv.bits)),
+            "x": In(signed(f.x.bits)),  # cycle 2: this lane's element of the sample chunks
+            "d": In(signed(f.delta.bits)),
+            "wm": In(signed(f.mat.bits)),  # cycle 2: this lane's element of the column memory word
+            "rc": In(signed(f.recip.bits)),  # cycle P1 + 1: r_c of the uop's column
+            "load": In(wiring.Signature({"en": Out(1), "kind": Out(2), "col": Out(unsigned(colw)),
+                                         "chunk": Out(unsigned(chw)), "data": Out(signed(f.state.bits))})),
+            "sx_row": Out(row),  # the state rows read (one cycle after their address)
+            "sd_row": Out(row),
+            "q": Out(signed(f.state.bits)),  # cycle W: q of a SCALE (the state word written)
+            "v": Out(signed(f.mat.bits)),  # cycle V: the new column value
+            "red": Out(signed(p.red_bits)),  # cycle P2: this lane's reduction term
+            "qsat": Out(1), "asat": Out(1), "vsat": Out(1), "usat": Out(1), "msat": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, f, l = self.params, self.params.fmts, self.lane
+        P, k = p.P, p.k
+        Ra, Rb = p.chunks_a, p.chunks_b
+        xw, dw, sw, pw, aw, mw = f.x.bits, f.delta.bits, f.state.bits, f.proj.bits, f.acc.bits, f.mat.bits
+        iw, rw = f.inv.bits, f.recip.bits
+        LW = p.acc_exact_bits
+        lay = uop_layout(p)
+        dup = P > 1  # several lanes: keep this lane's copies apart from the others'
+        prim = p.dsp
+
+        def stage(prev, name):
+            return tag_stage(m, lay, prev, name, dup=dup)
+
+        def udelay(u, n, name):
+            for t in range(n):
+                u = stage(u, f"{name}_{t}")
+            return u
+
+        def copy(shape, value, name):
+            """A value every lane uses, registered in this lane (kept apart from the others')."""
+            return dup_reg(m, shape, value, name, dup=dup)
+
+        def delay(v, n, shape, name):
+            for t in range(n):
+                v = reg(m, shape, v, f"{name}_d{t}")
+            return v
+
+        # ------------------------------------------------------------ state memories (this lane's rows)
+        m.submodules.sx = sx = memory.Memory(shape=data.ArrayLayout(signed(sw), k), depth=Rb,
+                                             init=state_rows(self.X0, P, Rb, l))
+        m.submodules.sd = sd = memory.Memory(shape=data.ArrayLayout(signed(sw), k), depth=Ra,
+                                             init=state_rows(self.D0, P, Ra, l))
+        # D_r = R_acc(D) per column, read and written from the lane's own uop copy (the power
+        # step needs it only at cycle R2, so it is read late)
+        m.submodules.drm = drm = memory.Memory(shape=signed(aw), depth=mem_depth(Ra, k), init=[])
+        sx_r, sx_w = sx.read_port(), sx.write_port(granularity=1)
+        sd_r, sd_w = sd.read_port(), sd.write_port(granularity=1)
+        dr_r, dr_w = drm.read_port(), drm.write_port()
+
+        # ------------------------------------------------------------ cycle 1 -> 2: operands
+        # the state rows (distributed RAM, registered read) are read from the uop's own chunk
+        # index one cycle after the issue, so every operand is a register at cycle 2
+        s_addr = copy(unsigned(index_bits(p.chunks_max)), self.s_addr, "s_addr")
+        for rp in (sx_r, sd_r):
+            m.d.comb += [rp.addr.eq(Mux(self.dumping, self.dump_addr, s_addr)),
+                         rp.en.eq(~self.dumping | self.dump_adv)]
+        sxd, sdd = sx_r.data, sd_r.data
+        m.d.comb += [self.sx_row.eq(sxd), self.sd_row.eq(sdd)]
+        u1r = data.View(lay, Cat(self.uop.valid, self.uop.payload.as_value()[1:]))
+        pq_d = copy(signed(pw), self.pq, "pq_d")
+        h_sel = copy(signed(mw), self.h, "h_sel")
+        inv_sel = copy(signed(iw), self.inv, "inv_sel")
+        ul = u1 = stage(u1r, "u2")
+        A1W = max(xw, dw, mw)
+        B1W = max(sw, pw, iw)
+        MRB = max(rw, sw)
+
+        s_own_c = Mux(ul.mat, sdd[ul.c], sxd[ul.c])
+        s_j = Mux(ul.mat, sdd[ul.step], sxd[ul.step])
+        s_j1 = Mux(ul.mat, sdd[ul.step + 1], sxd[ul.step + 1])
+        s_0 = Mux(ul.mat, sdd[0], sxd[0])
+        s_oth_c = Mux(ul.mat, sxd[ul.c], sdd[ul.c])
+        a1 = Signal(signed(A1W), name="a1")
+        b1 = Signal(signed(B1W), name="b1")
+        with m.Switch(ul.op):
+            with m.Case(Op.PROJ):
+                m.d.comb += [a1.eq(Mux(ul.mat, self.x, self.d)), b1.eq(s_oth_c)]
+            with m.Case(Op.ACC):
+                m.d.comb += [a1.eq(Mux(ul.mat, self.d, self.x)), b1.eq(pq_d)]
+            with m.Case(Op.GS):
+                m.d.comb += [a1.eq(h_sel), b1.eq(s_j)]
+            with m.Case(Op.SCALE):
+                m.d.comb += [a1.eq(self.wm), b1.eq(inv_sel)]
+        cv = reg(m, signed(mw), self.wm, "s2_v")
+        cb = reg(m, signed(sw), Mux(ul.op == Op.GS, s_j1, s_0), "s2_qn")
+        cx = reg(m, signed(sw), s_own_c, "s2_x")
+
+        # ------------------------------------------------------------ m1 (cycles 2 .. P1)
+        p1, L1 = tiled_mul(m, a1, b1, name="m1", primitive=prim, fabric_reg=True)
+        uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1: p1 valid
+        cv = delay(cv, L1 - 1, signed(mw), "m1_v")
+        cb = delay(cb, L1 - 1, signed(sw), "m1_qn")
+        cx = delay(cx, L1 - 1, signed(sw), "m1_x")
+
+        # ------------------------------------------------------------ P1: accumulate, round
+        lacc = Signal(signed(LW), name="lacc", reset_less=True)
+        with m.If(uP1.valid & (uP1.op == Op.ACC)):
+            m.d.sync += lacc.eq(Mux(uP1.fj, p1, lacc + p1))
+        sh_t = f.state.frac + f.mat.frac  # product frac of t = h·q_j and of the SCALE product v·inv
+        t_r = rreg(m, round_shift(p1, sh_t - f.mat.frac, f.mat.rounding), "rt")
+        q_r = rreg(m, round_shift(p1, f.mat.frac + f.inv.frac - f.state.frac, f.state.rounding), "rq")
+        pr_p = reg(m, signed(A1W + B1W), p1, "pp")
+        uR1 = stage(uP1, "u_r1")  # P1 + 1
+        cv, cb, cx = delay(cv, 1, signed(mw), "r1_v"), delay(cb, 1, signed(sw), "r1_qn"), \
+            delay(cx, 1, signed(sw), "r1_x")
+        # D_r read at R1, data at R2
+        m.d.comb += dr_r.addr.eq(mem_addr((uR1.i, Ra), (uR1.c, k)))
+        cdr = dr_r.data
+
+        # ------------------------------------------------------------ P1+1: fit t, q; round lacc
+        tv, _ = fit(t_r, f.mat)  # silent (golden passes no flags)
+        qv, qs_ = fit(q_r, f.state)
+        t_f = reg(m, signed(mw), tv, "ft")
+        q_f = reg(m, signed(sw), qv, "fq")
+        m.d.comb += self.qsat.eq(reg(m, 1, qs_, "qsat"))  # seen at R2
+        la_x = rreg(m, round_shift(lacc, f.x.frac + f.proj.frac - f.acc.frac, f.acc.rounding), "rax")
+        la_d = rreg(m, round_shift(lacc, f.delta.frac + f.proj.frac - f.acc.frac, f.acc.rounding), "rad")
+        r_sel = copy(signed(rw), self.rc, "r_sel")  # r_c for the power step
+        uR2 = stage(uR1, "u_r2")  # P1 + 2
+        cv, cb, cx = delay(cv, 1, signed(mw), "r2_v"), delay(cb, 1, signed(sw), "r2_qn"), \
+            delay(cx, 1, signed(sw), "r2_x")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_r2")
+
+        # ------------------------------------------------------------ P1+2: v, m_r operands
+        fx, sx_ = fit(la_x, f.acc)
+        fd, sd_ = fit(la_d, f.acc)
+        m.d.comb += self.asat.eq(reg(m, 1, Mux(uR2.mat, sd_, sx_), "asat"))  # seen at W
+        # m_r operands: ACC: R_acc(A) × r_c (power step); SCALE: D_r × Δ' (σ's S dot)
+        mra = Signal(signed(aw), name="mra")
+        mrb = Signal(signed(MRB), name="mrb")
+        acc_l = uR2.op == Op.ACC
+        m.d.comb += [mra.eq(Mux(acc_l, Mux(uR2.mat, fd, fx), cdr)), mrb.eq(Mux(acc_l, r_sel, q_f))]
+        mra_w = reg(m, signed(aw), mra, "w_dr")
+        vv, vs_ = fit(cv - t_f, f.mat)
+        m.d.comb += self.vsat.eq(reg(m, 1, vs_, "vsat"))
+        v_w = reg(m, signed(mw), vv, "w_v")
+        q_w = reg(m, signed(sw), q_f, "w_q")
+        m.d.comb += self.q.eq(q_w)
+        uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write
+        cb, cx = delay(cb, 1, signed(sw), "w_qn"), delay(cx, 1, signed(sw), "w_x")
+        # state writes from the lane's own uop copy, or a load beat (only while the engine is
+        # idle at a batch boundary, so never together with a SCALE)
+        ld = self.load
+        scale_l = uW.valid & (uW.op == Op.SCALE)
+        wcol = Mux(ld.en, ld.col, uW.c)
+        wrow = Mux(ld.en, ld.data, q_w)
+        for wp, kind, mat in ((sx_w, Kind.X, Mat.X), (sd_w, Kind.D, Mat.D)):
+            wsel = Mux(ld.en, ld.kind == kind, scale_l & (uW.mat == mat))
+            m.d.comb += [
+                wp.addr.eq(Mux(ld.en, ld.chunk, uW.i)),
+                wp.data.eq(Cat(*[wrow] * k)),
+                wp.en.eq(Cat(*[wsel & (wcol == c) for c in range(k)])),
+            ]
+        m.d.comb += [dr_w.addr.eq(mem_addr((uW.i, Ra), (uW.c, k))), dr_w.data.eq(mra_w),
+                     dr_w.en.eq(uW.valid & (uW.op == Op.ACC) & uW.lj & (uW.mat == Mat.D))]
+        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
+
+        # ------------------------------------------------------------ m_r (P1+2 .. PR)
+        prr, LR = tiled_mul(m, mra, mrb, name="mr", primitive=prim, fabric_reg=True)
+        uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR
+        v_w = delay(v_w, LR - 1, signed(mw), "mr_v")
+        cb = delay(cb, LR - 1, signed(sw), "mr_qn")
+        cx = delay(cx, LR - 1, signed(sw), "mr_x")
+        pr_p = delay(pr_p, LR, signed(A1W + B1W), "pp_mr")
+        # PR: round the power-step update
+        upd_r = rreg(m, round_shift(prr, f.acc.frac + f.recip.frac - f.mat.frac, f.mat.rounding), "rupd")
+        prs = reg(m, signed(aw + MRB), prr, "prs")
+        uU1 = stage(uPR, "u_u1")
+        v_w, cb, cx = delay(v_w, 1, signed(mw), "u1_v"), delay(cb, 1, signed(sw), "u1_qn"), \
+            delay(cx, 1, signed(sw), "u1_x")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u1")
+        # PR+1: fit it
+        uv, us_ = fit(upd_r, f.mat)
+        m.d.comb += self.usat.eq(reg(m, 1, us_, "usat"))
+        upd = reg(m, signed(mw), uv, "fupd")
+        uU2 = stage(uU1, "u_u2")
+        v_w, cb, cx = delay(v_w, 1, signed(mw), "u2_v"), delay(cb, 1, signed(sw), "u2_qn"), \
+            delay(cx, 1, signed(sw), "u2_x")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u2")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_u2")
+        # PR+2: M = X + update (exact sum, registered before its range check)
+        msum = rreg(m, (cx << (f.mat.frac - f.state.frac)) + upd, "msum")
+        uU3 = stage(uU2, "u_u3")
+        v_w, cb = delay(v_w, 1, signed(mw), "u3_v"), delay(cb, 1, signed(sw), "u3_qn")
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_u3")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_u3")
+        # PR+3: the new column value and the m2 operand
+        mv, ms_ = fit(msum, f.mat)
+        m.d.comb += self.msat.eq(reg(m, 1, ms_, "msat"))
+        vnew = Mux(uU3.op == Op.ACC, mv, v_w)
+        v8 = reg(m, signed(mw), vnew, "s8_v")
+        # m2 operand: the norm v·v, or the dot with q_0 (ACC) / q_{j+1} (GS)
+        b2_8 = reg(m, signed(mw), Mux(uU3.norm, vnew, cb), "s8_b2")
+        m.d.comb += self.v.eq(v8)
+        u8 = stage(uU3, "u_v")  # V = PR + 4
+        pr_p = delay(pr_p, 1, signed(A1W + B1W), "pp_v")
+        prs = delay(prs, 1, signed(aw + MRB), "prs_v")
+
+        # ------------------------------------------------------------ m2 (V .. P2): the lane's term
+        p2, L2 = tiled_mul(m, v8, b2_8, name="m2", primitive=prim)
+        assert (L1, LR, L2) == p.mul_latencies, ((L1, LR, L2), p.mul_latencies)
+        u9 = udelay(u8, L2, "u_m2")
+        prs9 = delay(prs, L2, signed(aw + MRB), "prs_m2")
+        pr = delay(pr_p, L2, signed(A1W + B1W), "pp_m2")  # the projection product, carried from P1
+        m.d.comb += self.red.eq(Mux(u9.op == Op.PROJ, pr, Mux(u9.op == Op.SCALE, prs9, p2)))
+        return m

@@ -1,0 +1,174 @@
+"""The engine's outputs: the trace stream, the factor dump and the status counters.
+
+* :class:`TraceOut` — every state word written (a SCALE's row of q, one lane-wide word)
+  and every σ' go into a FIFO that drains on ``trace``.  Words are never dropped: the
+  sequencer reserves a SCALE job's words (``reserve``) before it starts, out of ``credit``
+  (free FIFO entries not yet promised); the reservation reaches ``credit`` one cycle later
+  (``pending`` meanwhile).
+* :class:`FactorDump` — on ``start``, the factor pairs (Δ_c then X_c, lane-wide chunks, with
+  σ_c) of one column or all, read from the lanes' state rows at ``addr``, out on ``factors``.
+* :class:`Status` — sticky saturation flags, σ-guard and degenerate-column counts, the
+  busy-cycle counter; events are registered once before they land (their conditions end deep
+  in the datapath), and ``busy`` holds until they have.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine_params import SAT_NAMES, EngineParams, Kind
+from .engine_pipeline import index_bits
+
+__all__ = ["TraceOut", "FactorDump", "Status", "trace_depth"]
+
+
+def trace_depth(params: EngineParams) -> int:
+    """Entries of the trace FIFO: two SCALE jobs' words (both matrices) and the σ words."""
+    return 2 * params.chunks_max + 2 * params.k + 2
+
+
+class TraceOut(wiring.Component):
+    """The trace FIFO and its credit (module docstring); ``layout`` is the trace payload."""
+
+    def __init__(self, params: EngineParams, layout: data.StructLayout) -> None:
+        p, f = params, params.fmts
+        self.params, self.layout = params, layout
+        depth = trace_depth(p)
+        colw, chw = index_bits(p.k), index_bits(p.chunks_max)
+        super().__init__({
+            "state": In(wiring.Signature({"en": Out(1), "mat": Out(1), "col": Out(unsigned(colw)),
+                                          "chunk": Out(unsigned(chw)),
+                                          "data": Out(data.ArrayLayout(signed(f.state.bits), p.P))})),
+            "sigma": In(wiring.Signature({"en": Out(1), "col": Out(unsigned(colw)),
+                                          "value": Out(signed(f.sigma.bits))})),
+            "reserve": In(range(depth + 1)),
+            "credit": Out(range(depth + 1), init=depth),
+            "pending": Out(1),
+            "trace": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = trace_depth(self.params)
+        m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
+        word = Signal(self.layout)
+        with m.If(self.state.en):
+            m.d.comb += [word.kind.eq(self.state.mat), word.col.eq(self.state.col),
+                         word.chunk.eq(self.state.chunk), word.data.eq(self.state.data), tfifo.w_en.eq(1)]
+        with m.Elif(self.sigma.en):
+            m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(self.sigma.col), word.sigma.eq(self.sigma.value),
+                         tfifo.w_en.eq(1)]
+        m.d.comb += tfifo.w_data.eq(word)
+        wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
+        taken = Signal(range(depth + 1))
+        m.d.comb += self.pending.eq(taken != 0)
+        pop = tfifo.r_rdy & self.trace.ready
+        m.d.sync += [taken.eq(self.reserve), self.credit.eq(self.credit - taken - self.sigma.en + pop)]
+        return m
+
+
+class FactorDump(wiring.Component):
+    """The factor dump (module docstring); ``layout`` is the factors payload."""
+
+    def __init__(self, params: EngineParams, layout: data.StructLayout) -> None:
+        p, f = params, params.fmts
+        self.params, self.layout = params, layout
+        colw, chw = index_bits(p.k), index_bits(p.chunks_max)
+        rows = data.ArrayLayout(data.ArrayLayout(signed(f.state.bits), p.k), p.P)
+        super().__init__({
+            "start": In(1),
+            "col": In(unsigned(colw)),
+            "all": In(1),
+            "sigma": In(data.ArrayLayout(signed(f.sigma.bits), p.k)),
+            "sx_rows": In(rows),  # the lanes' state rows read at ``addr`` (one cycle later)
+            "sd_rows": In(rows),
+            "dumping": Out(1),
+            "addr": Out(unsigned(chw)),
+            "advance": Out(1),  # the state rows are read this cycle
+            "factors": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        k, Ra, Rb = p.k, p.chunks_a, p.chunks_b
+        colw, chw = index_bits(k), index_bits(p.chunks_max)
+        d_col = Signal(colw)
+        d_end = Signal(colw)
+        d_kind = Signal()
+        d_more = Signal()
+        f_valid = Signal()
+        f_col = Signal(colw)
+        f_kind = Signal()
+        f_chunk = Signal(chw)
+        f_last = Signal()
+        f_sigma = Signal(signed(p.fmts.sigma.bits))
+        dumping, addr = self.dumping, self.addr
+        with m.If(self.start & ~dumping):
+            m.d.sync += [
+                dumping.eq(1), d_more.eq(1), d_kind.eq(0), addr.eq(0),
+                d_col.eq(Mux(self.all, 0, self.col)), d_end.eq(Mux(self.all, k - 1, self.col)),
+            ]
+        m.d.comb += self.advance.eq(dumping & (~f_valid | self.factors.ready))
+        with m.If(self.advance):
+            with m.If(d_more):
+                last_chunk = addr == Mux(d_kind, Rb, Ra) - 1
+                m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(addr),
+                             f_sigma.eq(self.sigma[d_col]),
+                             f_last.eq(last_chunk & d_kind & (d_col == d_end))]
+                with m.If(last_chunk):
+                    m.d.sync += [addr.eq(0), d_kind.eq(~d_kind)]
+                    with m.If(d_kind == 1):
+                        m.d.sync += d_col.eq(d_col + 1)
+                        with m.If(d_col == d_end):
+                            m.d.sync += d_more.eq(0)
+                with m.Else():
+                    m.d.sync += addr.eq(addr + 1)
+            with m.Else():
+                m.d.sync += [f_valid.eq(0), dumping.eq(0)]
+        fl = self.factors.payload
+        m.d.comb += [
+            self.factors.valid.eq(f_valid),
+            fl.data.eq(Mux(f_kind, Cat(*[self.sx_rows[l][f_col] for l in range(p.P)]),
+                           Cat(*[self.sd_rows[l][f_col] for l in range(p.P)]))),
+            fl.sigma.eq(f_sigma), fl.col.eq(f_col), fl.kind.eq(f_kind), fl.chunk.eq(f_chunk),
+            fl.last.eq(f_last),
+        ]
+        return m
+
+
+class Status(wiring.Component):
+    """Sticky flags, counters and ``busy`` (module docstring); ``active`` is every other
+    reason to be busy (a job running, a stage valid, the scalar unit, a dump)."""
+
+    def __init__(self) -> None:
+        super().__init__({
+            "sat_now": In(len(SAT_NAMES)),  # flags raised this cycle
+            "guard_inc": In(1),
+            "degen_inc": In(1),
+            "active": In(1),
+            "clear": In(1),
+            "sat": Out(len(SAT_NAMES)),
+            "sigma_guard": Out(32),
+            "degenerate": Out(32),
+            "cycles": Out(32),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        sat_r = Signal.like(self.sat_now)
+        guard_r = Signal()
+        degen_r = Signal()
+        m.d.sync += [sat_r.eq(self.sat_now), guard_r.eq(self.guard_inc), degen_r.eq(self.degen_inc)]
+        with m.If(self.clear):
+            m.d.sync += [self.sat.eq(0), self.sigma_guard.eq(0), self.degenerate.eq(0), self.cycles.eq(0)]
+        with m.Else():
+            m.d.sync += [self.sat.eq(self.sat | sat_r), self.sigma_guard.eq(self.sigma_guard + guard_r),
+                         self.degenerate.eq(self.degenerate + degen_r)]
+            with m.If(self.busy):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += self.busy.eq(self.active | sat_r.any() | guard_r | degen_r)
+        return m
