@@ -35,6 +35,7 @@ from .engine_input import InputBuffer
 from .engine_lane import Lane, uop_layout
 from .engine_outputs import FactorDump, Status, TraceOut
 from .engine_reduce import Reducer
+from .engine_seq import Sequencer, scoreboard_bits
 from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
@@ -132,10 +133,9 @@ class SBPCAEngine(wiring.Component):
         m = Module()
         p, f = self.params, self.params.fmts
         P, k, s = p.P, p.k, p.s
-        Ra, Rb, Rm = p.chunks_a, p.chunks_b, p.chunks_max
+        Rm = p.chunks_max
         xw, dw, pw, mw = f.x.bits, f.delta.bits, f.proj.bits, f.mat.bits
         iw, rw = f.inv.bits, f.recip.bits
-        colw, smpw = _w(k), _w(s)
         sat_bit = {name: i for i, name in enumerate(SAT_NAMES)}
         sat_now = Signal(len(SAT_NAMES))  # flags raised this cycle (OR-ed into the sticky ``sat``)
 
@@ -158,210 +158,54 @@ class SBPCAEngine(wiring.Component):
         pq_r, pq_w = pq.read_port(), pq.write_port()
         wm_r, wm_w = wm.read_port(), wm.write_port()
 
-        # ---------------------------------------------------------------- scoreboard & scalar state
-        def flags(name, n, init=0):
-            sigs = [Signal(name=f"{name}{i}", init=init) for i in range(n)]
-            return sigs, Array(sigs)
-
-        col_ready_l, col_ready = flags("col_ready", 2 * k, init=1)
-        proj_done_l, proj_done = flags("proj_done", 2 * k)
-        h_valid_l, h_valid = flags("h_valid", 2 * k)
-        inv_valid_l, inv_valid = flags("inv_valid", 2 * k)
-        r_valid_l, r_valid = flags("r_valid", k)
-        _, r_sat = flags("r_sat", k)
-        _, r_guard = flags("r_guard", k)
+        # ---------------------------------------------------------------- scoreboard values
+        # H, 1/‖v‖ and r_c per column, written with their scoreboard bits (``hdl.engine_seq``)
+        sb = scoreboard_bits(k)
         H = Array([Signal(signed(mw), name=f"h{i}") for i in range(2 * k)])
         INV = Array([Signal(signed(iw), name=f"inv{i}") for i in range(2 * k)])
         RC = Array([Signal(signed(rw), name=f"r{i}") for i in range(k)])
+        r_sat = Array([Signal(name=f"r_sat{i}") for i in range(k)])
+        r_guard = Array([Signal(name=f"r_guard{i}") for i in range(k)])
+        flag_set = Signal(sb["total"])  # scoreboard bits set by results this cycle
+
+        def set_flag(group: str, idx) -> None:
+            m.d.comb += flag_set.bit_select(sb[group] + idx, 1).eq(1)
+
         # the scalar unit (divider, square root, reciprocal and σ logic) holds σ
         m.submodules.scalar = sc = ScalarUnit(p, S0)
         m.d.comb += self.sigma.eq(sc.sigma)
-
-        guard_inc = Signal()
 
         # ---------------------------------------------------------------- input side
         m.submodules.input = inbuf = InputBuffer(p, self.layouts["x"], self.layouts["d"])
         wiring.connect(m, wiring.flipped(self.x), inbuf.x)
         wiring.connect(m, wiring.flipped(self.d), inbuf.d)
-        in_mid = inbuf.mid
 
         # ---------------------------------------------------------------- sequencer (stage 0)
-        prog = self.program
-        NJ = len(prog)
-        release_idx = max(i for i, j in enumerate(prog) if j.op in (OP_PROJ, OP_ACC))
-        pc = Signal(range(NJ + 1))
-        running = Signal()
-        active = Signal()
-        maxn = max(Rm, s)
-        inner = Signal(range(maxn + 1))
-        outer = Signal(range(maxn + 1))
-        cur_slot = Signal()
-        in_batch = Signal()
-        m.submodules.dump = dump = FactorDump(p, self.layouts["factors"])
-        dumping = dump.dumping
-        # the scoreboard as one bit vector; each job waits on / clears a constant mask of it
-        all_flags = col_ready_l + proj_done_l + h_valid_l + inv_valid_l + r_valid_l
-        NF = len(all_flags)
-        f_col, f_proj, f_h, f_inv, f_r = 0, 2 * k, 4 * k, 6 * k, 8 * k
-
-        def job_desc(job: Job) -> dict:
-            mat, c, j = job.mat, job.col, job.step
-            oth = 1 - mat
-            wait, clear = [], []
-            norm = (job.op == OP_ACC and c == 0) or (job.op == OP_GS and j + 1 == c)
-            if job.op == OP_PROJ:
-                wait = [f_col + oth * k + c]
-                clear = [f_proj + mat * k + c]
-            elif job.op == OP_ACC:
-                wait = [f_proj + mat * k + c, f_col + mat * k + c, f_r + c] + ([f_col + mat * k] if c else [])
-                clear = [f_col + mat * k + c] + ([f_r + c] if mat == MAT_D else [])
-            elif job.op == OP_GS:
-                wait = [f_h + mat * k + c, f_col + mat * k + j] + ([] if norm else [f_col + mat * k + j + 1])
-                clear = [f_h + mat * k + c]
-            else:
-                wait = [f_inv + mat * k + c]
-                clear = [f_inv + mat * k + c]
-            R = p.chunks(mat)
-            Ro = p.chunks(oth)
-            return {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
-                    "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
-                    "chunks_mat": R,
-                    # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
-                    "in_m1": (Ro if job.op == OP_PROJ else R) - 1, "in_is_m": int(job.op == OP_ACC),
-                    "out_m1": (R - 1) if job.op == OP_ACC else 0, "out_is_m": int(job.op == OP_PROJ)}
-
-        descs = [job_desc(j) for j in prog]
-        # descriptor of the current job, held in registers (loaded ahead: no ROM on the issue path)
-        jd = {
-            "op": Signal(2, name="j_op"), "mat": Signal(name="j_mat"), "col": Signal(colw, name="j_col"),
-            "step": Signal(colw, name="j_step"), "norm": Signal(name="j_norm"),
-            "wait": Signal(NF, name="j_wait"), "clear": Signal(NF, name="j_clear"),
-            "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"),
-            "in_m1": Signal(range(Rm + 1), name="j_in_m1"), "in_is_m": Signal(name="j_in_is_m"),
-            "out_m1": Signal(range(Rm + 1), name="j_out_m1"), "out_is_m": Signal(name="j_out_is_m"),
-        }
-        j_op, j_mat, j_col, j_step, j_norm = jd["op"], jd["mat"], jd["col"], jd["step"], jd["norm"]
-        chunks_mat = jd["chunks_mat"]
-        pc_load = Signal(range(NJ + 1))
-        load_desc = Signal()
-        nd = {key: Signal.like(sig, name=f"nd_{key}") for key, sig in jd.items()}
-        with m.Switch(pc_load):
-            for idx, dsc in enumerate(descs):
-                with m.Case(idx):
-                    m.d.comb += [nd[key].eq(dsc[key]) for key in jd]
-        with m.If(load_desc):
-            m.d.sync += [jd[key].eq(nd[key]) for key in jd]
-        is_proj, is_acc = j_op == OP_PROJ, j_op == OP_ACC
-        is_gs, is_scale = j_op == OP_GS, j_op == OP_SCALE
-        # loop bounds minus one, registered with the descriptor: the issue decision compares
-        # two registers instead of multiplexing and subtracting first
-        n_in_m1 = Signal(range(maxn + 1))
-        n_out_m1 = Signal(range(maxn + 1))
-        m_next_m1 = Signal(range(s + 1))  # samples minus one of the sub-batch of the next descriptor
-        cur_m1 = Signal(range(s + 1))
-        with m.If(load_desc):
-            m.d.sync += [
-                n_in_m1.eq(Mux(nd["in_is_m"], m_next_m1, nd["in_m1"])),
-                n_out_m1.eq(Mux(nd["out_is_m"], m_next_m1, nd["out_m1"])),
-            ]
-        # trace credits (``hdl.engine_outputs.TraceOut``)
+        m.submodules.seq = seq = Sequencer(p, self.program, self.layouts["factor_req"])
         m.submodules.trace_out = tro = TraceOut(p, self.layouts["trace"])
-        credit = tro.credit
-        job_tr = Signal()
-        flag_vec = Cat(*all_flags)
-        # a SCALE job's trace reservation reaches ``credit`` one cycle after its start
-        # (``take_r``); while one is pending neither a SCALE job nor a σ trace word may reserve
-        take_pending = tro.pending
-        wait_ok = ((flag_vec | ~jd["wait"]) == (1 << NF) - 1) & (
-            ~is_scale | ~self.trace_en | ((credit >= chunks_mat) & ~take_pending))
-        start = running & ~active & (pc < NJ) & wait_ok
-        issue = active | start
-        in_first = inner == 0
-        in_last = inner == n_in_m1
-        out_last = outer == n_out_m1
-        ci = Mux(is_acc, outer, inner)
-        cj = Mux(is_proj, outer, Mux(is_acc, inner, 0))
-        seq_take = tro.reserve
-        with m.If(start):
-            m.d.sync += [active.eq(1), job_tr.eq(self.trace_en)]
-            for b_, flag in enumerate(all_flags):
-                with m.If(jd["clear"][b_]):
-                    m.d.sync += flag.eq(0)
-            with m.If(is_acc & (j_mat == MAT_X)):
-                raise_sat("recip", r_sat[j_col])
-                m.d.comb += guard_inc.eq(r_guard[j_col])
-            with m.If(is_scale & self.trace_en):
-                m.d.comb += seq_take.eq(chunks_mat)
-        pc1 = Signal(range(NJ + 2))  # pc + 1, kept in a register for the descriptor lookup
-        m.d.comb += pc_load.eq(pc1)
-        with m.If(issue):
-            with m.If(in_last):
-                m.d.sync += inner.eq(0)
-                with m.If(out_last):
-                    m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc1), pc1.eq(pc1 + 1)]
-                    m.d.comb += load_desc.eq(1)
-                    with m.If(pc == release_idx):
-                        m.d.comb += inbuf.release.eq(1)
-                    with m.If(pc == NJ - 1):
-                        m.d.sync += running.eq(0)
-                with m.Else():
-                    m.d.sync += outer.eq(outer + 1)
-            with m.Else():
-                m.d.sync += inner.eq(inner + 1)
-
-        # program start (one sub-batch)
-        desc_fifo = fifo.SyncFIFOBuffered(width=smpw + 2, depth=4)
-        m.submodules.desc_fifo = desc_fifo
-        # factor requests are latched with the input-side batch they refer to (the batch being
-        # received, or the last one received when the input sits at a batch boundary)
-        req_pending = Signal()
-        req_col = Signal(colw)
-        req_all = Signal()
-        req_target = Signal(32)
-        cmp_batches = Signal(32)  # batches whose last sub-batch has begun
-        m.d.comb += self.factor_req.ready.eq(~req_pending)
-        with m.If(self.factor_req.valid & ~req_pending):
-            m.d.sync += [req_pending.eq(1), req_col.eq(self.factor_req.payload.col),
-                         req_all.eq(self.factor_req.payload.all), req_target.eq(Mux(in_mid, inbuf.batches_p1, inbuf.batches))]
-        req_block = req_pending & (cmp_batches == req_target)
-        nxt = inbuf.sub.payload
-        begin = ~running & inbuf.sub.valid & ~dumping & ~req_block & desc_fifo.w_rdy
-        m.d.comb += [inbuf.sub.ready.eq(begin), inbuf.release_slot.eq(cur_slot)]
-        with m.If(begin):
-            m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
-            m.d.sync += [
-                running.eq(1), pc.eq(0), pc1.eq(1), cur_slot.eq(nxt.slot),
-                cur_m1.eq(nxt.m1), in_batch.eq(~nxt.last),
-            ]
-            with m.If(nxt.last):
-                m.d.sync += cmp_batches.eq(cmp_batches + 1)
-        m.d.comb += m_next_m1.eq(Mux(begin, nxt.m1, cur_m1))
+        m.submodules.dump = dump = FactorDump(p, self.layouts["factors"])
+        wiring.connect(m, inbuf.sub, seq.sub)
+        wiring.connect(m, wiring.flipped(self.factor_req), seq.factor_req)
+        wiring.connect(m, seq.desc, sc.sub)
         m.d.comb += [
-            desc_fifo.w_en.eq(begin),
-            desc_fifo.w_data.eq(Cat(nxt.m, nxt.last)),
+            flag_set.eq(0),
+            seq.set.eq(flag_set),
+            inbuf.release.eq(seq.release), inbuf.release_slot.eq(seq.release_slot),
+            seq.in_mid.eq(inbuf.mid), seq.in_batches.eq(inbuf.batches), seq.in_batches_p1.eq(inbuf.batches_p1),
+            seq.dumping.eq(dump.dumping), seq.trace_en.eq(self.trace_en),
+            seq.credit.eq(tro.credit), seq.credit_pending.eq(tro.pending), tro.reserve.eq(seq.reserve),
+            inbuf.x_addr.eq(seq.x_addr), inbuf.d_addr.eq(seq.d_addr), pq_r.addr.eq(seq.pq_addr),
+            wm_r.addr.eq(seq.wm_addr),
         ]
-
-        # ---------------------------------------------------------------- uop tags
+        guard_inc = Signal()
+        with m.If(seq.recip_check):
+            raise_sat("recip", r_sat[seq.col])
+            m.d.comb += guard_inc.eq(r_guard[seq.col])
+        running, in_batch, req_pending, req_block = seq.running, seq.in_batch, seq.req_pending, seq.req_block
+        dumping, dump_addr, dump_adv = dump.dumping, dump.addr, dump.advance
+        credit, take_pending = tro.credit, tro.pending
         uop = uop_layout(p)
-        u0 = Signal(uop)
-        m.d.comb += [
-            u0.valid.eq(issue), u0.op.eq(j_op), u0.mat.eq(j_mat), u0.c.eq(j_col), u0.step.eq(j_step),
-            u0.i.eq(ci), u0.smp.eq(cj), u0.norm.eq(j_norm),
-            u0.jlast.eq(in_last & out_last),
-            u0.tr.eq(Mux(start, self.trace_en, job_tr)),
-            u0.fj.eq(is_acc & in_first), u0.lj.eq(is_acc & in_last),
-            u0.red.eq(is_proj | is_gs | (is_acc & in_last) | (is_scale & (j_mat == MAT_D))),
-            u0.rfirst.eq(Mux(is_acc, outer == 0, in_first)),
-            u0.rlast.eq(Mux(is_acc, out_last, in_last)),
-        ]
-        # memory read addresses (stage 0)
-        dump_addr, dump_adv = dump.addr, dump.advance
-        m.d.comb += [
-            inbuf.x_addr.eq(_addr((ci, Rb), (cj, s), (cur_slot, 2))),
-            inbuf.d_addr.eq(_addr((ci, Ra), (cj, s), (cur_slot, 2))),
-            pq_r.addr.eq(_addr((cj, s), (j_col, k), (j_mat, 2))),
-            wm_r.addr.eq(_addr((ci, Rm), (j_col, k), (j_mat, 2))),
-        ]
+        u0 = seq.uop
 
         pipe = UopPipe(m, uop)
         stage, udelay = pipe.stage, pipe.delay
@@ -434,7 +278,7 @@ class SBPCAEngine(wiring.Component):
         scale_w = uW.valid & (uW.op == OP_SCALE)
         qrow = Cat(*[ln.q for ln in lanes])
         with m.If(scale_w & uW.jlast):
-            m.d.sync += col_ready[uW.mat * k + uW.c].eq(1)
+            set_flag("col", uW.mat * k + uW.c)
         pipe_push = scale_w & uW.tr
         raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & lanes_any("usat"))
         raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & lanes_any("msat"))
@@ -462,11 +306,12 @@ class SBPCAEngine(wiring.Component):
         raise_sat("q", fin_proj & (ug.mat == MAT_X) & g_qs)
         raise_sat("p", fin_proj & (ug.mat == MAT_D) & g_qs)
         with m.If(fin_proj & ug.jlast):
-            m.d.sync += proj_done[idxf].eq(1)
+            set_flag("proj", idxf)
         # Gram–Schmidt dot -> h register
         fin_dot = fin & ((ug.op == OP_ACC) | (ug.op == OP_GS))
         with m.If(fin_dot & ~ug.norm):
-            m.d.sync += [H[idxf].eq(g_h), h_valid[idxf].eq(1)]
+            m.d.sync += H[idxf].eq(g_h)
+            set_flag("h", idxf)
         raise_sat("X_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_X) & g_hs)
         raise_sat("Delta_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_D) & g_hs)
         # scalar tasks: NORM (N2) and SIGMA (S)
@@ -484,13 +329,13 @@ class SBPCAEngine(wiring.Component):
 
         # ---------------------------------------------------------------- scalar unit
         wiring.connect(m, sc.task, task_fifo.r_stream)
-        wiring.connect(m, sc.sub, desc_fifo.r_stream)
         # its results land in the scoreboard here, after the sequencer's clears (a write wins)
         with m.If(sc.inv.en):
-            m.d.sync += [INV[sc.inv.idx].eq(sc.inv.data), inv_valid[sc.inv.idx].eq(1)]
+            m.d.sync += INV[sc.inv.idx].eq(sc.inv.data)
+            set_flag("inv", sc.inv.idx)
         with m.If(sc.rc.en):
-            m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat),
-                         r_guard[sc.rc.c].eq(sc.rc.guard), r_valid[sc.rc.c].eq(1)]
+            m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat), r_guard[sc.rc.c].eq(sc.rc.guard)]
+            set_flag("r", sc.rc.c)
         # a reservation of the sequencer this cycle takes at most chunks_max credits, so
         # credit > chunks_max leaves room for a σ word whatever the sequencer does
         m.d.comb += [sc.trace_en.eq(self.trace_en),
@@ -510,19 +355,18 @@ class SBPCAEngine(wiring.Component):
         assert len(pipe.stages) + red.stages + 1 == p.lat_final, (len(pipe.stages), red.stages, p.lat_final)
         stages_valid = Cat(*[u.valid for u in pipe.stages], red.busy)
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
-        load_ok = quiet & ~in_batch & ~in_mid & ~inbuf.any_full & ~dumping & ~req_pending
+        load_ok = quiet & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
-        with m.If(load_sigma):
-            m.d.sync += r_valid[ld.col].eq(0)
+        # a σ load invalidates its r_c until the scalar unit has recomputed it
+        m.d.comb += seq.unset.eq(Mux(load_sigma, 1 << sb["r"], 0) << ld.col)
         wiring.connect(m, wiring.flipped(self.factors), dump.factors)
         m.d.comb += [
-            dump.start.eq(req_block & quiet), dump.col.eq(req_col), dump.all.eq(req_all), dump.sigma.eq(sc.sigma),
+            dump.start.eq(req_block & quiet), dump.col.eq(seq.req_col), dump.all.eq(seq.req_all), dump.sigma.eq(sc.sigma),
             dump.sx_rows.eq(Cat(*sxd)), dump.sd_rows.eq(Cat(*sdd)),
         ]
-        with m.If(~dumping & req_block & quiet):
-            m.d.sync += req_pending.eq(0)
+        m.d.comb += seq.dump_start.eq(~dumping & req_block & quiet)
 
         # ---------------------------------------------------------------- status
         m.submodules.status = st = Status()
