@@ -1,6 +1,12 @@
 """The SBPCA power-iteration engine (SPEC §2/§4), bit-exact to ``pymodel.sbpca`` fixed mode.
 
-Architecture (details, port formats and timing in ``docs/ENGINE.md``):
+The engine is built from components (``docs/ENGINE.md`` has the diagram, port formats and
+timing): :class:`~hdl.engine_input.InputBuffer`, :class:`~hdl.engine_seq.Sequencer`,
+``P`` × :class:`~hdl.engine_lane.Lane`, :class:`~hdl.engine_reduce.Reducer`,
+:class:`~hdl.engine_scalar.ScalarUnit` and the outputs of ``hdl.engine_outputs``; this module
+joins them, holds the memories shared by the lanes (projections, the Gram–Schmidt column
+memory) and the scoreboard values (h, 1/‖v‖, r_c), and runs the central uop pipeline beside
+the lanes for the control that is not per lane.
 
 * **Input** — two streams, ``x`` and ``d`` (δ), one lane-wide chunk of ``P`` elements per
   beat; ``x.payload.last`` on a sample's final chunk marks the end of a batch.  Samples go
@@ -129,7 +135,7 @@ class SBPCAEngine(wiring.Component):
         })
 
     # ------------------------------------------------------------------ elaboration
-    def elaborate(self, platform):  # noqa: C901 - the sequencer, scoreboard, reducer and outputs
+    def elaborate(self, platform):
         m = Module()
         p, f = self.params, self.params.fmts
         P, k, s = p.P, p.k, p.s
@@ -317,14 +323,14 @@ class SBPCAEngine(wiring.Component):
         # scalar tasks: NORM (N2) and SIGMA (S)
         fin_scale = fin & (ug.op == OP_SCALE)
         raise_sat("S", fin_scale & g_ss)
+        # the task FIFO holds at most 2k norms and k σ tasks at once (the scoreboard lets no more
+        # jobs finish before the scalar unit has taken them), so it is never written when full
         task = task_layout(p)
         m.submodules.task_fifo = task_fifo = fifo.SyncFIFOBuffered(width=task.size, depth=3 * k + 2)
-        tw = Signal(task)
+        tw = data.View(task, task_fifo.w_stream.payload)
         m.d.comb += [
-            tw.sigma.eq(fin_scale), tw.mat.eq(ug.mat), tw.c.eq(ug.c),
-            tw.value.eq(g_val),
-            task_fifo.w_data.eq(tw),
-            task_fifo.w_en.eq((fin_dot & ug.norm) | fin_scale),
+            tw.sigma.eq(fin_scale), tw.mat.eq(ug.mat), tw.c.eq(ug.c), tw.value.eq(g_val),
+            task_fifo.w_stream.valid.eq((fin_dot & ug.norm) | fin_scale),
         ]
 
         # ---------------------------------------------------------------- scalar unit

@@ -53,14 +53,15 @@ class TraceOut(wiring.Component):
         m = Module()
         depth = trace_depth(self.params)
         m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
-        word = Signal(self.layout)
+        # never written when full: ``credit`` counts the free entries not yet promised
+        w = tfifo.w_stream
+        word = data.View(self.layout, w.payload)
         with m.If(self.state.en):
             m.d.comb += [word.kind.eq(self.state.mat), word.col.eq(self.state.col),
-                         word.chunk.eq(self.state.chunk), word.data.eq(self.state.data), tfifo.w_en.eq(1)]
+                         word.chunk.eq(self.state.chunk), word.data.eq(self.state.data), w.valid.eq(1)]
         with m.Elif(self.sigma.en):
             m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(self.sigma.col), word.sigma.eq(self.sigma.value),
-                         tfifo.w_en.eq(1)]
-        m.d.comb += tfifo.w_data.eq(word)
+                         w.valid.eq(1)]
         wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
         taken = Signal(range(depth + 1))
         m.d.comb += self.pending.eq(taken != 0)

@@ -227,7 +227,7 @@ class Sequencer(wiring.Component):
         req_block = req_pending & (cmp_batches == req_target)
         m.d.comb += self.req_block.eq(req_block)
         nxt = self.sub.payload
-        begin = ~running & self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_rdy
+        begin = ~running & self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
         m.d.comb += [self.sub.ready.eq(begin), self.release_slot.eq(cur_slot)]
         with m.If(begin):
             m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
@@ -238,7 +238,7 @@ class Sequencer(wiring.Component):
             with m.If(nxt.last):
                 m.d.sync += cmp_batches.eq(cmp_batches + 1)
         m.d.comb += m_next_m1.eq(Mux(begin, nxt.m1, cur_m1))
-        m.d.comb += [desc_fifo.w_en.eq(begin), desc_fifo.w_data.eq(Cat(nxt.m, nxt.last))]
+        m.d.comb += [desc_fifo.w_stream.valid.eq(begin), desc_fifo.w_stream.payload.eq(Cat(nxt.m, nxt.last))]
         with m.If(self.dump_start):
             m.d.sync += req_pending.eq(0)
 
