@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from testbench.engine_block import BLOCK_LIMITS
+
 __all__ = ["draw_cases", "run_case", "run_campaign", "coverage_bins", "summarize", "write_summary"]
 
 FORMAT_SETS = ("q8", "q12", "q16", "q24")
@@ -216,6 +218,13 @@ def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
             batches = _engine_stream(p, n, rng)
         stall = _stall(rng)
         trace = bool(rng.random() >= 0.1)
+        if not trace:  # without trace words a block can only end after a dump: keep blocks small
+            since = 0
+            for b in batches:
+                since += len(b.x)
+                if since >= BLOCK_LIMITS["samples"] // 2:
+                    b.dump = True
+                since = 0 if b.dump else since
         rep = run_engine_cosim(p, batches, seed=0, stall_prob=stall,
                                stim_seed=int(rng.integers(1 << 31)), trace=trace, reproduce=repro,
                                fast_build=campaign["fast_build"])
