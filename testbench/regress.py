@@ -36,7 +36,7 @@ SUB_BATCHES = (1, 2, 3, 4, 5, 8, 16, 32)
 SUB_BATCH_WEIGHTS = (1, 1, 1, 2, 1, 3, 4, 4)  # small s costs many cycles per sample: drawn less often
 CHUNK_SUB_BATCHES = 2000  # sub-batches per simulator run (bounds the golden model's memory) ...
 CHUNK_SAMPLES = 50000  # ... and samples
-DRIVER_EVERY = 6  # one driver case per this many engine cases
+DRIVER_EVERY = 6  # one driver case per this many engine cases (at least one per scheme)
 #: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
 #: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
 UNREACHED_SAT = ("A", "X_q", "p", "D", "Delta_q", "S", "sigma")
@@ -55,7 +55,7 @@ def coverage_bins() -> list[str]:
 
 
 # ---------------------------------------------------------------- case drawing
-def _engine_params(rng: np.random.Generator, max_dim: int):
+def _engine_params(rng: np.random.Generator, max_dim: int, fs: str | None = None):
     from hdl.engine_params import EngineParams
 
     while True:
@@ -63,9 +63,9 @@ def _engine_params(rng: np.random.Generator, max_dim: int):
         k = int(rng.integers(1, min(8, a, b) + 1))
         s = int(rng.choice(SUB_BATCHES, p=np.array(SUB_BATCH_WEIGHTS) / sum(SUB_BATCH_WEIGHTS)))
         P = int(rng.integers(1, min(8, max(a, b)) + 1))
-        fs = str(rng.choice(FORMAT_SETS))
+        fs_i = fs if fs is not None else str(rng.choice(FORMAT_SETS))
         try:
-            return EngineParams(rows=a, cols=b, rank=k, sub_batch=s, lanes=P, formats=fs)
+            return EngineParams(rows=a, cols=b, rank=k, sub_batch=s, lanes=P, formats=fs_i)
         except ValueError:
             continue
 
@@ -85,14 +85,16 @@ def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | No
     rng = np.random.default_rng([int(seed), 0x5EED])
     # number of configurations grows slowly with the budget: builds cost more than samples
     n_cfg = max(1, min(max_configs or 10 ** 9, int(round(1.2 * math.log10(max(samples, 10))))))
-    params = [_engine_params(rng, max_dim) for _ in range(n_cfg)]
+    # every format set in turn (from a random one), so that even a short campaign covers each
+    f0 = int(rng.integers(len(FORMAT_SETS)))
+    params = [_engine_params(rng, max_dim, FORMAT_SETS[(f0 + i) % len(FORMAT_SETS)]) for i in range(n_cfg)]
     w = np.array([1.0 / _cost(p) ** 3 for p in params])
     share = np.maximum(8, np.floor(samples * w / w.sum())).astype(int)
     cases = []
     for i, (p, n) in enumerate(zip(params, share)):
         cases.append({"kind": "engine", "params": p.to_dict(), "samples": int(n),
                       "seed": int(rng.integers(1 << 31))})
-    n_drv = max(1, n_cfg // DRIVER_EVERY)
+    n_drv = max(2, n_cfg // DRIVER_EVERY)  # both schemes, always
     for j in range(n_drv):
         cases.append({"kind": "driver", "scheme": ("stochastic", "deterministic")[j % 2],
                           "seed": int(rng.integers(1 << 31)), "max_dim": max_dim})

@@ -120,7 +120,8 @@ def test_campaign_draws_legal_reproducible_cases_and_judges_coverage():
 def test_regress_short_campaign(capsys, tmp_path):
     """The CI campaign: a small random engine configuration and a driver, every word compared.
     A campaign this short cannot reach every event, so the bins it may miss are named."""
-    hit = {"partial_sub_batch", "backpressure_x", "backpressure_d", "backpressure_trace", "driver_stall"}
+    hit = {"partial_sub_batch", "backpressure_x", "backpressure_d", "backpressure_trace", "driver_stall",
+           "driver_stochastic", "driver_deterministic"}
     allow = ",".join(b for b in coverage_bins() if b not in hit)
     out = tmp_path / "summary.json"
     rc = main(["regress", "--samples", "400", "--seed", "3", "--max-dim", "8", "--max-configs", "1",
@@ -128,7 +129,7 @@ def test_regress_short_campaign(capsys, tmp_path):
     summary = json.loads(capsys.readouterr().out)
     assert rc == 0, summary
     assert summary["mismatches"] == 0 and summary["ok"]
-    assert summary["configurations"] == 1 and summary["driver_cases"] == 1
+    assert summary["configurations"] == 1 and summary["driver_cases"] == 2
     assert summary["samples"] >= 400 and summary["words_compared"] > 1000
     assert all(summary["coverage"][b] > 0 for b in hit)
     assert json.loads(out.read_text())["seed"] == 3
