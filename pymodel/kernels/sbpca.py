@@ -147,25 +147,13 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
             div[c] = sig[c] if sigma_min <= 0.0 or sig[c] >= sigma_min else sigma_min
         # X ← orth(α X + xsᵀ (β · ds Δ) ⊘ σ)
         _rows_times(d, start, m, D, proj)
-        for j in range(m):
-            for c in range(k):
-                proj[j, c] = beta * proj[j, c]
-        _cols_times(x, start, m, proj, upd_x)
-        for i in range(b):
-            for c in range(k):
-                upd_x[i, c] = alpha * X[i, c] + upd_x[i, c] / div[c]
-        _orth_inplace(upd_x, tau, rsign)
+        _scale_rows(proj, m, beta, proj)
+        _power_half(x, start, m, proj, X, div, alpha, upd_x, tau, rsign)
         X, upd_x = upd_x, X
         # Δ ← orth(α Δ + dsᵀ (β · xs X) ⊘ σ)
-        _rows_times(x, start, m, X, proj)  # p = xs X
-        for j in range(m):
-            for c in range(k):
-                dD[j, c] = beta * proj[j, c]
-        _cols_times(d, start, m, dD, upd_d)
-        for i in range(a):
-            for c in range(k):
-                upd_d[i, c] = alpha * D[i, c] + upd_d[i, c] / div[c]
-        _orth_inplace(upd_d, tau, rsign)
+        _rows_times(x, start, m, X, proj)  # p = xs X, kept unscaled for the σ step
+        _scale_rows(proj, m, beta, dD)
+        _power_half(d, start, m, dD, D, div, alpha, upd_d, tau, rsign)
         D, upd_d = upd_d, D
         # σ ← α σ + β · colsum((ds Δ) ⊙ (xs X))
         _rows_times(d, start, m, D, dD)
@@ -176,6 +164,25 @@ def float_batch(x, d, X, D, sig, s, sigma_min):
             sig[c] = alpha * sig[c] + beta * tot
         n += m
     return X, D, sig
+
+
+@njit(cache=True)
+def _scale_rows(src, m, beta, dst):
+    """dst[:m] = β · src[:m] (dst may be src)."""
+    for j in range(m):
+        for c in range(src.shape[1]):
+            dst[j, c] = beta * src[j, c]
+
+
+@njit(cache=True)
+def _power_half(z, start, m, Pb, V, div, alpha, upd, tau, rsign):
+    """upd = orth(α V + z[start:start+m]ᵀ Pb ⊘ σ): the X half-step (z = xs) or the Δ one (z = ds)."""
+    _cols_times(z, start, m, Pb, upd)
+    rows, k = upd.shape
+    for i in range(rows):
+        for c in range(k):
+            upd[i, c] = alpha * V[i, c] + upd[i, c] / div[c]
+    _orth_inplace(upd, tau, rsign)
 
 
 @njit(cache=True)
