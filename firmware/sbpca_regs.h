@@ -13,6 +13,7 @@
 #define SBPCA_LR_SCALE_FRAC 24u /* fraction bits of LR_SCALE.VALUE */
 #define SBPCA_SCHEME_STOCHASTIC 0u /* UPDATE_CFG.SCHEME: stochastic coincidence */
 #define SBPCA_SCHEME_DETERMINISTIC 1u /* UPDATE_CFG.SCHEME: deterministic pulse count x amplitude */
+#define SBPCA_SAT_STAGES 17u /* engine saturation stages ORed into ERRORS.SATURATION, in status-bit order: q A recip M_update M X_gs_h X_gs_v X_inv X_q p D Delta_gs_h Delta_gs_v Delta_inv Delta_q S sigma */
 
 /* ID @ 0x000: Identification: firmware checks it before anything else. */
 #define SBPCA_ID 0x000u

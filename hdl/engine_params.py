@@ -21,6 +21,7 @@ from amaranth.lib import enum
 
 from pymodel.fixedpoint import Fmt, Overflow, bits_for
 from pymodel.formats import SBPCAFormats, get_format_set
+from pymodel.saturation import SAT_NAMES  # sticky status-bit order (declared once, in pymodel)
 from .arith import tree_latency
 from .dsp import PRIMITIVES, tile_latency
 
@@ -56,15 +57,6 @@ class Kind(enum.IntEnum, shape=2):
 OP_PROJ, OP_ACC, OP_GS, OP_SCALE = Op.PROJ, Op.ACC, Op.GS, Op.SCALE
 OP_NAMES = {op: op.name for op in Op}
 MAT_X, MAT_D = Mat.X, Mat.D
-
-#: Sticky saturation flags, in status-bit order; the names are the golden model's SatFlags keys.
-SAT_NAMES: tuple[str, ...] = (
-    "q", "A", "recip", "M_update", "M",
-    "X_gs_h", "X_gs_v", "X_inv", "X_q",
-    "p", "D",
-    "Delta_gs_h", "Delta_gs_v", "Delta_inv", "Delta_q",
-    "S", "sigma",
-)
 
 MAX_LANES = 64
 MAX_DIM = 4096

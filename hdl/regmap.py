@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from pymodel.formats import DEFAULT_FORMAT_SET, SBPCAFormats, get_format_set
+from pymodel.saturation import SAT_NAMES
 
 DATA_WIDTH = 32
 """Bus and register width in bits."""
@@ -625,7 +626,9 @@ def _build_sbpca_map() -> RegisterMap:
                   "the load's last σ word has reached the engine."),
         ), "Engine and driver status."),
         Register("ERRORS", 0x028, (
-            Field("SATURATION", 0, 1, W1C, 0, "A datapath value saturated to its format's range."),
+            Field("SATURATION", 0, 1, W1C, 0, "A datapath value saturated to its format's range: a new one of "
+                  f"the engine's {len(SAT_NAMES)} sticky stage flags ({', '.join(SAT_NAMES)}; "
+                  "SBPCA_SAT_STAGES) rose."),
             Field("SIGMA_GUARD", 1, 1, W1C, 0, "σ fell below sigma_min and was replaced by it in 1/(nσ)."),
             Field("DEGENERATE", 2, 1, W1C, 0, "Gram–Schmidt met a column of zero norm."),
             Field("PROTOCOL", 3, 1, W1C, 0, "The SoC saw a protocol error (e.g. samples outside a batch, a readout while busy)."),
@@ -697,6 +700,8 @@ def _build_sbpca_map() -> RegisterMap:
         "LR_SCALE_FRAC": (LR_SCALE_FRAC, "fraction bits of LR_SCALE.VALUE"),
         "SCHEME_STOCHASTIC": (0, "UPDATE_CFG.SCHEME: stochastic coincidence"),
         "SCHEME_DETERMINISTIC": (1, "UPDATE_CFG.SCHEME: deterministic pulse count x amplitude"),
+        "SAT_STAGES": (len(SAT_NAMES), "engine saturation stages ORed into ERRORS.SATURATION, in status-bit "
+                                      "order: " + " ".join(SAT_NAMES)),
     }
     return RegisterMap(name="sbpca-engine-csr", registers=tuple(regs), window_bytes=0x100,
                        constants=constants, fifo_flush=("CTRL", "SOFT_RESET"))

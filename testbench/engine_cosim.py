@@ -188,7 +188,7 @@ def _stall_dict(stall_prob) -> dict[str, float]:
 def engine_job(params: EngineParams, batches: Sequence[EngineBatch], state0, *, stall: dict,
                stim_seed: int, trace: bool, reproduce: str = "") -> dict:
     """What both engine benches need: stream facts, expected words (golden model), settings."""
-    from hdl.engine_params import SAT_NAMES
+    from pymodel.saturation import SAT_NAMES
 
     expected = golden_expectation(params, batches, state0)
     sizes = [int(np.asarray(b.x).shape[0]) for b in batches]

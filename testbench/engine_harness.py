@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hdl.engine_params import SAT_NAMES, EngineParams
+from hdl.engine_params import EngineParams
+from pymodel.saturation import SAT_NAMES
 
 __all__ = ["HarnessDepths", "harness_verilog", "TB_TOPLEVEL", "MM_RECORDS", "MM_SOURCES", "HEX_FILES"]
 

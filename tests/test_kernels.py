@@ -163,6 +163,10 @@ def test_fixed_kernel_counts_every_stage_on_narrow_q8(fset):
     _assert_same_integers(ref, fast)
     internal = set(ref.status.saturation.counts) - {"x", "delta"}
     assert len(internal) >= 3, ref.status.saturation.counts
+    # the NumPy model's stage names are the declared ones (the RTL's status bits)
+    from pymodel.saturation import SAT_NAMES
+
+    assert internal <= set(SAT_NAMES), internal - set(SAT_NAMES)
 
 
 def test_fixed_kernel_sigma_guard_and_degenerate_fire():

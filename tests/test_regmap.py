@@ -307,3 +307,28 @@ def test_bank_fifo_windows():
         assert status(await wb.read(REGS.FIFO_STATUS.offset))["SAMPLE_SPACE"] == depth
 
     _simulate(bank, bench)
+
+
+def test_saturation_stage_names_declared_once():
+    """Kernel, engine parameters, engine manifest, register map, header and docs: one list, one order."""
+    import re
+
+    from hdl.engine import engine_manifest
+    from hdl.engine_params import SAT_NAMES as HDL_NAMES
+    from hdl.engine_params import EngineParams
+    from pymodel.kernels import sbpca as kernel
+    from pymodel.saturation import SAT_NAMES
+
+    assert HDL_NAMES is SAT_NAMES and kernel.SAT_NAMES is SAT_NAMES
+    indices = [kernel.S_Q, kernel.S_A, kernel.S_RECIP, kernel.S_MUPD, kernel.S_M, kernel.S_X_GSH, kernel.S_X_GSV,
+               kernel.S_X_INV, kernel.S_X_Q, kernel.S_P, kernel.S_D, kernel.S_D_GSH, kernel.S_D_GSV,
+               kernel.S_D_INV, kernel.S_D_Q, kernel.S_S, kernel.S_SIGMA]
+    assert indices == list(range(len(SAT_NAMES)))  # every stage counted, each at its status bit
+    man = engine_manifest(EngineParams(rows=4, cols=3, rank=2, sub_batch=2))
+    assert list(man["status_sat_bits"]) == list(SAT_NAMES)
+    assert list(man["status_sat_bits"].values()) == list(range(len(SAT_NAMES)))
+    header = re.search(r"#define SBPCA_SAT_STAGES (\d+)u /\* .*order: ([\w ]+) \*/", C_HEADER_PATH.read_text())
+    assert header, "firmware/sbpca_regs.h has no SBPCA_SAT_STAGES"
+    assert int(header.group(1)) == len(SAT_NAMES) and tuple(header.group(2).split()) == SAT_NAMES
+    assert f"({', '.join(SAT_NAMES)};" in REGS.ERRORS.SATURATION.desc
+    assert f"({', '.join(SAT_NAMES)};" in MARKDOWN_PATH.read_text()

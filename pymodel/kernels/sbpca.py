@@ -29,16 +29,15 @@ from .sbpca_tables import FORMAT_ORDER  # noqa: E402,F401  (one declaration)
 # wide-arithmetic switches (True: exact 128-bit route), see SBPCA._fixed_tables
 W_Q, W_A, W_P, W_D, W_MU, W_N2, W_N2S, W_QINV, W_GSDOT, W_GSMUL, W_S = range(11)
 
-# saturation stages, in the RTL's status-bit order (hdl.engine_params.SAT_NAMES)
-SAT_NAMES = (
-    "q", "A", "recip", "M_update", "M",
-    "X_gs_h", "X_gs_v", "X_inv", "X_q",
-    "p", "D",
-    "Delta_gs_h", "Delta_gs_v", "Delta_inv", "Delta_q",
-    "S", "sigma",
-)
-(S_Q, S_A, S_RECIP, S_MUPD, S_M, S_X_GSH, S_X_GSV, S_X_INV, S_X_Q, S_P, S_D,
- S_D_GSH, S_D_GSV, S_D_INV, S_D_Q, S_S, S_SIGMA) = range(17)
+# saturation stages (one declaration: pymodel.saturation, also the RTL's status-bit order)
+from ..saturation import SAT_BIT, SAT_NAMES  # noqa: E402,F401
+
+S_Q, S_A, S_RECIP, S_MUPD, S_M = SAT_BIT["q"], SAT_BIT["A"], SAT_BIT["recip"], SAT_BIT["M_update"], SAT_BIT["M"]
+S_X_GSH, S_X_GSV, S_X_INV, S_X_Q = SAT_BIT["X_gs_h"], SAT_BIT["X_gs_v"], SAT_BIT["X_inv"], SAT_BIT["X_q"]
+S_P, S_D = SAT_BIT["p"], SAT_BIT["D"]
+S_D_GSH, S_D_GSV = SAT_BIT["Delta_gs_h"], SAT_BIT["Delta_gs_v"]
+S_D_INV, S_D_Q = SAT_BIT["Delta_inv"], SAT_BIT["Delta_q"]
+S_S, S_SIGMA = SAT_BIT["S"], SAT_BIT["sigma"]
 
 
 # ---------------------------------------------------------------------------- float64
