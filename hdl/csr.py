@@ -30,13 +30,57 @@ strobe in), ``bank.samples.count_inc`` (CNT strobe in) and ``bank.samples.count`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .regmap import DATA_WIDTH, REGS, Access, Field, Register, RegisterMap
+from pymodel.formats import DEFAULT_FORMAT_SET, SBPCAFormats, get_format_set
 
-__all__ = ["wishbone_signature", "CsrBank"]
+from .regmap import DATA_WIDTH, REGS, Access, Field, Register, RegisterMap, build_constants
+
+__all__ = ["wishbone_signature", "CsrBank", "CsrParams", "csr_manifest"]
+
+
+@dataclass(frozen=True)
+class CsrParams:
+    """What a register bank alone is built for: the engine configuration its CONST fields
+    report (``hdl.regmap.build_constants``) and the depth of its FIFO windows."""
+
+    rows: int
+    cols: int
+    rank: int
+    lanes: int = 1
+    fifo_depth: int = 16
+    formats: "SBPCAFormats | str" = DEFAULT_FORMAT_SET
+    max_batch: int = 65535
+
+    def __post_init__(self) -> None:
+        # the same ranges as EngineParams: the bank describes an engine that can exist
+        limits = {"rows": (1, 4096), "cols": (1, 4096), "rank": (1, min(self.rows, self.cols)),
+                  "lanes": (1, min(64, max(self.rows, self.cols))), "fifo_depth": (2, 4096),
+                  "max_batch": (1, 1 << 24)}
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"csr parameter {name} must be an integer, not {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"csr parameter {name}={value} is out of range: allowed {lo}..{hi}")
+        get_format_set(self.formats)  # a known set (raises with the list of names)
+
+    @property
+    def fmts(self) -> SBPCAFormats:
+        return get_format_set(self.formats)
+
+    def constants(self) -> dict[str, int]:
+        """CONST-field values for ``CsrBank(constants=...)`` (raises naming a bad parameter)."""
+        return build_constants(rows=self.rows, cols=self.cols, rank=self.rank, lanes=self.lanes,
+                               fifo_depth=self.fifo_depth, formats=self.fmts, max_batch=self.max_batch)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "cols": self.cols, "rank": self.rank, "lanes": self.lanes,
+                "fifo_depth": self.fifo_depth, "max_batch": self.max_batch, "formats": self.fmts.to_dict()}
 
 
 def wishbone_signature(addr_width: int, data_width: int = DATA_WIDTH) -> wiring.Signature:
@@ -309,3 +353,20 @@ class CsrBank(wiring.Component):
 
     def _is_flush(self, reg: Register, f: Field) -> bool:
         return self._regmap.fifo_flush == (reg.name, f.name)
+
+
+def csr_manifest(bank: CsrBank, params: CsrParams, name: str = "sbpca_csr") -> dict:
+    """Ports, the register map and the CONST values this bank reads back (``sbpca gen csr``)."""
+    from .verilog import port_list
+
+    return {
+        "design": "csr",
+        "top": name,
+        "params": params.to_dict(),
+        "clock": "clk (rising edge), synchronous active-high reset rst",
+        "ports": port_list(bank),
+        "bus": {"protocol": "Wishbone B4 pipelined (stall tied low, ack one cycle after each request)",
+                "data_bits": DATA_WIDTH, "addr_bits": bank.regmap.addr_width},
+        "regmap": bank.regmap.to_dict(),
+        "constants": {f"{reg}.{fld}": value for (reg, fld), value in bank.const_values.items()},
+    }

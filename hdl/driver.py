@@ -223,10 +223,3 @@ class CrossbarDriver(wiring.Component):
                     with m.If(slot + 1 == bl):
                         m.next = "LOAD"
         return m
-
-
-def build_from_args(args) -> tuple[CrossbarDriver, str]:
-    """The driver from command-line arguments (``sbpca gen driver``, ``sbpca synth --top driver``)."""
-    from .driver_config import params_from_args
-
-    return CrossbarDriver(params_from_args(args)), "crossbar_driver"

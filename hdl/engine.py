@@ -429,25 +429,3 @@ def engine_manifest(params: EngineParams, *, name: str = "sbpca_engine", seed: i
         "bound_cycles_per_sample": params.bound_cycles_per_sample,
         "scalar_unit": {"sqrt_cycles": params.sqrt_cycles, "div_cycles": params.div_cycles},
     }
-
-
-def build_from_args(args) -> tuple[SBPCAEngine, str]:
-    """``hdl.designs`` hook: the engine from ``sbpca synth``'s shared design arguments.
-
-    ``--param KEY=VALUE`` sets any other :class:`EngineParams` field; for ``--target ecp5``
-    the multiplier tiles default to the ECP5 ``MULT18X18D`` primitive (``dsp=ecp5``).
-    """
-    from pymodel.formats import get_format_set
-
-    from .designs import _overrides, _params_dataclass
-
-    fmt = get_format_set(getattr(args, "format", None) or getattr(args, "format_set", None) or "q16")
-    bits = getattr(args, "data_bits", None)
-    if bits is not None:
-        fmt = fmt.with_data_bits(bits)
-    available = dict(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch,
-                     lanes=args.lanes, formats=fmt)
-    if getattr(args, "target", None) == "ecp5":
-        available["dsp"] = "ecp5"
-    params = _params_dataclass(EngineParams, available, _overrides(args), "engine")
-    return SBPCAEngine(params, seed=getattr(args, "seed", 0) or 0), "sbpca_engine"

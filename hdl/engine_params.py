@@ -416,27 +416,3 @@ def build_program(p: EngineParams) -> list[Job]:
         t = start + g[j][0]
         finish[j] = t
     return order
-
-
-# ---------------------------------------------------------------------- command-line helpers
-def add_engine_args(parser) -> None:
-    """Engine parameters shared by ``sbpca gen engine`` and ``sbpca cosim engine``."""
-    from pymodel.formats import FORMAT_SETS
-
-    parser.add_argument("--rows", type=int, required=True, help="a: rows of the layer (length of δ)")
-    parser.add_argument("--cols", type=int, required=True, help="b: columns of the layer (length of x)")
-    parser.add_argument("--rank", type=int, required=True, help="k: rank of the estimate")
-    parser.add_argument("--sub-batch", type=int, required=True, help="s: samples per sub-batch")
-    parser.add_argument("--lanes", type=int, default=1, help="P: parallel multiply-accumulate lanes (default 1)")
-    parser.add_argument("--format-set", default="q16", choices=sorted(FORMAT_SETS),
-                        help="fixed-point format set (default q16)")
-    parser.add_argument("--max-batch", type=int, default=65535,
-                        help="largest batch the sample counter must hold (default 65535)")
-    parser.add_argument("--iter-bits", type=int, default=1,
-                        help="quotient/root bits per clock of the divider and square root (default 1)")
-
-
-def params_from_args(args) -> EngineParams:
-    return EngineParams(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch,
-                        lanes=args.lanes, formats=args.format_set, max_batch=args.max_batch,
-                        iter_bits=args.iter_bits)

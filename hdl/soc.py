@@ -59,7 +59,6 @@ the engine (:class:`hdl.engine.SBPCAEngine`) and one crossbar driver
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value, signed
@@ -75,7 +74,7 @@ from .engine import SBPCAEngine
 from .engine_params import EngineParams
 from .regmap import LR_SCALE_FRAC, REGS, build_constants, elems_per_word, words_per_vector
 
-__all__ = ["SBPCASoC", "SoCParams", "soc_update_config", "scale_shift", "build_from_args", "TOPLEVEL"]
+__all__ = ["SBPCASoC", "SoCParams", "soc_update_config", "scale_shift", "soc_manifest", "TOPLEVEL"]
 
 TOPLEVEL = "sbpca_soc"
 SCHEME_CODES = {"stochastic": 0, "deterministic": 1}
@@ -588,53 +587,12 @@ class SBPCASoC(wiring.Component):
         return m
 
 
-def add_soc_args(parser: argparse.ArgumentParser) -> None:
-    """SoC parameters for ``sbpca gen soc`` / ``sbpca cosim soc``."""
-    from hdl.engine_params import add_engine_args
-
-    add_engine_args(parser)
-    g = parser.add_argument_group("SoC parameters")
-    g.add_argument("--scheme", choices=tuple(SCHEME_CODES), default="stochastic", help="pulse scheme (default stochastic)")
-    g.add_argument("--bl-max", type=int, default=31, help="longest pulse train BL of the driver (default 31)")
-    g.add_argument("--driver-seed", type=int, default=0, help="seed of the driver's LFSR lane seeds (default 0)")
-    g.add_argument("--fifo-depth", type=int, default=16, help="words in each FIFO window (default 16)")
-
-
-def params_from_args(args: argparse.Namespace) -> SoCParams:
-    """:class:`SoCParams` from ``add_soc_args`` (or ``hdl.designs.add_design_args``) arguments."""
-    from hdl.engine_params import params_from_args as engine_params
-
-    e = engine_params(args)
-    d = DriverParams(rows=e.rows, cols=e.cols, scheme=getattr(args, "scheme", "stochastic"),
-                     bl_max=getattr(args, "bl_max", 31), state=e.fmts.state,
-                     seed=getattr(args, "driver_seed", 0))
-    return SoCParams(e, d, getattr(args, "fifo_depth", 16))
-
-
-def build_from_args(args: argparse.Namespace) -> tuple[SBPCASoC, str]:
-    """The SoC from ``sbpca synth --top soc`` arguments (``hdl.designs``)."""
-    from hdl.designs import _formats, _overrides
-
-    ov = _overrides(args)
-    if getattr(args, "target", None) == "ecp5":
-        ov.setdefault("dsp", "ecp5")  # the engine's multiplier tiles as MULT18X18D (hdl.dsp)
-    e = EngineParams(rows=args.rows, cols=args.cols, rank=args.rank, sub_batch=args.sub_batch, lanes=args.lanes,
-                     formats=_formats(args), **ov)
-    d = DriverParams(rows=args.rows, cols=args.cols, scheme=getattr(args, "scheme", "stochastic"),
-                     bl_max=getattr(args, "bl_max", 31), state=e.fmts.state, seed=getattr(args, "seed", 0))
-    return SBPCASoC(SoCParams(e, d, getattr(args, "fifo_depth", 16))), TOPLEVEL
-
-
 def soc_manifest(soc: SBPCASoC, name: str = TOPLEVEL) -> dict:
     """What a user of the generated Verilog needs: parameters, ports, register map, word packing."""
-    from amaranth.hdl import Shape
+    from .verilog import port_list
 
     prm = soc.params
-    ports = []
-    for path, member in soc.signature.members.flatten():
-        if member.is_port:
-            ports.append({"name": "__".join(str(x) for x in path), "direction": member.flow.value.lower(),
-                          "width": int(Shape.cast(member.shape).width)})
+    ports = port_list(soc)
     off, fields = 0, []
     for fname, width in prm.driver.word_fields():
         fields.append({"name": fname, "offset": off, "width": width})

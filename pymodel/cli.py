@@ -3,14 +3,14 @@
 Each sub-command lives in its own module, which exposes ``register(subparsers)``;
 ``register`` adds a parser whose ``func`` default runs the command and returns an
 exit status.  Keeping commands in separate modules lets the RTL, co-simulation
-and training faces grow without touching each other's code.
+and training faces grow without touching each other's code.  ``gen``, ``cosim`` and
+``synth`` take their designs, with one flag vocabulary, from ``hdl.designs.DESIGNS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import Sequence
 
@@ -26,22 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "testbench.commands.regress",
     "hdl.commands.synth",
 )
-
-
-def register_design_group(sub, command: str, help_text: str, module_prefix: str,
-                          designs: tuple[str, ...]) -> None:
-    """Add ``sbpca <command> <design>``, one sub-command per module ``<module_prefix><design>``.
-
-    Used by ``gen`` and ``cosim``: each design (engine, driver, soc) registers its own
-    arguments from its own module, so the faces never edit a shared file.
-    """
-    parser = sub.add_parser(command, help=help_text)
-    group = parser.add_subparsers(dest="design", metavar="DESIGN")
-    group.required = True
-    for design in designs:
-        name = f"{module_prefix}{design}"
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(group)
 
 
 def build_parser() -> argparse.ArgumentParser:

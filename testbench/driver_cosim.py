@@ -43,12 +43,12 @@ def driver_command(params: DriverParams, updates: int, stalls: Sequence[float]) 
     from pymodel.formats import FORMAT_SETS
 
     fmt = next((name for name, fs in sorted(FORMAT_SETS.items()) if fs.state == params.state), None)
-    fmt_args = f"--format {fmt}" if fmt else f"--data-bits {params.state.bits}"
+    fmt_args = f"--format-set {fmt}" if fmt else f"--data-bits {params.state.bits}"
     lf = params.lfsr
     taps = ",".join(str(t) for t in lf.taps)
     stall_args = " ".join(f"--stall {p:g}" for p in stalls)
     return (f"sbpca cosim driver --rows {params.rows} --cols {params.cols} --scheme {params.scheme} "
-            f"--bl {params.bl_max} {fmt_args} --prob-bits {params.prob_bits} --lfsr-width {lf.width} "
+            f"--bl-max {params.bl_max} {fmt_args} --prob-bits {params.prob_bits} --lfsr-width {lf.width} "
             f"--lfsr-taps {taps} --lfsr-leap {lf.leap} --level-bits {params.level_bits} --seed {params.seed} "
             f"--updates {updates} {stall_args}")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.driver import CrossbarDriver, build_from_args, cfg_layout, word_layout
+from hdl.driver import CrossbarDriver, cfg_layout, word_layout
 from hdl.lfsr import LfsrBank as RtlLfsrBank
 from pymodel.cli import main
 from pymodel.crossbar import DriverParams, LfsrBank, LfsrSpec
@@ -98,11 +98,15 @@ def test_gen_driver_rejects_bad_parameters(tmp_path, capsys):
     assert "maximal" in capsys.readouterr().err
 
 
-def test_build_from_args_for_synth():
-    import argparse
+def test_synth_builds_the_driver_from_its_registry_entry():
+    from hdl.commands.synth import design_build
+    from pymodel.cli import build_parser
 
-    comp, name = build_from_args(argparse.Namespace(rows=3, cols=2, scheme="deterministic", bl_max=9, seed=1))
+    comp, name, _ = design_build(build_parser().parse_args(
+        ["synth", "--top", "driver", "--rows", "3", "--cols", "2", "--scheme", "deterministic", "--bl", "9",
+         "--seed", "1"]))
     assert name == "crossbar_driver" and comp.params.bl_max == 9 and comp.params.rows == 3
+    assert comp.params.seed == 1
     from amaranth.hdl import Fragment
 
     Fragment.get(comp, None)  # it elaborates

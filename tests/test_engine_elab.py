@@ -14,7 +14,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from hdl.arith import ISqrt, RoundDivider, requant
-from hdl.engine import SBPCAEngine, build_from_args, engine_manifest, initial_state
+from hdl.engine import SBPCAEngine, engine_manifest, initial_state
 from hdl.engine_params import (
     OP_ACC, OP_GS, OP_PROJ, OP_SCALE, EngineParams, _job_graph, build_program, model_program,
 )
@@ -131,13 +131,19 @@ def test_gen_engine_command_writes_verilog_and_manifest(tmp_path, capsys):
     assert "rank" in capsys.readouterr().err
 
 
-def test_synth_registry_hook():
-    import argparse
+def test_synth_builds_the_engine_from_its_registry_entry():
+    from hdl.commands.synth import design_build
+    from pymodel.cli import build_parser
 
-    args = argparse.Namespace(rows=6, cols=5, rank=2, sub_batch=4, lanes=2, format="q8", data_bits=None, seed=0)
-    comp, name = build_from_args(args)
+    argv = ["synth", "--top", "engine", "--rows", "6", "--cols", "5", "--rank", "2", "--sub-batch", "4",
+            "--lanes", "2", "--format", "q8"]  # --format: the old spelling of --format-set
+    comp, name, parameters = design_build(build_parser().parse_args(argv))
     comp._MustUse__silence = True
-    assert name == "sbpca_engine" and comp.params.fmts.name == "q8"
+    assert name == "sbpca_engine" and comp.params.fmts.name == "q8" and parameters["format_set"] == "q8"
+    assert comp.params.dsp == "ecp5"  # --target ecp5 (the default) picks the MULT18X18D tiles
+    comp, _, _ = design_build(build_parser().parse_args([*argv, "--dsp", "generic"]))
+    comp._MustUse__silence = True
+    assert comp.params.dsp == "generic"
 
 
 # ---------------------------------------------------------------------- RTL arithmetic

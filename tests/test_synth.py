@@ -10,7 +10,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.designs import DESIGNS, DesignUnavailable, _construct, _import, add_design_args, build
+from hdl.commands.synth import _param_overrides, design_build
+from hdl.designs import DESIGNS
 from hdl.synth import Port, SynthError, io_wrapper_verilog, parse_portlist, synthesize
 from pymodel.cli import main
 
@@ -180,27 +181,24 @@ def test_sbpca_synth_command_on_register_bank(tmp_path, capsys):
 
 
 def test_design_registry():
+    """``sbpca synth --top csr``: the register bank from its registry entry, its flags only."""
+    from pymodel.cli import build_parser
+
     assert {"engine", "driver", "soc", "csr"} <= set(DESIGNS)
-    parser = argparse.ArgumentParser()
-    add_design_args(parser)
-    args = parser.parse_args(["--rows", "8", "--cols", "6", "--rank", "2", "--fifo-depth", "4"])
-    bank, name = build("csr", args)
+    parser = build_parser()
+    args = parser.parse_args(["synth", "--top", "csr", "--rows", "8", "--cols", "6", "--rank", "2",
+                              "--fifo-depth", "4"])
+    bank, name, parameters = design_build(args)
     bank._MustUse__silence = True  # built to inspect, not to elaborate
     assert name == "sbpca_csr" and bank.fifo_depth == 4
     assert bank.const_values[("DIMS", "COLS")] == 6
-    with pytest.raises(ValueError, match="unknown design"):
-        build("gpu", args)
-    with pytest.raises(DesignUnavailable, match="hdl.no_such_design, which is not in this checkout"):
-        _import("hdl.no_such_design", "x")
-
-    class NeedsMagic(wiring.Component):
-        def __init__(self, rows, magic):
-            super().__init__({"o": Out(1)})
-
-    with pytest.raises(DesignUnavailable, match=r"needs \['magic'\]"):
-        _construct(NeedsMagic, {"rows": 3}, "x")
+    assert parameters["top"] == "csr" and parameters["format_set"] == "q16" and "sub_batch" not in parameters
+    with pytest.raises(ValueError, match="--sub-batch is not a parameter of the csr design"):
+        design_build(parser.parse_args(["synth", "--top", "csr", "--sub-batch", "4"]))
     with pytest.raises(SystemExit):
-        parser.parse_args(["--rows", "0"])
+        parser.parse_args(["synth", "--rows", "0"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synth", "--top", "gpu"])
 
 
 def test_abc9_crash_detection(tmp_path):
@@ -217,12 +215,24 @@ def test_abc9_crash_detection(tmp_path):
 
 
 def test_param_overrides():
-    from hdl.designs import _overrides
+    """``--param KEY=VALUE``, the old spelling of a design flag, is parsed by that flag's type."""
+    from pymodel.cli import build_parser
 
-    ns = argparse.Namespace(param=["iter_bits=2", "ratio=0.5", "name=fast"])
-    assert _overrides(ns) == {"iter_bits": 2, "ratio": 0.5, "name": "fast"}
+    assert _param_overrides(["iter_bits=2", "dsp=generic"]) == {"iter_bits": "2", "dsp": "generic"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        _overrides(argparse.Namespace(param=["iter_bits"]))
+        _param_overrides(["iter_bits"])
+    parser = build_parser()
+    eng, _, parameters = design_build(parser.parse_args(
+        ["synth", "--top", "engine", "--rows", "6", "--cols", "5", "--rank", "2", "--lanes", "2",
+         "--param", "iter_bits=2", "--param", "dsp=generic"]))
+    eng._MustUse__silence = True
+    assert eng.params.iter_bits == 2 and eng.params.dsp == "generic" and parameters["iter_bits"] == 2
+    for bad, message in ((["--param", "ratio=0.5"], "ratio: not a parameter of the engine"),
+                         (["--param", "iter_bits=two"], "iter_bits=two"),
+                         (["--param", "dsp=xilinx"], "choose one of generic, ecp5"),
+                         (["--iter-bits", "2", "--param", "iter_bits=3"], "give it once")):
+        with pytest.raises(ValueError, match=message):
+            design_build(parser.parse_args(["synth", "--top", "engine", *bad]))
 
 
 def test_seed_sweep_one_netlist_every_seed(tmp_path):

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..designs import DESIGNS, add_design_args, build
+from ..designs import DESIGNS, GIVEN, add_all_design_args, design_values, get_design
 from ..synth import DEFAULT_DEVICE, DEVICES, SynthError, synthesize, synthesize_seeds
 
 
@@ -23,6 +23,7 @@ def register(sub) -> None:
         "synth",
         help="synthesise, place and route a design (YoWASP Yosys + nextpnr): LUTs, FFs, DSPs, BRAMs, Fmax",
         description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,  # a design flag is spelled in full, the same in gen, cosim and synth
     )
     parser.add_argument("--target", choices=sorted(DEVICES), default="ecp5", help="FPGA family (default ecp5)")
     parser.add_argument("--device", default=None,
@@ -54,7 +55,9 @@ def register(sub) -> None:
                         help="stop after placement: report nextpnr's Fmax estimate before routing (fast look at a large design)")
     parser.add_argument("--require-timing", action="store_true",
                         help="exit with status 1 when Fmax is below --freq")
-    add_design_args(parser)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="deprecated spelling of a design flag: --param iter_bits=2 is --iter-bits 2")
+    add_all_design_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -68,10 +71,35 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _params(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in ("top", "rows", "cols", "rank", "sub_batch", "lanes", "format",
-                                          "data_bits", "fifo_depth", "scheme", "bl_max", "seed", "param")
-            if hasattr(args, k)}
+def _param_overrides(items: list[str]) -> dict[str, str]:
+    """``--param KEY=VALUE`` pairs (the old spelling of the design flags)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--param expects KEY=VALUE, not {item!r}")
+        out[key] = text
+    return out
+
+
+def synth_values(args: argparse.Namespace):
+    """``(design, values)`` of ``--top`` from the design flags (and the old ``--param`` spelling).
+
+    For ``--target ecp5`` the engine's multiplier tiles default to ``MULT18X18D`` (``--dsp ecp5``).
+    """
+    design = get_design(args.top)
+    values = design_values(design, args, _param_overrides(args.param))
+    if args.target == "ecp5" and "dsp" in design.flags and "dsp" not in getattr(args, GIVEN, {}) \
+            and not any(p.startswith("dsp=") for p in args.param):
+        values.dsp = "ecp5"
+    return design, values
+
+
+def design_build(args: argparse.Namespace) -> tuple[object, str, dict]:
+    """``(component, Verilog name, parameters for the JSON)`` of ``--top``."""
+    design, values = synth_values(args)
+    params = design.params(values)
+    return design.component(params, values), design.verilog_name, {"top": design.name, **vars(values)}
 
 
 def _write_json(path: Path, out: dict) -> None:
@@ -89,13 +117,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --pnr-seed or --seeds, not both")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, not {args.jobs}")
-    component, name = build(args.top, args)
+    component, name, parameters = design_build(args)
     build_dir = args.build_dir or Path("build") / "synth" / f"{args.top}-{target}-{device}"
     options = dict(target=target, device=device, package=args.package, build_dir=build_dir, freq_mhz=args.freq,
                    io=args.io, abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
                    route=not args.no_route, pnr_args=args.nextpnr_arg)
     if args.seeds is not None:
-        return _run_seeds(args, component, name, options)
+        return _run_seeds(args, component, name, options, parameters)
     print(f"sbpca synth: {args.top} ({name}) for {target} {device} at {args.freq:g} MHz in {build_dir} ...",
           file=sys.stderr)
     try:
@@ -105,14 +133,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(report.table())
     if args.json is not None:
-        _write_json(args.json, {"parameters": _params(args), **report.to_dict()})
+        _write_json(args.json, {"parameters": parameters, **report.to_dict()})
     if args.require_timing and not report.timing_met:
         print(f"sbpca synth: Fmax {report.fmax_mhz} MHz is below the {args.freq:g} MHz target", file=sys.stderr)
         return 1
     return 0
 
 
-def _run_seeds(args: argparse.Namespace, component, name: str, options: dict) -> int:
+def _run_seeds(args: argparse.Namespace, component, name: str, options: dict, parameters: dict) -> int:
     """``--seeds``: one Yosys run, nextpnr at each seed (``--jobs`` at once), a table and the JSON."""
     print(f"sbpca synth: {args.top} ({name}) at seeds {args.seeds}, {args.jobs} at once, in {options['build_dir']} ...",
           file=sys.stderr)
@@ -123,7 +151,7 @@ def _run_seeds(args: argparse.Namespace, component, name: str, options: dict) ->
         return 1
     print(sweep.table())
     if args.json is not None:
-        _write_json(args.json, {"parameters": _params(args), "target": options["target"],
+        _write_json(args.json, {"parameters": parameters, "target": options["target"],
                                 "device": options["device"], "freq_mhz": args.freq, **sweep.to_dict()})
     if args.require_timing and not sweep.summary["timing_met_all"]:
         print(f"sbpca synth: Fmax below the {args.freq:g} MHz target at a seed "

@@ -1,16 +1,28 @@
 """``sbpca cosim <design>``: run RTL and golden model side by side on Verilator.
 
-Each design registers its own sub-command from ``testbench.commands.cosim_<design>``
-exposing ``register(subparsers)``.
+A design's parameters come from its registry entry (:data:`hdl.designs.DESIGNS`, the same
+flags as ``sbpca gen`` and ``sbpca synth``); the run's own options and the runner live in
+``testbench.commands.cosim_<design>`` (``HELP``, ``add_arguments(parser)``, ``run(args)``).
 """
 
 from __future__ import annotations
 
-from pymodel.cli import register_design_group
+import importlib
 
-DESIGNS = ("engine", "driver", "soc")
+from hdl.designs import add_design_args, get_design
+
+RUNNERS = ("engine", "driver", "soc")
+"""Designs with a co-simulation bench (the register bank alone is checked by tests/test_regmap.py)."""
 
 
 def register(sub) -> None:
-    register_design_group(sub, "cosim", "co-simulate a design against the golden model (Verilator)",
-                          "testbench.commands.cosim_", DESIGNS)
+    parser = sub.add_parser("cosim", help="co-simulate a design against the golden model (Verilator)")
+    group = parser.add_subparsers(dest="design", metavar="DESIGN")
+    group.required = True
+    for name in RUNNERS:
+        runner = importlib.import_module(f"testbench.commands.cosim_{name}")
+        p = group.add_parser(name, help=runner.HELP, description=runner.__doc__.split("\n\n")[0],
+                             allow_abbrev=False)
+        add_design_args(p, get_design(name))
+        runner.add_arguments(p)
+        p.set_defaults(func=runner.run)

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 
-def register(designs) -> None:
-    from hdl.driver_config import add_driver_args
+HELP = "co-simulate the crossbar driver (every slot word compared)"
 
-    parser = designs.add_parser("driver", help="co-simulate the crossbar driver (every slot word compared)",
-                                description=__doc__.split("\n\n")[0])
-    add_driver_args(parser)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's options (the driver's parameters, --seed included, come from hdl.designs)."""
     parser.add_argument("--updates", type=int, default=10, help="rank-1 updates per run (default 10)")
     parser.add_argument("--stall", type=float, action="append", default=None,
                         help="probability of a stall cycle on every stream; repeat for several runs "
@@ -27,17 +26,16 @@ def register(designs) -> None:
                         help="build here (default: a cache directory keyed by the Verilog)")
     parser.add_argument("--waves", action="store_true", help="write a VCD waveform (path in the report)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdl.driver_config import params_from_args
+    from hdl.designs import DESIGNS, design_values
     from testbench.driver_cosim import driver_command, run_driver_cosim
     from testbench.simulator import SimulatorError
 
     if args.updates < 1:
         raise ValueError(f"--updates must be >= 1, not {args.updates}")
-    params = params_from_args(args)
+    params = DESIGNS["driver"].params(design_values("driver", args))
     stalls = args.stall if args.stall else [0.3]
     try:
         report = run_driver_cosim(params, updates=args.updates, seed=args.seed, stall_prob=stalls,

@@ -14,16 +14,14 @@ import sys
 from pathlib import Path
 
 
-def register(designs) -> None:
-    from hdl.engine_params import add_engine_args
+HELP = "co-simulate the SBPCA engine against the golden model"
 
-    parser = designs.add_parser("engine", help="co-simulate the SBPCA engine against the golden model",
-                                description=__doc__.split("\n\n")[0])
-    add_engine_args(parser)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's options (the engine's parameters, --seed included, come from hdl.designs)."""
     parser.add_argument("--batches", type=int, default=2, help="number of batches (default 2)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="samples per batch (default 2*sub-batch + 1: ends with a partial sub-batch)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stimulus and the initial state")
     parser.add_argument("--stall-prob", type=float, default=0.0,
                         help="per-cycle probability of a valid gap / ready low on every port (default 0)")
     parser.add_argument("--stream", choices=("random", "captured"), default="random",
@@ -44,15 +42,14 @@ def register(designs) -> None:
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
     parser.add_argument("--fast-build", action="store_true", help="compile the simulator at -O0")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
-    parser.set_defaults(func=run)
 
 
-def command_line(args: argparse.Namespace, p) -> str:
+def command_line(args: argparse.Namespace) -> str:
     """The ``sbpca cosim engine`` command that reruns this stimulus (quoted with each mismatch)."""
-    parts = [f"sbpca cosim engine --rows {p.rows} --cols {p.cols} --rank {p.rank} --sub-batch {p.sub_batch}",
-             f"--lanes {p.lanes} --format-set {args.format_set} --max-batch {p.max_batch}",
-             f"--iter-bits {p.iter_bits} --batches {args.batches} --seed {args.seed}",
-             f"--stall-prob {args.stall_prob:g} --stream {args.stream} --mode {args.mode}"]
+    from hdl.designs import design_values, flag_text
+
+    parts = [f"sbpca cosim engine {flag_text('engine', design_values('engine', args))}",
+             f"--batches {args.batches} --stall-prob {args.stall_prob:g} --stream {args.stream} --mode {args.mode}"]
     if args.batch_size:
         parts.append(f"--batch-size {args.batch_size}")
     for flag in ("no_dump", "trace_off"):
@@ -62,16 +59,19 @@ def command_line(args: argparse.Namespace, p) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdl.engine_params import params_from_args
+    from hdl.designs import DESIGNS, design_values
     from testbench.engine_cosim import random_stream, run_engine_cosim
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, not {args.batches}")
     if not 0.0 <= args.stall_prob < 1.0:
         raise ValueError(f"--stall-prob must be in [0, 1), not {args.stall_prob}")
-    params = params_from_args(args)
+    params = DESIGNS["engine"].params(design_values("engine", args))
     init = None
     if args.stream == "captured":
+        if args.data_bits is not None:
+            raise ValueError("--stream captured replays a training step of a named format set: "
+                             "drop --data-bits")
         from testbench.engine_capture import capture_training_stream
 
         cap = capture_training_stream(rank=args.rank, sub_batch=args.sub_batch,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     report = run_engine_cosim(params, batches, init=init, seed=args.seed, stall_prob=args.stall_prob,
                               stim_seed=args.seed + 1, waves=args.waves, build_dir=args.build_dir,
                               fast_build=args.fast_build, mode=args.mode, trace=not args.trace_off,
-                              reproduce=command_line(args, params), keep=args.keep,
+                              reproduce=command_line(args), keep=args.keep,
                               native=args.native_speed)
     if args.json:
         print(json.dumps(report, indent=2, default=str))

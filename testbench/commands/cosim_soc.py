@@ -15,16 +15,14 @@ import sys
 from pathlib import Path
 
 
-def register(designs) -> None:
-    from hdl.soc import add_soc_args
+HELP = "firmware co-simulation of the SoC against the golden model"
 
-    parser = designs.add_parser("soc", help="firmware co-simulation of the SoC against the golden model",
-                                description=__doc__.split("\n\n")[0])
-    add_soc_args(parser)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's options (the SoC's parameters, --seed included, come from hdl.designs)."""
     parser.add_argument("--batches", type=int, default=2, help="number of random batches (default 2)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="samples per batch (default 2*sub-batch + 1: ends with a partial sub-batch)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stimulus and the initial state")
     parser.add_argument("--stream", choices=("random", "captured"), default="random",
                         help="random samples, or one batch captured from a training step of the digits CNN")
     parser.add_argument("--lr-scale", type=float, default=2.0 ** -4,
@@ -38,7 +36,6 @@ def register(designs) -> None:
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
     parser.add_argument("--waves", action="store_true", help="write an FST waveform in the build directory")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
-    parser.set_defaults(func=run)
 
 
 def lr_scale_register(value: float) -> int:
@@ -52,14 +49,17 @@ def lr_scale_register(value: float) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdl.soc import params_from_args
+    from hdl.designs import DESIGNS, design_values
     from testbench.soc_cosim import random_batches, run_soc_cosim
 
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1, not {args.batches}")
-    params = params_from_args(args)
+    params = DESIGNS["soc"].params(design_values("soc", args))
     init = None
     if args.stream == "captured":
+        if args.data_bits is not None:
+            raise ValueError("--stream captured replays a training step of a named format set: "
+                             "drop --data-bits")
         from testbench.engine_capture import capture_training_stream
 
         cap = capture_training_stream(rank=args.rank, sub_batch=args.sub_batch,
