@@ -81,12 +81,12 @@ class CsrHarness(wiring.Component):
 
 
 def write_harness(out_dir: Path, *, rows: int, cols: int, rank: int, lanes: int = 1,
-                  fifo_depth: int = 16, formats: str = "q16") -> Path:
+                  fifo_depth: int = 16, formats: str = "q16", max_batch: int = 65535) -> Path:
     """Verilog of the harness for one configuration; returns the file path."""
     from hdl.verilog import write_verilog
 
     bank = CsrBank(constants=build_constants(rows=rows, cols=cols, rank=rank, lanes=lanes,
-                                             fifo_depth=fifo_depth, formats=formats),
+                                             fifo_depth=fifo_depth, formats=formats, max_batch=max_batch),
                    fifo_depth=fifo_depth)
     return write_verilog(CsrHarness(bank), TOPLEVEL, Path(out_dir))
 
@@ -94,7 +94,7 @@ def write_harness(out_dir: Path, *, rows: int, cols: int, rank: int, lanes: int 
 def run_csr_cosim(build_dir: Path, *, rows: int = 6, cols: int = 5, rank: int = 2, sub_batch: int = 3,
                   batch: int = 7, batches: int = 2, fifo_depth: int = 8, seed: int = 1,
                   formats: str = "q16", stalls: bool = True, waves: bool = False,
-                  testcase: str | None = None):
+                  testcase: str | None = None, lanes: int = 1, max_batch: int = 65535):
     """Build the firmware and the harness, run this bench; returns the ``CocotbResult``."""
     from firmware.build import build_shared_library
     from testbench.simulator import run_cocotb
@@ -107,8 +107,8 @@ def run_csr_cosim(build_dir: Path, *, rows: int = 6, cols: int = 5, rank: int = 
         raise ValueError(f"rank {rank} exceeds min(rows, cols) = {min(rows, cols)}")
     build_dir = Path(build_dir).resolve()
     lib = build_shared_library(build_dir / "firmware")
-    verilog = write_harness(build_dir / "rtl", rows=rows, cols=cols, rank=rank, fifo_depth=fifo_depth,
-                            formats=formats)
+    verilog = write_harness(build_dir / "rtl", rows=rows, cols=cols, rank=rank, lanes=lanes, fifo_depth=fifo_depth,
+                            formats=formats, max_batch=max_batch)
     params = dict(library=str(lib), rows=rows, cols=cols, rank=rank, sub_batch=sub_batch, batch=batch,
                   batches=batches, fifo_depth=fifo_depth, seed=seed, formats=formats, stalls=stalls)
     try:

@@ -11,8 +11,8 @@ import importlib
 
 from hdl.designs import add_design_args, get_design
 
-RUNNERS = ("engine", "driver", "soc")
-"""Designs with a co-simulation bench (the register bank alone is checked by tests/test_regmap.py)."""
+RUNNERS = ("engine", "driver", "soc", "csr")
+"""Designs with a co-simulation bench (every design of the registry)."""
 
 
 def register(sub) -> None:
