@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ FORMAT_SETS = ("q8", "q12", "q16", "q24")
 SUB_BATCHES = (1, 2, 3, 4, 5, 8, 16, 32)
 SUB_BATCH_WEIGHTS = (1, 1, 1, 2, 1, 3, 4, 4)  # small s costs many cycles per sample: drawn less often
 CHUNK_SUB_BATCHES = 2000  # sub-batches per simulator run (bounds the golden model's memory) ...
-CHUNK_SAMPLES = 50000  # ... and samples
+CHUNK_SAMPLES = 50000  # ... and samples ...
+CHUNK_CYCLES = 4_000_000  # ... and simulated cycles (by the cost model): ~20 s runs that --jobs can share
 DRIVER_EVERY = 6  # one driver case per this many engine cases (at least one per scheme)
 #: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
 #: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
@@ -71,9 +72,17 @@ def _engine_params(rng: np.random.Generator, max_dim: int, fs: str | None = None
 
 
 def _cost(p) -> float:
-    """Simulated cycles per sample, roughly: the throughput bound, or the scalar unit's chain
-    (square root and divisions, ~6 per column and sub-batch) when small s cannot hide it."""
-    return 1.1 * max(p.bound_cycles_per_sample, 6 * p.rank * (p.sqrt_cycles + p.div_cycles) / p.sub_batch) + 4
+    """Simulated cycles per sample: the engine's own timing model of one full sub-batch
+    (:func:`hdl.engine_params.model_program` on its list-scheduled program) over s, plus ~10 %
+    for what the model leaves out (stalls, loads, dumps, block hand-overs).
+
+    Measured against campaign runs (docs/VERIFICATION.md) it is within a few per cent; the
+    throughput bound 2k(a+b)/P alone underestimated small-k, small-s configurations by up to
+    36 %, which the inverse-cube sharing turned into 2.5x too many samples on them.
+    """
+    from hdl.engine_params import model_program
+
+    return 1.1 * model_program(p, p.program) / p.sub_batch + 4
 
 
 def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | None = None) -> list[dict]:
@@ -172,28 +181,86 @@ def reproduce_command(seed: int, samples: int, index: int, max_dim: int, max_con
 
 
 # ---------------------------------------------------------------- running one case
+def shard_sizes(case: dict) -> list[int]:
+    """Samples of each simulator run (*shard*) of an engine case: within :data:`CHUNK_SAMPLES`,
+    :data:`CHUNK_SUB_BATCHES` sub-batches and :data:`CHUNK_CYCLES` cycles, as even as possible.
+    Shards are independent (each has its own seed), so ``--jobs`` spreads one large case
+    over every worker; driver and captured cases are one shard."""
+    if case["kind"] != "engine":
+        return [0]
+    from hdl.engine_params import EngineParams
+
+    p = EngineParams.from_dict(case["params"])
+    chunk = max(1, min(CHUNK_SAMPLES, CHUNK_SUB_BATCHES * p.sub_batch, int(CHUNK_CYCLES / _cost(p))))
+    n = max(1, -(-int(case["samples"]) // chunk))
+    q, r = divmod(int(case["samples"]), n)
+    return [q + (1 if j < r else 0) for j in range(n)]
+
+
 def run_case(case: dict, campaign: dict) -> dict:
-    """Run one case; return its summary (counts, coverage, mismatch lines)."""
+    """Run one case (every shard of it, in turn); return its summary (counts, coverage, mismatch lines)."""
     t0 = time.time()
-    repro = reproduce_command(campaign["seed"], campaign["samples"], case["index"], campaign["max_dim"],
-                              campaign["max_configs"])
+    parts = [run_shard(case, j, campaign) for j in range(len(shard_sizes(case)))]
+    out = merge_shards(case, parts)
+    out["seconds"] = round(time.time() - t0, 2)
+    return out
+
+
+def run_shard(case: dict, shard: int, campaign: dict) -> dict:
+    """Run shard ``shard`` of ``case``; a crash is a failure of the case, reported with its reproducer."""
+    t0 = time.time()
+    repro = _repro(case, campaign)
     try:
         if case["kind"] == "driver":
             out = _run_driver_case(case, repro, campaign)
         else:
-            out = _run_engine_case(case, repro, campaign)
-    except Exception as exc:  # a crash is a failure of the case, reported with its reproducer
+            out = _run_engine_shard(case, shard, repro, campaign)
+    except Exception as exc:
         out = {"kind": case["kind"], "mismatches": 1, "words_compared": 0, "samples": 0, "cycles": 0,
-               "coverage": {}, "details": [f"case crashed: {type(exc).__name__}: {exc} | reproduce: {repro}"]}
-    out.update(index=case["index"], seconds=round(time.time() - t0, 2), reproduce=repro)
+               "coverage": {}, "details": [f"case crashed (shard {shard}): {type(exc).__name__}: {exc} "
+                                           f"| reproduce: {repro}"]}
+    out["seconds"] = round(time.time() - t0, 2)
+    out.setdefault("reproduce", repro)
     return out
 
 
-def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
+def _repro(case: dict, campaign: dict) -> str:
+    return reproduce_command(campaign["seed"], campaign["samples"], case["index"], campaign["max_dim"],
+                             campaign["max_configs"])
+
+
+def merge_shards(case: dict, parts: list[dict]) -> dict:
+    """One case's summary from its shards' summaries (sums, coverage, the first mismatch lines)."""
+    out = dict(parts[0])
+    if len(parts) > 1 or out["kind"] != "driver":
+        for key in ("mismatches", "words_compared", "samples", "cycles"):
+            out[key] = sum(int(q.get(key, 0)) for q in parts)
+        out["sim_seconds"] = round(sum(float(q.get("sim_seconds", 0.0)) for q in parts), 2)
+        cov: dict[str, int] = {}
+        for q in parts:
+            for key, v in q["coverage"].items():
+                if key in ("p_not_dividing",) or key.startswith("format_"):
+                    cov[key] = max(cov.get(key, 0), int(v))  # facts of the configuration, not events
+                else:
+                    _add(cov, key, int(v))
+        out["coverage"] = cov
+        out["details"] = [d for q in parts for d in q.get("details", [])][:5]
+        out["runs"] = [r for q in parts for r in q.get("runs", [])]
+        speeds = [s for q in parts for s in q.get("speeds", [])]
+        out["sim_cycles_per_cpu_second"] = round(float(np.median(speeds)), 1) if speeds else None
+        out.pop("speeds", None)
+    out.update(index=case["index"], seconds=round(sum(float(q.get("seconds", 0.0)) for q in parts), 2),
+               reproduce=parts[0].get("reproduce", ""), shards=len(parts))
+    return out
+
+
+def _run_engine_shard(case: dict, shard: int, repro: str, campaign: dict) -> dict:
+    """One simulator run of an engine case: shard ``shard``'s stream, stalls and trace setting,
+    all drawn from ``(case seed, shard)``."""
     from hdl.engine_params import EngineParams
     from testbench.engine_cosim import run_engine_cosim
 
-    rng = np.random.default_rng(case["seed"])
+    rng = np.random.default_rng([case["seed"], shard])
     cov: dict[str, int] = {}
     captured = case["kind"] == "captured"
     if captured:
@@ -207,54 +274,39 @@ def _run_engine_case(case: dict, repro: str, campaign: dict) -> dict:
         # the capture's own check: the golden run reproduces the training loop's state
     else:
         p = EngineParams.from_dict(case["params"])
-    total = {"mismatches": 0, "words_compared": 0, "samples": 0, "cycles": 0, "sim_seconds": 0.0}
-    details: list[str] = []
-    speeds, runs = [], []
-    left = 0 if captured else case.get("samples", 0)
-    first = True
-    while first or left > 0:
-        first = False
-        if not captured:
-            n = min(left, CHUNK_SAMPLES, CHUNK_SUB_BATCHES * p.sub_batch)
-            left -= n
-            batches = _engine_stream(p, n, rng)
-        stall = _stall(rng)
-        trace = bool(rng.random() >= 0.1)
-        if not trace:  # without trace words a block can only end after a dump: keep blocks small
-            since = 0
-            for b in batches:
-                since += len(b.x)
-                if since >= BLOCK_LIMITS["samples"] // 2:
-                    b.dump = True
-                since = 0 if b.dump else since
-        rep = run_engine_cosim(p, batches, seed=0, stall_prob=stall,
-                               stim_seed=int(rng.integers(1 << 31)), trace=trace, reproduce=repro,
-                               fast_build=campaign["fast_build"])
-        total["mismatches"] += int(rep["mismatches"])
-        total["words_compared"] += int(rep.get("words_compared", 0))
-        total["samples"] += int(rep.get("samples", 0))
-        total["cycles"] += int(rep.get("sim_cycles_total", 0) or 0)
-        total["sim_seconds"] += float(rep.get("sim_seconds") or 0)
-        details += rep.get("mismatch_details", [])[:5]
-        if rep.get("sim_cycles_per_cpu_second"):
-            speeds.append(rep["sim_cycles_per_cpu_second"])
-        runs.append({"samples": rep.get("samples"), "stall": stall, "trace": trace})
-        for n_ in rep.get("rtl_status", {}).get("sat", []):
-            cov[f"sat_{n_}"] = cov.get(f"sat_{n_}", 0) + 1
-        st = rep.get("rtl_status", {})
-        _add(cov, "sigma_guard", int(st.get("sigma_guard", 0)))
-        _add(cov, "degenerate_column", int(st.get("degenerate", 0)))
-        _add(cov, "partial_sub_batch", sum(1 for b in batches if len(b.x) % p.sub_batch))
-        _add(cov, "single_column_request", sum(1 for b in batches if b.dump and b.dump_col is not None))
-        _add(cov, "trace_off", int(not trace))
-        _add(cov, "state_load", sum(1 for b in batches if b.load is not None))
-        for key, v in rep.get("coverage_counts", {}).items():
-            _add(cov, key, int(v))
+        batches = _engine_stream(p, shard_sizes(case)[shard], rng)
+    stall = _stall(rng)
+    trace = bool(rng.random() >= 0.1)
+    if not trace:  # without trace words a block can only end after a dump: keep blocks small
+        since = 0
+        for b in batches:
+            since += len(b.x)
+            if since >= BLOCK_LIMITS["samples"] // 2:
+                b.dump = True
+            since = 0 if b.dump else since
+    rep = run_engine_cosim(p, batches, seed=0, stall_prob=stall,
+                           stim_seed=int(rng.integers(1 << 31)), trace=trace, reproduce=repro,
+                           fast_build=campaign["fast_build"])
+    st = rep.get("rtl_status", {})
+    for n_ in st.get("sat", []):
+        _add(cov, f"sat_{n_}", 1)
+    _add(cov, "sigma_guard", int(st.get("sigma_guard", 0)))
+    _add(cov, "degenerate_column", int(st.get("degenerate", 0)))
+    _add(cov, "partial_sub_batch", sum(1 for b in batches if len(b.x) % p.sub_batch))
+    _add(cov, "single_column_request", sum(1 for b in batches if b.dump and b.dump_col is not None))
+    _add(cov, "trace_off", int(not trace))
+    _add(cov, "state_load", sum(1 for b in batches if b.load is not None))
+    for key, v in rep.get("coverage_counts", {}).items():
+        _add(cov, key, int(v))
     cov["p_not_dividing"] = int(p.rows % p.lanes != 0 or p.cols % p.lanes != 0)
     cov[f"format_{p.fmts.name}"] = 1
-    return {"kind": case["kind"], "config": _describe(p), **total, "runs": runs,
-            "sim_cycles_per_cpu_second": round(float(np.median(speeds)), 1) if speeds else None,
-            "coverage": cov, "details": details[:5]}
+    return {"kind": case["kind"], "config": _describe(p), "mismatches": int(rep["mismatches"]),
+            "words_compared": int(rep.get("words_compared", 0)), "samples": int(rep.get("samples", 0)),
+            "cycles": int(rep.get("sim_cycles_total", 0) or 0), "sim_seconds": float(rep.get("sim_seconds") or 0),
+            "golden_seconds": float(rep.get("golden_seconds") or 0),
+            "speeds": [rep["sim_cycles_per_cpu_second"]] if rep.get("sim_cycles_per_cpu_second") else [],
+            "runs": [{"shard": shard, "samples": rep.get("samples"), "stall": stall, "trace": trace}],
+            "coverage": cov, "details": rep.get("mismatch_details", [])[:5], "reproduce": repro}
 
 
 def _add(cov: dict, key: str, v: int) -> None:
@@ -285,6 +337,26 @@ def _run_driver_case(case: dict, repro: str, campaign: dict) -> dict:
 
 
 # ---------------------------------------------------------------- the campaign
+def _shard_cost(case: dict, shard: int) -> float:
+    """Expected simulated cycles of one shard (driver and captured cases are short)."""
+    if case["kind"] != "engine":
+        return 1e5
+    from hdl.engine_params import EngineParams
+
+    return shard_sizes(case)[shard] * _cost(EngineParams.from_dict(case["params"]))
+
+
+def _warm_golden() -> None:
+    """Run the compiled golden kernel once in this process.  Compiling it costs ~40 s of CPU
+    when numba's on-disk cache is cold (a fresh checkout, an edited kernel); done before the
+    worker processes fork, it is paid once instead of once per worker, in parallel."""
+    from pymodel.formats import FORMAT_SETS as FS
+    from pymodel.sbpca import SBPCA
+
+    g = SBPCA(2, 2, 1, 1, fixed=FS["q8"], record=True)
+    g.update_int(np.ones((2, 2), np.int64), np.ones((2, 2), np.int64))
+
+
 def run_campaign(samples: int, seed: int, *, jobs: int = 1, max_dim: int = 96, max_configs: int | None = None,
                  only: int | None = None, fast_build: bool = False, allow_empty: tuple[str, ...] = (),
                  progress=None) -> dict:
@@ -304,18 +376,33 @@ def run_campaign(samples: int, seed: int, *, jobs: int = 1, max_dim: int = 96, m
     campaign = {"samples": samples, "seed": seed, "max_dim": max_dim, "max_configs": max_configs,
                 "fast_build": fast_build}
     t0 = time.time()
+    shards = [(c, j) for c in cases for j in range(len(shard_sizes(c)))]
+    parts: dict[int, dict[int, dict]] = {c["index"]: {} for c in cases}
+    n_shards = {c["index"]: len(shard_sizes(c)) for c in cases}
+    by_index = {c["index"]: c for c in cases}
     results = []
-    if jobs == 1:
-        for c in cases:
-            results.append(run_case(c, campaign))
+
+    def collect(case: dict, j: int, part: dict) -> None:
+        parts[case["index"]][j] = part
+        if len(parts[case["index"]]) == n_shards[case["index"]]:
+            got = parts[case["index"]]
+            results.append(merge_shards(case, [got[i] for i in range(n_shards[case["index"]])]))
             if progress:
                 progress(results[-1])
+
+    if jobs == 1:
+        for c, j in shards:
+            collect(c, j, run_shard(c, j, campaign))
     else:
+        _warm_golden()  # compile the golden kernel once: the forked workers inherit it
+        # the costliest shards first, so that the last ones to finish are short (balanced workers)
+        shards.sort(key=lambda cj: -_shard_cost(*cj))
         with ProcessPoolExecutor(max_workers=jobs) as ex:
-            for r in ex.map(run_case, cases, [campaign] * len(cases)):
-                results.append(r)
-                if progress:
-                    progress(r)
+            futs = {ex.submit(run_shard, c, j, campaign): (c["index"], j) for c, j in shards}
+            for fut in as_completed(futs):
+                i, j = futs[fut]
+                collect(by_index[i], j, fut.result())
+    results.sort(key=lambda r: r["index"])
     summary = summarize(results, bins, allow_empty, only is not None)
     summary.update(command=reproduce_command(seed, samples, 0, max_dim, max_configs).rsplit(" --only", 1)[0]
                    + (f" --jobs {jobs}" if jobs > 1 else ""),
