@@ -29,34 +29,11 @@ from cocotb.utils import get_sim_time
 from firmware.binding import STATUS, STATUS_NAMES, FirmwareDriver, FirmwareError
 from hdl.regmap import REGS
 from pymodel.crossbar.pulses import unpack_fields
+from testbench.scoreboard import Scoreboard
 from testbench.simulator import write_report
 from testbench.wishbone import WishboneMaster
 
-MAX_DETAILS = 25
 PERIOD_NS = 10
-
-
-class Scoreboard:
-    """Integer comparison with a bounded list of readable mismatch descriptions."""
-
-    def __init__(self) -> None:
-        self.compared = 0
-        self.mismatches = 0
-        self.details: list[str] = []
-
-    def check(self, what: str, got: int, exp: int) -> bool:
-        self.compared += 1
-        if int(got) != int(exp):
-            self.mismatches += 1
-            if len(self.details) < MAX_DETAILS:
-                self.details.append(f"{what}: rtl={int(got)} golden={int(exp)}")
-            return False
-        return True
-
-    def fail(self, what: str) -> None:
-        self.mismatches += 1
-        if len(self.details) < MAX_DETAILS:
-            self.details.append(what)
 
 
 class PulseMonitor:
@@ -98,7 +75,7 @@ async def soc_firmware_cosim(dut):
     cfg = job["config"]
     fields = [tuple(f) for f in job["word_fields"]]
     rng = random.Random(job["stim_seed"])
-    sb = Scoreboard()
+    sb = Scoreboard(reproduce=job.get("reproduce", ""))
 
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
@@ -134,12 +111,12 @@ async def soc_firmware_cosim(dut):
     for name, got, want in (("rows", dev.rows, a), ("cols", dev.cols, b), ("rank", dev.rank, k),
                             ("lanes", dev.lanes, ep["lanes"]),
                             ("fifo_depth", dev.fifo_depth, job["params"]["fifo_depth"])):
-        sb.check(f"firmware init: {name}", got, want)
+        sb.check("firmware init", name, got, want)
 
     # the engine computes its first reciprocals after reset: the firmware waits for idle
     status = await _firmware_status(drv.wait_idle, max_polls=10000)
     if status != "SBPCA_OK":
-        sb.fail(f"sbpca_wait_idle after reset returned {status}")
+        sb.fail("after reset", "sbpca_wait_idle", status, "SBPCA_OK", "firmware call failed")
     batches_out = []
     resets_out = []
     final_state = None  # the state read over the bus after the last batch (σ, Δ_c, X_c words)
@@ -158,39 +135,39 @@ async def soc_firmware_cosim(dut):
                                             bl=cfg["bl"], lr_scale=cfg["lr_scale"], seed=cfg["seed"])
         t1 = get_sim_time("ns")
         if res.status not in (STATUS["SBPCA_OK"], STATUS["SBPCA_ERR_HW"]):
-            sb.fail(f"batch {bi}: sbpca_train_batch returned {res.status_name} (errors {res.errors:#x})")
+            sb.fail(f"batch {bi}", "sbpca_train_batch", f"{res.status_name} (errors {res.errors:#x})",
+                    "SBPCA_OK or SBPCA_ERR_HW", "firmware call failed")
         for c in range(k):
-            sb.check(f"batch {bi} sigma[{c}]", res.sigma[c], exp["sigma"][c])
+            sb.check(f"batch {bi}", f"sigma[{c}]", res.sigma[c], exp["sigma"][c])
         d_f, x_f = await bridge(drv.read_factors)()
         for c in range(k):
             for r in range(a):
-                sb.check(f"batch {bi} Delta[{r},{c}]", d_f[r, c], exp["Delta"][c][r])
+                sb.check(f"batch {bi}", f"Delta[{r},{c}]", d_f[r, c], exp["Delta"][c][r])
             for r in range(b):
-                sb.check(f"batch {bi} X[{r},{c}]", x_f[r, c], exp["X"][c][r])
+                sb.check(f"batch {bi}", f"X[{r},{c}]", x_f[r, c], exp["X"][c][r])
         got = mon.words[n_words0:]
         want = [(c, t, w) for c, ws in enumerate(exp["pulses"]) for t, w in enumerate(ws)]
         for (c, t, w), g in zip(want, got):
-            if not sb.check(f"batch {bi} update {c} slot {t} pulse word", g, w) and len(sb.details) < MAX_DETAILS:
+            if not sb.check(f"batch {bi} update {c} slot {t} pulse word", "", g, w):
                 gf, wf = unpack_fields(fields, g), unpack_fields(fields, w)
-                sb.details.append("  differing fields: " + ", ".join(
+                sb.annotate("differing fields: " + ", ".join(
                     f"{n} rtl={gf[n]:#x} golden={wf[n]:#x}" for n in gf if gf[n] != wf[n]))
-        if len(got) != len(want):
-            sb.fail(f"batch {bi}: {len(got)} pulse words on the pins, golden {len(want)}")
-        sb.check(f"batch {bi} SAMPLES counter", res.samples, exp["samples"])
-        sb.check(f"batch {bi} SUB_BATCHES counter", res.sub_batches, exp["sub_batches"])
-        sb.check(f"batch {bi} UPDATES counter", res.updates, k)
+        sb.expect_count(f"batch {bi}", "pulse", len(got), len(want))
+        sb.check(f"batch {bi}", "SAMPLES counter", res.samples, exp["samples"])
+        sb.check(f"batch {bi}", "SUB_BATCHES counter", res.sub_batches, exp["sub_batches"])
+        sb.check(f"batch {bi}", "UPDATES counter", res.updates, k)
         flags = exp["flags"]
         for name, field in (("saturation", "SATURATION"), ("sigma_guard", "SIGMA_GUARD"),
                             ("degenerate", "DEGENERATE")):
-            sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), int(flags[name]))
+            sb.check(f"batch {bi}", f"ERRORS.{field}", REGS.ERRORS[field].get(res.errors), int(flags[name]))
         for field in ("PROTOCOL", "SAMPLE_OVERFLOW", "FACTOR_UNDERFLOW", "BUS_ERROR", "BATCH_LIMIT"):
-            sb.check(f"batch {bi} ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
+            sb.check(f"batch {bi}", f"ERRORS.{field}", REGS.ERRORS[field].get(res.errors), 0)
         checkpoint = (d_f, x_f, np.asarray(res.sigma, dtype=np.int64))
         final_state = {"sigma": [int(v) for v in res.sigma], "Delta": d_f.T.tolist(), "X": x_f.T.tolist()}
         cycles = int((t1 - t0) // PERIOD_NS)
         stream = int((win["done"] - win["start"]) // PERIOD_NS) if win["done"] is not None else -1
         if stream < 0:
-            sb.fail(f"batch {bi}: no STATUS read with DONE after START_BATCH")
+            sb.fail(f"batch {bi}", "STATUS.DONE", 0, 1, "no STATUS read with DONE after START_BATCH")
         stream_cycles += max(stream, 0)
         total_cycles += cycles
         busy_cycles += res.cycles
@@ -201,16 +178,15 @@ async def soc_firmware_cosim(dut):
                             "pulse_words": len(got), "sigma": res.sigma.tolist()})
 
     status, flags = await bridge(drv.check_errors)()
-    sb.check("final ERRORS register", flags, 0)
+    sb.check("end of run", "ERRORS register", flags, 0)
+    await end_of_run(dut, drv, wb, mon, sb, job)
     pulse_words = len(mon.words)
     extra = {}
     if job.get("extra_checks"):
         extra["idle_check"] = await idle_check(drv, wb, mon, sb)
         extra["batch_limit_check"] = await batch_limit_check(drv, wb, sb, job, rng)
     report = {
-        "mismatches": sb.mismatches,
-        "mismatch_details": sb.details,
-        "words_compared": sb.compared,
+        **sb.report(),
         "samples": samples,
         "batches": batches_out,
         "cycles": total_cycles,
@@ -232,6 +208,25 @@ async def soc_firmware_cosim(dut):
     }
     write_report(report)
     assert sb.mismatches == 0, "; ".join(sb.details[:5])
+
+
+async def end_of_run(dut, drv: FirmwareDriver, wb: WishboneMaster, mon: PulseMonitor, sb: Scoreboard,
+                     job: dict) -> None:
+    """Nothing in flight after the last batch: the engine and the drivers go idle within the
+    firmware's poll budget (``sbpca_wait_idle``; STATUS.BUSY is stretched 16 cycles past the
+    engine's own busy), the sample FIFO is drained, no factor word is unread, no pulse word is
+    offered and none came beyond the golden count.  These are conditions, not stream words, so
+    they do not add to ``words_compared``."""
+    FS = REGS.FIFO_STATUS
+    idle = await _firmware_status(drv.wait_idle, max_polls=10000)
+    sb.require("end of run", "sbpca_wait_idle", idle, "SBPCA_OK", "engine or driver work left in flight")
+    fifo = await wb.read(FS.offset)
+    sb.require("end of run", "FIFO_STATUS.SAMPLE_SPACE", FS.SAMPLE_SPACE.get(fifo), job["params"]["fifo_depth"],
+               "sample words left in the FIFO")
+    sb.require("end of run", "FIFO_STATUS.FACTOR_LEVEL", FS.FACTOR_LEVEL.get(fifo), 0, "factor words left unread")
+    sb.require("end of run", "pulses.valid", int(dut.pulses__valid.value), 0, "pulse word in flight")
+    sb.expect_count("end of run", "pulse", len(mon.words),
+                    sum(len(ws) for e in job["expected"] for ws in e["pulses"]))
 
 
 async def _firmware_status(fn, **kw) -> str:
@@ -268,50 +263,50 @@ async def soft_reset_scenario(scenario: str, bi: int, drv: FirmwareDriver, wb: W
         await bridge(drv.stream_samples)(x[:part], d[:part])
         out["samples_before"] = await wb.read(R.SAMPLES.offset)
         out["status_before"] = await wb.read(ST.offset)
-        sb.check(f"{tag}: samples streamed before the reset", int(out["samples_before"] >= 1), 1)
+        sb.check(tag, "samples streamed before the reset", int(out["samples_before"] >= 1), 1)
     elif scenario == "mid_readout":
         await wb.write(R.CTRL.offset, R.CTRL.READ_FACTORS.mask)
         for _ in range(3):
             await wb.read(R.FACTOR_DATA.offset)
         out["factor_level_before"] = R.FIFO_STATUS.FACTOR_LEVEL.get(await wb.read(R.FIFO_STATUS.offset))
-        sb.check(f"{tag}: words waiting in FACTOR_DATA before the reset", int(out["factor_level_before"] > 0), 1)
+        sb.check(tag, "words waiting in FACTOR_DATA before the reset", int(out["factor_level_before"] > 0), 1)
     elif scenario == "mid_update":
         mon.hold = True
         await wb.write(R.CTRL.offset, R.CTRL.APPLY_UPDATE.mask)
         for _ in range(4):
             await wb.read(R.ID.offset)  # the first pair reaches the driver
         out["status_before"] = await wb.read(ST.offset)
-        sb.check(f"{tag}: UPD_BUSY before the reset", ST.UPD_BUSY.get(out["status_before"]), 1)
+        sb.check(tag, "UPD_BUSY before the reset", ST.UPD_BUSY.get(out["status_before"]), 1)
     else:
         raise ValueError(f"unknown soft-reset scenario {scenario!r}")
     n_pulses = len(mon.words)
     out["reset_status"] = await _firmware_status(drv.soft_reset, max_polls=10000)
     mon.hold = False
-    sb.check(f"{tag}: sbpca_soft_reset", int(out["reset_status"] == "SBPCA_OK"), 1)
+    sb.check(tag, "sbpca_soft_reset", int(out["reset_status"] == "SBPCA_OK"), 1)
     after = await wb.read(ST.offset)
     fifo = await wb.read(R.FIFO_STATUS.offset)
     out.update(status_after=after, fifo_status_after=fifo)
-    sb.check(f"{tag}: STATUS.STATE_VALID after the reset", ST.STATE_VALID.get(after), 0)
-    sb.check(f"{tag}: STATUS.UPD_BUSY after the reset", ST.UPD_BUSY.get(after), 0)
-    sb.check(f"{tag}: FIFO_STATUS after the reset (flushed)", fifo,
+    sb.check(tag, "STATUS.STATE_VALID after the reset", ST.STATE_VALID.get(after), 0)
+    sb.check(tag, "STATUS.UPD_BUSY after the reset", ST.UPD_BUSY.get(after), 0)
+    sb.check(tag, "FIFO_STATUS after the reset (flushed)", fifo,
              R.FIFO_STATUS.pack(SAMPLE_SPACE=job["params"]["fifo_depth"], FACTOR_LEVEL=0))
-    sb.check(f"{tag}: pulse words during the held update", len(mon.words) - n_pulses, 0)
+    sb.check(tag, "pulse words during the held update", len(mon.words) - n_pulses, 0)
     await wb.write(R.ERRORS.offset, 0xFFFFFFFF)
     await wb.write(R.CTRL.offset, R.CTRL.START_BATCH.mask)
     refused = await wb.read(R.ERRORS.offset)
-    sb.check(f"{tag}: START_BATCH refused (PROTOCOL) without a state", R.ERRORS.PROTOCOL.get(refused), 1)
+    sb.check(tag, "START_BATCH refused (PROTOCOL) without a state", R.ERRORS.PROTOCOL.get(refused), 1)
     await wb.write(R.ERRORS.offset, 0xFFFFFFFF)
     D, X, sg = checkpoint
     out["load_status"] = await _firmware_status(drv.load_state, delta_f=D, x_f=X, sigma=sg)
-    sb.check(f"{tag}: sbpca_load_state", int(out["load_status"] == "SBPCA_OK"), 1)
-    sb.check(f"{tag}: STATUS.STATE_VALID after the load", ST.STATE_VALID.get(await wb.read(ST.offset)), 1)
+    sb.check(tag, "sbpca_load_state", int(out["load_status"] == "SBPCA_OK"), 1)
+    sb.check(tag, "STATUS.STATE_VALID after the load", ST.STATE_VALID.get(await wb.read(ST.offset)), 1)
     D2, X2, s2 = await bridge(drv.read_state)()
     for c in range(k):
-        sb.check(f"{tag}: restored sigma[{c}]", s2[c], sg[c])
+        sb.check(tag, f"restored sigma[{c}]", s2[c], sg[c])
         for r in range(D.shape[0]):
-            sb.check(f"{tag}: restored Delta[{r},{c}]", D2[r, c], D[r, c])
+            sb.check(tag, f"restored Delta[{r},{c}]", D2[r, c], D[r, c])
         for r in range(X.shape[0]):
-            sb.check(f"{tag}: restored X[{r},{c}]", X2[r, c], X[r, c])
+            sb.check(tag, f"restored X[{r},{c}]", X2[r, c], X[r, c])
     return out
 
 
@@ -338,9 +333,11 @@ async def idle_check(drv: FirmwareDriver, wb: WishboneMaster, mon: PulseMonitor,
            "timeout_polls": timeout_polls, "idle_status": idle_status, "idle_polls": idle_polls,
            "status_after": status_after}
     if (busy_before, timeout_status, timeout_polls) != (1, "SBPCA_ERR_TIMEOUT", budget):
-        sb.fail(f"sbpca_wait_idle with a stuck crossbar: {out}")
+        sb.fail("idle check", "sbpca_wait_idle with a stuck crossbar",
+                (busy_before, timeout_status, timeout_polls), (1, "SBPCA_ERR_TIMEOUT", budget), "wrong outcome")
     if idle_status != "SBPCA_OK" or status_after & (REGS.STATUS.BUSY.mask | REGS.STATUS.UPD_BUSY.mask):
-        sb.fail(f"sbpca_wait_idle after release: {out}")
+        sb.fail("idle check", "sbpca_wait_idle after release", (idle_status, status_after), ("SBPCA_OK", "idle"),
+                "wrong outcome")
     return out
 
 
@@ -360,10 +357,10 @@ async def batch_limit_check(drv: FirmwareDriver, wb: WishboneMaster, sb: Scorebo
     R, ST, ER = REGS, REGS.STATUS, REGS.ERRORS
     n = max_batch + 1
     out: dict = {"max_batch_register": drv.dev.max_batch, "samples": n}
-    sb.check("MAX_BATCH register", drv.dev.max_batch, max_batch)
+    sb.check("batch limit", "MAX_BATCH register", drv.dev.max_batch, max_batch)
     w0 = wb.stats.writes
     out["configure_status"] = await _firmware_status(drv.configure, batch_size=n, sub_batch=s)
-    sb.check("configure(B = MAX_BATCH + 1) refused without a bus write", int(
+    sb.check("batch limit", "configure(B = MAX_BATCH + 1) refused without a bus write", int(
         out["configure_status"] == "SBPCA_ERR_ARG" and wb.stats.writes == w0), 1)
     x = np.asarray([[rng.randrange(-2000, 2000) for _ in range(b)] for _ in range(n)], dtype=np.int64)
     d = np.asarray([[rng.randrange(-2000, 2000) for _ in range(a)] for _ in range(n)], dtype=np.int64)
@@ -380,27 +377,27 @@ async def batch_limit_check(drv: FirmwareDriver, wb: WishboneMaster, sb: Scorebo
         got = {"wait_done": done, "errors": await wb.read(R.ERRORS.offset),
                "status": await wb.read(R.STATUS.offset), "samples": await wb.read(R.SAMPLES.offset),
                "sub_batches": await wb.read(R.SUB_BATCHES.offset)}
-        sb.check(f"{tag}: wait_done", int(done == "SBPCA_OK"), 1)
-        sb.check(f"{tag}: ERRORS.BATCH_LIMIT", ER.BATCH_LIMIT.get(got["errors"]), 1)
-        sb.check(f"{tag}: ERRORS.PROTOCOL", ER.PROTOCOL.get(got["errors"]), 0)
-        sb.check(f"{tag}: STATUS.ENGINE_ERROR", ST.ENGINE_ERROR.get(got["status"]), 1)
-        sb.check(f"{tag}: SAMPLES counter", got["samples"], n)
-        sb.check(f"{tag}: SUB_BATCHES counter", got["sub_batches"], -(-n // s))
+        sb.check(tag, "wait_done", int(done == "SBPCA_OK"), 1)
+        sb.check(tag, "ERRORS.BATCH_LIMIT", ER.BATCH_LIMIT.get(got["errors"]), 1)
+        sb.check(tag, "ERRORS.PROTOCOL", ER.PROTOCOL.get(got["errors"]), 0)
+        sb.check(tag, "STATUS.ENGINE_ERROR", ST.ENGINE_ERROR.get(got["status"]), 1)
+        sb.check(tag, "SAMPLES counter", got["samples"], n)
+        sb.check(tag, "SUB_BATCHES counter", got["sub_batches"], -(-n // s))
         return got
 
     out["first"] = await oversized_batch("oversized batch")
     status, flags = await bridge(drv.check_errors)()
     out["check_errors"] = {"status": STATUS_NAMES.get(status, str(status)), "flags": flags}
-    sb.check("check_errors on BATCH_LIMIT returns SBPCA_ERR_PROTOCOL", status, STATUS["SBPCA_ERR_PROTOCOL"])
+    sb.check("batch limit", "check_errors on BATCH_LIMIT returns SBPCA_ERR_PROTOCOL", status, STATUS["SBPCA_ERR_PROTOCOL"])
     out["after_w1c"] = {"errors": await wb.read(R.ERRORS.offset), "status": await wb.read(R.STATUS.offset)}
-    sb.check("ERRORS after the W1C write", out["after_w1c"]["errors"], 0)
-    sb.check("STATUS.ENGINE_ERROR after the W1C write (only CLEAR clears it)",
+    sb.check("batch limit", "ERRORS after the W1C write", out["after_w1c"]["errors"], 0)
+    sb.check("batch limit", "STATUS.ENGINE_ERROR after the W1C write (only CLEAR clears it)",
              ST.ENGINE_ERROR.get(out["after_w1c"]["status"]), 1)
     await wb.write(R.CTRL.offset, R.CTRL.CLEAR.mask)
     for _ in range(3):
         await wb.read(R.ID.offset)  # a few cycles for a spurious flag to show
     out["after_clear"] = {"errors": await wb.read(R.ERRORS.offset), "status": await wb.read(R.STATUS.offset)}
-    sb.check("STATUS.ENGINE_ERROR after CTRL.CLEAR", ST.ENGINE_ERROR.get(out["after_clear"]["status"]), 0)
-    sb.check("ERRORS after CTRL.CLEAR (clearing raises no flag)", out["after_clear"]["errors"], 0)
+    sb.check("batch limit", "STATUS.ENGINE_ERROR after CTRL.CLEAR", ST.ENGINE_ERROR.get(out["after_clear"]["status"]), 0)
+    sb.check("batch limit", "ERRORS after CTRL.CLEAR (clearing raises no flag)", out["after_clear"]["errors"], 0)
     out["second"] = await oversized_batch("oversized batch after CLEAR")
     return out

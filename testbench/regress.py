@@ -6,14 +6,17 @@ saturating q8 — and for each one a stream: batch sizes with partial sub-batche
 probabilities 0..0.5 drawn per port, trace on or off, single-column and all-column factor
 requests, state loads that fire the σ guard, zero states with zero samples (degenerate
 columns), extreme samples that saturate, and (once per campaign) a stream captured from a
-training step of the digits CNN.  Driver cases (both schemes, random BL, stalls) run in the
+training step of the digits CNN.  Driver cases (both schemes, random BL, stalls) and, in
+campaigns of at least :data:`SOC_MIN_SAMPLES` samples, the SoC under its C firmware (small
+random configurations, both driver schemes, soft resets, bus and pulse stalls) run in the
 same campaign.  Everything derives from ``--seed``: case ``i`` can be rerun alone with
 ``--only i`` (the command is quoted with each mismatch).
 
 Builds are cached by netlist (:mod:`testbench.runner`), so configurations that share one
 are compiled once.  The sample budget is spread over the configurations in inverse
-proportion to the cube of their cost (cycles per sample), so slow configurations still
-run but cheap ones carry most samples.  Coverage is counted per event bin; the campaign fails on any
+proportion to the cube of their cost (cycles per sample, from the engine's timing model),
+so slow configurations still run but cheap ones carry most samples.  A large case is cut
+into shards (one simulator run each, own seed) that ``--jobs`` workers share.  Coverage is counted per event bin; the campaign fails on any
 mismatch and on any bin left empty (``--allow-empty`` names bins a short campaign may miss).
 """
 
@@ -38,6 +41,11 @@ CHUNK_SUB_BATCHES = 2000  # sub-batches per simulator run (bounds the golden mod
 CHUNK_SAMPLES = 50000  # ... and samples ...
 CHUNK_CYCLES = 4_000_000  # ... and simulated cycles (by the cost model): ~20 s runs that --jobs can share
 DRIVER_EVERY = 6  # one driver case per this many engine cases (at least one per scheme)
+SOC_MIN_SAMPLES = 1000  # campaigns this large also run the SoC under its firmware (one case per scheme)
+SOC_MAX_BATCH = 16  # MAX_BATCH of the SoC cases: small, so that the batch-limit check stays short
+#: events of the SoC cases: each driver scheme under the firmware, a soft reset with the state
+#: restored, back-pressure on the pulse port, the idle/timeout and MAX_BATCH checks
+SOC_BINS = ("stochastic", "deterministic", "soft_reset", "pulse_backpressure", "batch_limit")
 #: saturation stages no stimulus of the campaign has reached (random, rail samples into rail
 #: states, σ at both ends): counted and reported, but an empty count does not fail a campaign
 UNREACHED_SAT = ("A", "X_q", "p", "D", "Delta_q", "S", "sigma")
@@ -52,7 +60,8 @@ def coverage_bins() -> list[str]:
                "state_load", "captured_training_stream", "p_not_dividing"]
             + [f"backpressure_{p}" for p in ("x", "d", "load", "factor_req", "trace", "factors")]
             + ["input_buffers_full", "format_q8", "format_q12", "format_q16", "format_q24",
-               "driver_stochastic", "driver_deterministic", "driver_stall"])
+               "driver_stochastic", "driver_deterministic", "driver_stall"]
+            + [f"soc_{b}" for b in SOC_BINS])
 
 
 # ---------------------------------------------------------------- case drawing
@@ -109,6 +118,10 @@ def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | No
                           "seed": int(rng.integers(1 << 31)), "max_dim": max_dim})
     if samples >= 20000 and max_dim >= 65:
         cases.append({"kind": "captured", "seed": int(rng.integers(1 << 31))})
+    if samples >= SOC_MIN_SAMPLES:
+        for scheme in ("stochastic", "deterministic"):
+            cases.append({"kind": "soc", "scheme": scheme, "seed": int(rng.integers(1 << 31)),
+                          "max_dim": min(max_dim, 12)})
     for i, c in enumerate(cases):
         c["index"] = i
     return cases
@@ -213,6 +226,8 @@ def run_shard(case: dict, shard: int, campaign: dict) -> dict:
     try:
         if case["kind"] == "driver":
             out = _run_driver_case(case, repro, campaign)
+        elif case["kind"] == "soc":
+            out = _run_soc_case(case, repro)
         else:
             out = _run_engine_shard(case, shard, repro, campaign)
     except Exception as exc:
@@ -232,7 +247,7 @@ def _repro(case: dict, campaign: dict) -> str:
 def merge_shards(case: dict, parts: list[dict]) -> dict:
     """One case's summary from its shards' summaries (sums, coverage, the first mismatch lines)."""
     out = dict(parts[0])
-    if len(parts) > 1 or out["kind"] != "driver":
+    if out["kind"] in ("engine", "captured"):
         for key in ("mismatches", "words_compared", "samples", "cycles"):
             out[key] = sum(int(q.get(key, 0)) for q in parts)
         out["sim_seconds"] = round(sum(float(q.get("sim_seconds", 0.0)) for q in parts), 2)
@@ -336,9 +351,57 @@ def _run_driver_case(case: dict, repro: str, campaign: dict) -> dict:
             "details": [d for r in rep["runs"] for d in r.get("mismatch_details", [])][:5]}
 
 
+def soc_draw(case: dict) -> dict:
+    """A SoC case's random legal configuration and stimulus (small: the SoC is bus bound)."""
+    rng = np.random.default_rng(case["seed"])
+    md = case.get("max_dim", 12)
+    a, b = (int(v) for v in rng.integers(1, md + 1, 2))
+    s = int(rng.choice((1, 2, 3, 4, 5, 8)))
+    bl_max = int(rng.integers(1, 32))
+    cfg = {"rows": a, "cols": b, "rank": int(rng.integers(1, min(3, a, b) + 1)), "sub_batch": s,
+           "lanes": int(rng.integers(1, min(4, max(a, b)) + 1)), "formats": str(rng.choice(FORMAT_SETS)),
+           "scheme": case["scheme"], "bl_max": bl_max, "driver_seed": int(rng.integers(1 << 15)),
+           "fifo_depth": int(rng.choice((4, 8, 16))), "max_batch": SOC_MAX_BATCH}
+    n_batches = int(rng.integers(2, 5))
+    return {"params": cfg, "batches": n_batches, "batch_size": int(rng.integers(1, min(2 * s + 2, SOC_MAX_BATCH) + 1)),
+            "stream_seed": int(rng.integers(1 << 31)), "init_seed": int(rng.integers(1 << 15)),
+            "lr_scale": 1 << int(rng.integers(16, 25)), "bl": int(rng.integers(1, bl_max + 1)),
+            "bus_stalls": bool(rng.random() < 0.5), "pulse_stall_prob": float(np.round(rng.uniform(0, 0.4), 3)),
+            "resets": [None] + [str(rng.choice(("mid_batch", "mid_readout", "mid_update")))
+                                if rng.random() < 0.4 else None for _ in range(n_batches - 1)],
+            "extra_checks": bool(rng.random() < 0.7), "stim_seed": int(rng.integers(1 << 31))}
+
+
+def _run_soc_case(case: dict, repro: str) -> dict:
+    """The SoC under its C firmware (:func:`testbench.soc_cosim.run_soc_cosim`), scored by the
+    shared scoreboard: σ, every factor word, every pulse word, counters, flags, end of run."""
+    from hdl.soc import SoCParams
+    from testbench.soc_cosim import random_batches, run_soc_cosim
+
+    d = soc_draw(case)
+    params = SoCParams.make(**d["params"])
+    batches = random_batches(params, d["batches"], d["batch_size"], seed=d["stream_seed"])
+    rep = run_soc_cosim(params, batches, seed=d["init_seed"], lr_scale=d["lr_scale"], bl=d["bl"],
+                        bus_stalls=d["bus_stalls"], pulse_stall_prob=d["pulse_stall_prob"], stim_seed=d["stim_seed"],
+                        extra_checks=d["extra_checks"], resets=d["resets"], reproduce=repro)
+    cov = {f"soc_{params.driver.scheme}": 1, "soc_soft_reset": len(rep.get("soft_resets", [])),
+           "soc_pulse_backpressure": int(rep.get("pulse_stall_cycles", 0)),
+           "soc_batch_limit": int("batch_limit_check" in rep)}
+    e = params.engine
+    return {"kind": "soc", "config": f"soc a={e.rows} b={e.cols} k={e.rank} s={e.sub_batch} P={e.lanes} "
+                                     f"{e.fmts.name} {params.driver.scheme}",
+            "mismatches": int(rep["mismatches"]) + int(rep.get("failed", 0) != 0 and rep["mismatches"] == 0),
+            "words_compared": int(rep.get("words_compared", 0)), "samples": int(rep.get("samples") or 0),
+            "cycles": int(rep.get("cycles") or 0), "coverage": cov, "draw": d,
+            "details": list(rep.get("mismatch_details", []))[:5]}
+
+
 # ---------------------------------------------------------------- the campaign
 def _shard_cost(case: dict, shard: int) -> float:
-    """Expected simulated cycles of one shard (driver and captured cases are short)."""
+    """Expected simulated cycles of one shard (driver and captured cases are short; a SoC case
+    costs about as much as a large shard: a build and a Python bus model)."""
+    if case["kind"] == "soc":
+        return 4e6
     if case["kind"] != "engine":
         return 1e5
     from hdl.engine_params import EngineParams
@@ -420,11 +483,13 @@ def summarize(results: list[dict], bins: list[str], allow_empty=(), single_case:
                 cov[key] += int(v)
     empty = [] if single_case else [b for b in bins if cov[b] == 0 and b not in allow_empty]
     mism = sum(r["mismatches"] for r in results)
-    engine = [r for r in results if r["kind"] != "driver"]
+    engine = [r for r in results if r["kind"] in ("engine", "captured")]
     return {
-        "configurations": len(engine), "driver_cases": len(results) - len(engine),
+        "configurations": len(engine), "driver_cases": sum(r["kind"] == "driver" for r in results),
+        "soc_cases": sum(r["kind"] == "soc" for r in results),
         "samples": sum(r["samples"] for r in engine),
         "driver_updates": sum(r["samples"] for r in results if r["kind"] == "driver"),
+        "soc_samples": sum(r["samples"] for r in results if r["kind"] == "soc"),
         "words_compared": sum(r["words_compared"] for r in results),
         "simulated_cycles": sum(r["cycles"] for r in results),
         "mismatches": mism, "coverage": cov, "empty_bins": empty, "allowed_empty": sorted(allow_empty),

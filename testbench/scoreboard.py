@@ -34,19 +34,22 @@ class Scoreboard:
     details: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     kinds: dict = field(default_factory=dict)
+    _kept: bool = False  # whether the last mismatch got a line (see annotate)
 
     def _record(self, where: str, word: str, got, exp, why: str = "") -> None:
         self.mismatches += 1
         kind = why or "differs"
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        if len(self.details) < self.max_details and self.kinds[kind] <= self.per_kind:
+        self._kept = len(self.details) < self.max_details and self.kinds[kind] <= self.per_kind
+        if self._kept:
             rec = {"where": where, "word": word, "rtl": _plain(got), "golden": _plain(exp)}
             if why:
                 rec["why"] = why
             if self.reproduce:
                 rec["reproduce"] = self.reproduce
             self.records.append(rec)
-            line = f"{where}: {word}: rtl={rec['rtl']} golden={rec['golden']}"
+            line = f"{where}: {word}: " if word else f"{where}: "  # no word: ``where`` names it
+            line += f"rtl={rec['rtl']} golden={rec['golden']}"
             if why:
                 line += f" ({why})"
             if self.reproduce:
@@ -64,6 +67,20 @@ class Scoreboard:
     def fail(self, where: str, word: str, got, exp, why: str) -> None:
         """A mismatch found without a one-to-one comparison (surplus word, timeout, ...)."""
         self._record(where, word, got, exp, why)
+
+    def require(self, where: str, word: str, got, exp, why: str) -> bool:
+        """A condition that must hold (the design idle, nothing in flight at the end of a run):
+        a mismatch when ``got != exp``, but not a compared word of the stream."""
+        if _plain(got) == _plain(exp):
+            return True
+        self._record(where, word, got, exp, why)
+        return False
+
+    def annotate(self, text: str) -> None:
+        """An indented line explaining the last mismatch (e.g. the differing fields of a packed
+        word); dropped when that mismatch got no line of its own."""
+        if self._kept and len(self.details) < self.max_details:
+            self.details.append(f"  {text}")
 
     def add_compared(self, n: int) -> None:
         """Words compared elsewhere (a comparing sink in the simulator) that matched or were counted."""

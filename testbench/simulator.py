@@ -139,31 +139,3 @@ def _json_default(obj):
 
 
 FAST_BUILD_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
-
-
-def cached_verilog(component, toplevel: str, cache_root: Path, build_dir: "str | Path | None" = None,
-                   waves: bool = False, fast_build: bool = False) -> tuple[Path, Path, str]:
-    """Write ``component``'s Verilog into a build directory reused across identical designs.
-
-    Without ``build_dir`` the directory is ``cache_root/<hash of Verilog, waves, flags>``, so a
-    rerun of the same design skips the Verilator build.  The Verilog file is rewritten only
-    when its text changed (keeping make's timestamps).  Returns ``(build_dir, verilog_path,
-    make_flags)`` where ``make_flags`` lowers C++ optimisation for ``fast_build``.
-    """
-    import hashlib
-    import tempfile
-
-    from hdl.verilog import write_verilog
-
-    with tempfile.TemporaryDirectory(prefix=f"{toplevel}_v_") as vtmp:
-        vtext = write_verilog(component, toplevel, Path(vtmp)).read_text()
-    opt_flags = FAST_BUILD_MAKEFLAGS if fast_build else ""
-    if build_dir is None:
-        key = hashlib.sha1(f"{vtext}|{waves}|{opt_flags}".encode()).hexdigest()[:16]
-        build_dir = Path(cache_root) / key
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    vpath = build_dir / f"{toplevel}.v"
-    if not vpath.exists() or vpath.read_text() != vtext:
-        vpath.write_text(vtext)
-    return build_dir, vpath, opt_flags

@@ -11,15 +11,19 @@ then ``sbpca_read_factors``); each register access is a Wishbone cycle on the RT
 compares σ, every factor word read through ``FACTOR_DATA`` and every pulse word on the
 ``pulses`` port, as integers.
 
-Builds are cached by Verilog hash under ``$SBPCA_SOC_CACHE`` (default ``build/soc_cosim`` in the
-repository), one directory per design, locked while in use (pytest-xdist safe).
+Everything around the bench is the shared verification layer: :func:`testbench.runner.run_bench`
+builds (cached by the Verilog text under ``$SBPCA_SOC_CACHE``, default ``build/soc_cosim`` in the
+repository; only the top-level ports public, a build locked while it is made) and runs each
+simulation in its own directory, so parallel runs share one build (pytest-xdist, ``sbpca
+regress --jobs``); the bench scores with :class:`testbench.scoreboard.Scoreboard`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -127,7 +131,8 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
                   seed: int = 0, lr_scale: int = 1 << 20, bl: int = 15, bus_stalls: bool = False,
                   pulse_stall_prob: float = 0.0, stim_seed: int = 1, build_dir: "str | Path | None" = None,
                   waves: bool = False, fast_build: bool = True, extra_checks: bool = False,
-                  resets: Sequence[str | None] | None = None, block_ops: bool = True) -> dict:
+                  resets: Sequence[str | None] | None = None, block_ops: bool = True,
+                  reproduce: str = "", keep: bool = False) -> dict:
     """Run ``batches`` through the SoC RTL under the C firmware and compare with the golden model.
 
     ``init`` -- integer engine state (X, Δ, σ), else the golden model's seeded state for ``seed``;
@@ -142,7 +147,9 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     middle of a batch, a factor readout or a pulse update before that batch, then the state
     restored from the last checkpoint (report ``soft_resets``; not before batch 0);
     ``block_ops`` -- give the firmware the block functions (pipelined bursts to the FIFO
-    windows); False: one single access per word, for comparison.
+    windows); False: one single access per word, for comparison; ``reproduce`` -- the command
+    line that reruns this stimulus (quoted with each mismatch); ``keep`` -- keep the run
+    directory (job, logs, waves) also when the run is clean.
     Returns the report: ``mismatches``, ``mismatch_details``, ``words_compared``, ``samples``,
     ``cycles`` (clock cycles of the whole firmware sequence), ``cycles_per_sample`` (the engine's
     busy cycles per sample, from the CYCLES counter), ``bus_cycles_per_sample`` (the whole
@@ -151,7 +158,8 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     ``bound_cycles_per_sample`` (2k(a+b)/P), ``bound_ratio``, per-batch detail and more.
     """
     from firmware.build import build_shared_library
-    from testbench.simulator import SimulatorError, _count_results, cached_verilog, run_cocotb
+    from hdl.verilog import write_verilog
+    from testbench.runner import build_lock, cache_dir, run_bench
 
     if not isinstance(params, SoCParams):
         raise TypeError(f"params must be a SoCParams, not {type(params).__name__}")
@@ -175,9 +183,17 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
     t0 = time.time()
     expected = soc_golden(params, batches, state0, lr_scale=int(lr_scale), bl=int(bl), resets=resets)
     t_golden = time.time() - t0
-    soc = SBPCASoC(params, init=state0)
-    build_dir, vpath, opt_flags = cached_verilog(soc, TOPLEVEL, _cache_root(), build_dir,
-                                                  waves=waves, fast_build=fast_build)
+    root = _cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="soc_v_", dir=root) as vtmp:
+        vtext = write_verilog(SBPCASoC(params, init=state0), TOPLEVEL, Path(vtmp)).read_text()
+    bdir = Path(build_dir).resolve() if build_dir else cache_dir(root, [vtext], "soc", waves, fast_build)
+    bdir.mkdir(parents=True, exist_ok=True)
+    vpath = bdir / f"{TOPLEVEL}.v"
+    with build_lock(bdir):  # parallel runs of one design: one writer of the Verilog and the library
+        if not vpath.exists() or vpath.read_text() != vtext:
+            vpath.write_text(vtext)
+        library = build_shared_library(bdir / "firmware")
     p = params.engine
     job = {
         "params": params.to_dict(),
@@ -193,43 +209,31 @@ def run_soc_cosim(params: SoCParams, batches: Sequence[tuple[np.ndarray, np.ndar
         "resets": resets,
         "block_ops": bool(block_ops),
         "init": [v.tolist() for v in state0],
+        "library": str(library),
+        "reproduce": reproduce,
     }
-    old_flags = os.environ.get("MAKEFLAGS")
+    runs = bdir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    test_dir = Path(tempfile.mkdtemp(prefix="run_", dir=runs))
+    job_path = test_dir / "soc_job.json"
+    job_path.write_text(json.dumps(job))
     t1 = time.time()
-    with open(build_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time per build directory
-        try:
-            job["library"] = str(build_shared_library(build_dir / "firmware"))
-            job_path = build_dir / "soc_job.json"
-            job_path.write_text(json.dumps(job))
-            if opt_flags:
-                os.environ["MAKEFLAGS"] = f"{old_flags or ''} {opt_flags}".strip()
-            sim_dir = build_dir / "sim"
-            try:
-                res = run_cocotb(verilog_sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_soc",
-                                 build_dir=sim_dir, extra_env={"SBPCA_SOC_JOB": str(job_path)}, waves=waves,
-                                 seed=int(stim_seed))
-                passed, failed, report = res.passed, res.failed, dict(res.report)
-            except SystemExit:
-                # under pytest the cocotb runner exits on a failing bench: keep its report
-                rep_path = sim_dir / f"report_{TOPLEVEL}.json"
-                xmls = sorted(sim_dir.glob("*.xml"), key=lambda q: q.stat().st_mtime)
-                if not rep_path.exists() or not xmls:
-                    raise SimulatorError(f"SoC bench failed without a report; see {sim_dir / 'sim.log'}") from None
-                passed, failed = _count_results(xmls[-1])
-                report = json.loads(rep_path.read_text())
-        finally:
-            if old_flags is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = old_flags
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    res = run_bench(sources=[vpath], toplevel=TOPLEVEL, test_module="testbench.bench_soc", build_dir=bdir / "sim",
+                    extra_env={"SBPCA_SOC_JOB": str(job_path)}, waves=waves, seed=int(stim_seed),
+                    fast_build=fast_build, public="ports", test_dir=test_dir)
+    report = dict(res.report)
     if "mismatches" not in report:
         report.update(mismatches=-1, words_compared=0,
-                      mismatch_details=[f"bench produced no report (see {build_dir / 'sim' / 'sim.log'})"])
-    report.update(passed=passed, failed=failed, golden_seconds=round(t_golden, 3),
+                      mismatch_details=[f"bench produced no report (see {test_dir / 'sim.log'})"])
+    clean = report["mismatches"] == 0 and res.failed == 0
+    if waves:
+        report["waves"] = [str(q) for q in sorted(test_dir.glob("*.vcd"))]
+    if clean and not keep and not waves:  # a failing run keeps its files for debugging
+        shutil.rmtree(test_dir, ignore_errors=True)
+    report.update(passed=res.passed, failed=res.failed, golden_seconds=round(t_golden, 3),
                   sim_seconds=round(time.time() - t1, 3), params=params.to_dict(),
-                  bound_cycles_per_sample=p.bound_cycles_per_sample, build_dir=str(build_dir))
+                  bound_cycles_per_sample=p.bound_cycles_per_sample, build_dir=str(bdir),
+                  run_dir=None if (clean and not keep and not waves) else str(test_dir))
     if report.get("cycles_per_sample"):
         report["bound_ratio"] = p.bound_cycles_per_sample / report["cycles_per_sample"]
         report["soc_ratio"] = report["bus_cycles_per_sample"] / report["cycles_per_sample"]

@@ -1,6 +1,7 @@
 """The verification layer itself: memory-file packing, the shared scoreboard, the block plan,
-the runner's port list, the driver scoreboard's completeness, and a short ``sbpca regress``
-campaign (the CI campaign: one small engine configuration and one driver, built at -O0)."""
+the runner's port list, the driver scoreboard's completeness, the campaign's draw (cost model,
+shards, SoC cases) and a short ``sbpca regress`` campaign (the CI campaign: one small engine
+configuration and two drivers, built at -O0)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,53 @@ from testbench.engine_block import BLOCK_LIMITS, plan_blocks
 from testbench.engine_cosim import random_stream
 from testbench.engine_score import Layout
 from testbench.hexpack import pack_hex
-from testbench.regress import coverage_bins, draw_cases, summarize
+from testbench.regress import SOC_BINS, _cost, coverage_bins, draw_cases, shard_sizes, soc_draw, summarize
 from testbench.runner import ports_vlt
 from testbench.scoreboard import Scoreboard
+
+
+def test_scoreboard_conditions_and_annotations():
+    """End-of-run conditions are mismatches but not compared words; an annotation follows only
+    a mismatch that got its own line; a line without a word names it in ``where``."""
+    sb = Scoreboard(per_kind=1)
+    assert sb.require("end of run", "STATUS.BUSY", 0, 0, "work left in flight")
+    assert not sb.require("end of run", "FIFO_STATUS.FACTOR_LEVEL", 2, 0, "factor words left unread")
+    assert not sb.check("batch 0 update 1 slot 2 pulse word", "", 6, 7)
+    sb.annotate("differing fields: row_fire rtl=0x2 golden=0x3")
+    assert not sb.check("batch 1 update 0 slot 0 pulse word", "", 1, 0)  # beyond per_kind: no line ...
+    sb.annotate("differing fields: col_fire")  # ... and no annotation
+    rep = sb.report()
+    assert (rep["mismatches"], rep["words_compared"]) == (3, 2)
+    assert rep["mismatch_details"] == [
+        "end of run: FIFO_STATUS.FACTOR_LEVEL: rtl=2 golden=0 (factor words left unread)",
+        "batch 0 update 1 slot 2 pulse word: rtl=6 golden=7",
+        "  differing fields: row_fire rtl=0x2 golden=0x3"]
+
+
+def test_campaign_cost_shards_and_soc_cases():
+    """The cost model follows the engine's timing model (measured cycles/sample of two campaign
+    configurations within 15 %); shards cover a case's samples; SoC cases are legal and come one
+    per scheme in campaigns of >= 1000 samples only."""
+    from hdl.soc import SoCParams
+
+    for cfg, measured in (((51, 62, 1, 8, 2, "q24"), 173.8), ((36, 55, 2, 16, 7, "q16"), 87.1)):
+        a, b, k, s, P, f = cfg
+        assert _cost(EngineParams(rows=a, cols=b, rank=k, sub_batch=s, lanes=P, formats=f)) \
+            == pytest.approx(measured, rel=0.15)
+    cases = draw_cases(1000000, seed=1)
+    for c in cases:
+        if c["kind"] == "engine":
+            sizes = shard_sizes(c)
+            assert sum(sizes) == c["samples"] and max(sizes) - min(sizes) <= 1
+    soc = [c for c in cases if c["kind"] == "soc"]
+    assert sorted(c["scheme"] for c in soc) == ["deterministic", "stochastic"]
+    for i in range(40):
+        d = soc_draw({"seed": i, "scheme": "stochastic", "max_dim": 12})
+        p = SoCParams.make(**d["params"])  # legal: construction validates
+        assert max(p.engine.rows, p.engine.cols) <= 12 and d["batch_size"] <= p.engine.max_batch
+        assert d["resets"][0] is None and len(d["resets"]) == d["batches"]
+    assert not [c for c in draw_cases(999, seed=1) if c["kind"] == "soc"]
+    assert {f"soc_{b}" for b in SOC_BINS} <= set(coverage_bins())
 
 
 def test_pack_hex_matches_the_payload_layout():

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-access", action="store_true",
                         help="no block transfers: the firmware moves every FIFO word with a single access")
     parser.add_argument("--build-dir", type=Path, default=None, help="build here (default: a cache dir)")
-    parser.add_argument("--waves", action="store_true", help="write an FST waveform in the build directory")
+    parser.add_argument("--waves", action="store_true", help="write a VCD waveform (path in the report)")
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
 
 

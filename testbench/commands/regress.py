@@ -1,4 +1,4 @@
-"""``sbpca regress``: a random-configuration regression campaign (engine and drivers).
+"""``sbpca regress``: a random-configuration regression campaign (engine, drivers, SoC under its firmware).
 
 Example: ``sbpca regress --samples 100000 --seed 1 --jobs 2 --json``.  Prints the
 configurations, samples, words compared, mismatches, wall time and the coverage of every
@@ -14,11 +14,11 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("regress", help="random-configuration regression campaign (engine, drivers)",
+    parser = sub.add_parser("regress", help="random-configuration regression campaign (engine, drivers, SoC)",
                             description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, required=True, help="engine samples in the whole campaign")
     parser.add_argument("--seed", type=int, required=True, help="seed of every random choice of the campaign")
-    parser.add_argument("--jobs", type=int, default=1, help="cases run in parallel (default 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="simulator runs in parallel (default 1)")
     parser.add_argument("--max-dim", type=int, default=96, help="largest a and b drawn (1..96, default 96)")
     parser.add_argument("--max-configs", type=int, default=None,
                         help="at most this many engine configurations (default: grows with --samples)")
@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1, default=str))
     else:
         print(f"regress seed {summary['seed']}: {summary['configurations']} engine configurations, "
-              f"{summary['driver_cases']} driver cases, {summary['samples']} samples, "
-              f"{summary['driver_updates']} driver updates, {summary['words_compared']} words compared, "
+              f"{summary['driver_cases']} driver cases, {summary['soc_cases']} SoC cases, {summary['samples']} "
+              f"samples, {summary['driver_updates']} driver updates, {summary['soc_samples']} SoC samples, "
+              f"{summary['words_compared']} words compared, "
               f"{summary['simulated_cycles']} cycles, {summary['mismatches']} mismatches, "
               f"{summary['wall_seconds']} s")
         print("coverage: " + ", ".join(f"{k}={v}" for k, v in summary["coverage"].items()))
