@@ -36,13 +36,18 @@ def _progress(r: dict) -> None:
           f"{r['words_compared']:10d} words {r['seconds']:7.1f} s  {status}", file=sys.stderr, flush=True)
 
 
+def _progress_json(r: dict) -> None:
+    """With --json, each finished case as one JSON line on stderr (a long campaign's record so far)."""
+    print(json.dumps(r, default=str), file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from testbench.regress import run_campaign, write_summary
 
     allow = tuple(b for b in args.allow_empty.split(",") if b)
     summary = run_campaign(args.samples, args.seed, jobs=args.jobs, max_dim=args.max_dim,
                            max_configs=args.max_configs, only=args.only, fast_build=args.fast_build,
-                           allow_empty=allow, progress=None if args.json else _progress)
+                           allow_empty=allow, progress=_progress_json if args.json else _progress)
     if args.out:
         write_summary(summary, args.out)
     if args.json:
