@@ -53,7 +53,7 @@ UNREACHED_SAT = ("A", "X_q", "p", "D", "Delta_q", "S", "sigma")
 
 def coverage_bins() -> list[str]:
     """Every event bin a campaign must hit (see docs/VERIFICATION.md)."""
-    from hdl.engine_params import SAT_NAMES
+    from pymodel.saturation import SAT_NAMES
 
     return ([f"sat_{n}" for n in SAT_NAMES]
             + ["sigma_guard", "degenerate_column", "partial_sub_batch", "single_column_request", "trace_off",
