@@ -458,13 +458,20 @@ def run_campaign(samples: int, seed: int, *, jobs: int = 1, max_dim: int = 96, m
             collect(c, j, run_shard(c, j, campaign))
     else:
         _warm_golden()  # compile the golden kernel once: the forked workers inherit it
-        # the costliest shards first, so that the last ones to finish are short (balanced workers)
-        shards.sort(key=lambda cj: -_shard_cost(*cj))
+        # each case's first shard first (its build: workers build different netlists side by side
+        # instead of waiting on one build lock), then the costliest shards, so the last to finish are short
+        shards.sort(key=lambda cj: (cj[1] > 0, -_shard_cost(*cj)))
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             futs = {ex.submit(run_shard, c, j, campaign): (c["index"], j) for c, j in shards}
             for fut in as_completed(futs):
                 i, j = futs[fut]
-                collect(by_index[i], j, fut.result())
+                try:
+                    part = fut.result()
+                except Exception as exc:  # a worker died (killed, out of memory): the shard failed
+                    part = {"kind": by_index[i]["kind"], "mismatches": 1, "words_compared": 0, "samples": 0,
+                            "cycles": 0, "coverage": {}, "reproduce": _repro(by_index[i], campaign),
+                            "details": [f"shard {j} lost: {type(exc).__name__}: {exc}"]}
+                collect(by_index[i], j, part)
     results.sort(key=lambda r: r["index"])
     summary = summarize(results, bins, allow_empty, only is not None)
     summary.update(command=reproduce_command(seed, samples, 0, max_dim, max_configs).rsplit(" --only", 1)[0]
