@@ -363,13 +363,17 @@ def soc_draw(case: dict) -> dict:
            "scheme": case["scheme"], "bl_max": bl_max, "driver_seed": int(rng.integers(1 << 15)),
            "fifo_depth": int(rng.choice((4, 8, 16))), "max_batch": SOC_MAX_BATCH}
     n_batches = int(rng.integers(2, 5))
+    # a soft reset before one random later batch (more with probability 0.3 each): every case
+    # restores a state; the idle/timeout and MAX_BATCH checks always run (a few hundred cycles)
+    scenarios = ("mid_batch", "mid_readout", "mid_update")
+    first = int(rng.integers(1, n_batches))
+    resets = [None] + [str(rng.choice(scenarios)) if (i == first or rng.random() < 0.3) else None
+                       for i in range(1, n_batches)]
     return {"params": cfg, "batches": n_batches, "batch_size": int(rng.integers(1, min(2 * s + 2, SOC_MAX_BATCH) + 1)),
             "stream_seed": int(rng.integers(1 << 31)), "init_seed": int(rng.integers(1 << 15)),
             "lr_scale": 1 << int(rng.integers(16, 25)), "bl": int(rng.integers(1, bl_max + 1)),
-            "bus_stalls": bool(rng.random() < 0.5), "pulse_stall_prob": float(np.round(rng.uniform(0, 0.4), 3)),
-            "resets": [None] + [str(rng.choice(("mid_batch", "mid_readout", "mid_update")))
-                                if rng.random() < 0.4 else None for _ in range(n_batches - 1)],
-            "extra_checks": bool(rng.random() < 0.7), "stim_seed": int(rng.integers(1 << 31))}
+            "bus_stalls": bool(rng.random() < 0.5), "pulse_stall_prob": float(np.round(rng.uniform(0.05, 0.4), 3)),
+            "resets": resets, "extra_checks": True, "stim_seed": int(rng.integers(1 << 31))}
 
 
 def _run_soc_case(case: dict, repro: str) -> dict:

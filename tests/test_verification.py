@@ -63,7 +63,8 @@ def test_campaign_cost_shards_and_soc_cases():
         d = soc_draw({"seed": i, "scheme": "stochastic", "max_dim": 12})
         p = SoCParams.make(**d["params"])  # legal: construction validates
         assert max(p.engine.rows, p.engine.cols) <= 12 and d["batch_size"] <= p.engine.max_batch
-        assert d["resets"][0] is None and len(d["resets"]) == d["batches"]
+        assert d["resets"][0] is None and len(d["resets"]) == d["batches"] and any(d["resets"])
+        assert d["extra_checks"] and d["pulse_stall_prob"] > 0  # every case reaches every SoC bin
     assert not [c for c in draw_cases(999, seed=1) if c["kind"] == "soc"]
     assert {f"soc_{b}" for b in SOC_BINS} <= set(coverage_bins())
 
