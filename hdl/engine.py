@@ -46,7 +46,7 @@ from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
-    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, Kind, build_program,
+    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, Kind, build_schedule,
 )
 
 __all__ = ["SBPCAEngine", "EngineParams", "engine_manifest", "engine_layouts", "initial_state", "SAT_NAMES"]
@@ -106,7 +106,8 @@ class SBPCAEngine(wiring.Component):
         if not isinstance(params, EngineParams):
             raise TypeError(f"params must be an EngineParams, not {type(params).__name__}")
         self.params = params
-        self.program: list[Job] = build_program(params)
+        self.schedule = build_schedule(params)
+        self.program: list[Job] = self.schedule.standalone
         self.init_state = initial_state(params, init, seed)
         p, f = params, params.fmts
         lay = engine_layouts(params)
@@ -187,7 +188,7 @@ class SBPCAEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.d), inbuf.d)
 
         # ---------------------------------------------------------------- sequencer (stage 0)
-        m.submodules.seq = seq = Sequencer(p, self.program, self.layouts["factor_req"])
+        m.submodules.seq = seq = Sequencer(p, self.schedule, self.layouts["factor_req"])
         m.submodules.trace_out = tro = TraceOut(p, self.layouts["trace"])
         m.submodules.dump = dump = FactorDump(p, self.layouts["factors"])
         wiring.connect(m, inbuf.sub, seq.sub)
@@ -425,6 +426,7 @@ def engine_manifest(params: EngineParams, *, name: str = "sbpca_engine", seed: i
         "payloads": layouts,
         "status_sat_bits": {n: i for i, n in enumerate(SAT_NAMES)},
         "program": [str(j) for j in eng.program],
+        "schedule": [f"{j}{'@prev' if gen else ''}" for j, gen in eng.schedule.entries],
         "chunks": {"x": params.chunks_b, "d": params.chunks_a},
         "bound_cycles_per_sample": params.bound_cycles_per_sample,
         "scalar_unit": {"sqrt_cycles": params.sqrt_cycles, "div_cycles": params.div_cycles},

@@ -27,7 +27,7 @@ from .dsp import PRIMITIVES, tile_latency
 
 __all__ = [
     "EngineParams", "Job", "Op", "Mat", "Kind", "OP_PROJ", "OP_ACC", "OP_GS", "OP_SCALE", "MAT_X", "MAT_D",
-    "SAT_NAMES", "build_program", "model_program",
+    "SAT_NAMES", "Schedule", "build_program", "build_schedule", "model_program", "model_steady",
 ]
 
 class Op(enum.IntEnum, shape=2):
@@ -309,6 +309,12 @@ class EngineParams:
         return self.sqrt_cycles + self.div_cycles + 10
 
     @property
+    def sigma_cycles(self) -> int:
+        """Cycles of the scalar unit from a column's S_c to its next r_c (σ' then the reciprocal)."""
+        sc_lat = tile_latency(self.n_bits, self.fmts.sigma.bits, a_signed=False)
+        return 2 * self.div_cycles + 2 * sc_lat + 14
+
+    @property
     def bound_cycles_per_sample(self) -> float:
         """The throughput bound 2k(a+b)/P of the issue."""
         return 2 * self.rank * (self.rows + self.cols) / self.lanes
@@ -317,6 +323,10 @@ class EngineParams:
     @property
     def program(self) -> list[Job]:
         return build_program(self)
+
+    @property
+    def schedule(self) -> "Schedule":
+        return build_schedule(self)
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "cols": self.cols, "rank": self.rank, "sub_batch": self.sub_batch,
@@ -377,8 +387,8 @@ def model_program(p: EngineParams, order: list[Job], m: int | None = None) -> in
     return t
 
 
-def build_program(p: EngineParams) -> list[Job]:
-    """Order the jobs of a full sub-batch by list scheduling on the timing model.
+def _standalone_order(p: EngineParams) -> list[Job]:
+    """Order the jobs of one full sub-batch run alone by list scheduling on the timing model.
 
     Among jobs whose dependencies are already placed, the one that can start earliest is
     taken; ties go to the longest remaining dependency chain (critical path first).
@@ -416,3 +426,193 @@ def build_program(p: EngineParams) -> list[Job]:
         t = start + g[j][0]
         finish[j] = t
     return order
+
+
+# ---------------------------------------------------------------------- two sub-batches in flight
+GEN_NEW, GEN_PREV = 0, 1  # gen of a schedule entry: the sub-batch that begins, the one before it
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The sequencer's static program, with two sub-batches in flight.
+
+    ``entries`` lists (job, gen) in issue order: gen ``GEN_NEW`` (0) jobs belong to the
+    sub-batch that begins with the program (its *head*), gen ``GEN_PREV`` (1) jobs are the
+    previous sub-batch's *tail* (the jobs of ``tail``, left out of its own program).  A
+    program runs both gens when a sub-batch begins while a tail is pending (steady state),
+    only gen 0 when no tail is pending, and only gen 1 (a *flush*) when a tail is pending
+    and no sub-batch can begin (input empty, factors requested).  ``period`` is the modelled
+    steady-state cycles per full sub-batch (:func:`model_steady`).
+    """
+
+    entries: tuple[tuple[Job, int], ...]
+    tail: frozenset
+    period: int
+
+    def jobs(self, gen: int) -> list[Job]:
+        """The jobs of one gen, in issue order (the head for 0, the tail for 1)."""
+        return [j for j, g in self.entries if g == gen]
+
+    @property
+    def standalone(self) -> list[Job]:
+        """Issue order of one sub-batch with no neighbour: its head, then its tail (a flush)."""
+        return self.jobs(GEN_NEW) + self.jobs(GEN_PREV)
+
+
+def _cross_deps(p: EngineParams) -> dict[Job, list[tuple[Job, int]]]:
+    """What a job of sub-batch i+1 needs from sub-batch i: (job, latency), latency 0 for an
+    order-only edge (the sub-batch-i job must have issued first).
+
+    Data: Δ'_c for PROJ(X,c) and ACC(D,c), X'_c for ACC(X,c) (their state columns), r_c
+    (from σ_c after SCALE(D,c)) for ACC(X,c).  Order only, because a scoreboard bit or a
+    memory is shared by the sub-batches: a job clearing a bit issues after every job of the
+    older sub-batch that waits for that bit (ACC(m,c) clears 'column ready', PROJ(m,c)
+    'projections done' and reuses their memory, ACC(D,c) 'r_c valid'); the σ tasks reach
+    the scalar unit in sub-batch order (SCALE(D,k−1) before the next SCALE(D,0)).
+    """
+    k, ls = p.rank, p.lat_state
+    e: dict[Job, list[tuple[Job, int]]] = {}
+
+    def add(cur: Job, prev: Job, lat: int) -> None:
+        e.setdefault(cur, []).append((prev, lat))
+
+    for c in range(k):
+        add(Job(OP_PROJ, MAT_X, c), Job(OP_SCALE, MAT_D, c), ls)
+        add(Job(OP_ACC, MAT_X, c), Job(OP_SCALE, MAT_D, c), p.lat_final + p.sigma_cycles)
+        add(Job(OP_ACC, MAT_D, c), Job(OP_ACC, MAT_X, c), 0)
+        for mat in (MAT_X, MAT_D):
+            acc = Job(OP_ACC, mat, c)
+            add(Job(OP_PROJ, mat, c), acc, 0)
+            add(acc, Job(OP_SCALE, mat, c), ls)
+            add(acc, acc, 0)
+            add(acc, Job(OP_PROJ, Mat(1 - mat), c), 0)
+            if c == 0:
+                for c2 in range(1, k):
+                    add(acc, Job(OP_ACC, mat, c2), 0)
+            for c2 in range(k):
+                for j in range(c2):
+                    if j == c or (j + 1 == c and j + 1 < c2):  # GS(m,c2,j) reads columns j and j+1
+                        add(acc, Job(OP_GS, mat, c2, j), 0)
+    add(Job(OP_SCALE, MAT_D, 0), Job(OP_SCALE, MAT_D, k - 1), 0)
+    return e
+
+
+def _is_sampler(job: Job) -> bool:
+    """PROJ and ACC read the sub-batch's samples (its input slot)."""
+    return job.op in (OP_PROJ, OP_ACC)
+
+
+def _merge(p: EngineParams, g, cross, tail: frozenset, ready: dict) -> tuple[list[tuple[Job, int]], dict, int]:
+    """List-schedule one program: the previous sub-batch's ``tail`` (gen 1) with the head of
+    the new one (gen 0).  ``ready`` gives the finish times, relative to this program's first
+    issue, of jobs of earlier programs, keyed (gen, job) as seen from this program (1: the
+    previous sub-batch, 2: the one before it)."""
+    nodes = [(GEN_PREV, j) for j in g if j in tail] + [(GEN_NEW, j) for j in g if j not in tail]
+    inside = set(nodes)
+    deps: dict = {}
+    for n in nodes:
+        gen, j = n
+        d = [((gen, dj), lat) for dj, lat in g[j][1]]
+        d += [((gen + 1, dj), lat) for dj, lat in cross.get(j, [])]
+        deps[n] = d
+    succ: dict = {n: [] for n in nodes}
+    for n, d in deps.items():
+        for dn, lat in d:
+            if dn in inside:
+                succ[dn].append((n, lat))
+    prio: dict = {}
+
+    def path(n) -> int:
+        if n not in prio:
+            prio[n] = g[n[1]][0] + max([lat + path(s) for s, lat in succ[n]], default=0)
+        return prio[n]
+
+    for n in nodes:
+        path(n)
+    order, finish, placed, t = [], {}, set(), 0
+    while len(order) < len(nodes):
+        best = None
+        for n in nodes:
+            if n in placed or any(dn in inside and dn not in placed for dn, _ in deps[n]):
+                continue
+            start = t
+            for dn, lat in deps[n]:
+                f = finish.get(dn) if dn in inside else ready.get(dn)
+                if f is not None:
+                    start = max(start, f + lat)
+            j = n[1]
+            key = (start, -n[0], -prio[n], j.mat, j.col, j.op, j.step)
+            if best is None or key < best[0]:
+                best = (key, n, start)
+        _, n, start = best
+        order.append(n)
+        placed.add(n)
+        t = start + g[n[1]][0]
+        finish[n] = t
+    return [(j, gen) for gen, j in order], finish, t
+
+
+def model_steady(p: EngineParams, tail, rounds: int = 5) -> tuple[int, list[tuple[Job, int]]]:
+    """Steady-state cycles per full sub-batch when each program runs the previous sub-batch's
+    ``tail`` beside the new head (timing model of :func:`model_program`), and that program.
+
+    Programs follow each other with one cycle between them; the next sub-batch can begin only
+    once its input slot is filled, ``fill`` cycles after the previous tail's last sample read
+    released it.  Iterated from the stand-alone schedule until the period repeats.
+    """
+    m = p.sub_batch
+    g = _job_graph(p, m)
+    cross = _cross_deps(p)
+    tail = frozenset(tail)
+    fill = m * p.chunks_max + 4
+    finish: dict = {}
+    t = 0
+    for j in _standalone_order(p):
+        dur, deps = g[j]
+        t = max([t] + [finish[d] + lat for d, lat in deps]) + dur
+        finish[j] = t
+    ready = {(GEN_PREV, j): f - t - 1 for j, f in finish.items()}
+    period, entries, seen = None, [], []
+    for _ in range(rounds):
+        entries, fin, length = _merge(p, g, cross, tail, ready)
+        period = length + 1
+        rel = [fin[(GEN_PREV, j)] for j, gen in entries if gen == GEN_PREV and _is_sampler(j)]
+        if rel:
+            period = max(period, max(rel) + fill)
+        ready = {(gen + 1, j): f - period for (gen, j), f in fin.items()}
+        if period in seen:
+            break
+        seen.append(period)
+    return period, entries
+
+
+_SCHEDULES: dict = {}
+
+
+def build_schedule(p: EngineParams) -> Schedule:
+    """The sequencer's program (:class:`Schedule`), chosen on the timing model.
+
+    The tail is a suffix of the stand-alone order (so it holds every job that follows one of
+    its jobs); among up to 16 cut points (the empty tail included: the stand-alone program)
+    the one with the shortest modelled steady-state period is taken.
+    """
+    key = (p.rows, p.cols, p.rank, p.sub_batch, p.lanes, p.mul_latencies, p.tree_latency, p.lat_final,
+           p.lat_state, p.norm_cycles, p.sigma_cycles)
+    if key not in _SCHEDULES:
+        std = _standalone_order(p)
+        n = len(std)
+        lo = n // 3
+        cuts = sorted({n} | {lo + (n - lo) * i // 15 for i in range(16)})
+        best = None
+        for r in cuts:
+            period, entries = model_steady(p, std[r:])
+            if best is None or (period, -r) < best[0]:
+                best = ((period, -r), entries, frozenset(std[r:]))
+        (period, _), entries, tail = best
+        _SCHEDULES[key] = Schedule(tuple(entries), tail, period)
+    return _SCHEDULES[key]
+
+
+def build_program(p: EngineParams) -> list[Job]:
+    """The jobs of one sub-batch in the order they issue: :attr:`Schedule.standalone`."""
+    return build_schedule(p).standalone

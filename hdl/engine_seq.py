@@ -1,18 +1,29 @@
 """The engine's sequencer and scoreboard: the job program issued as a uop stream.
 
-Per sub-batch the sequencer runs the static program of ``hdl.engine_params.build_program``:
-each job is a loop over chunks (inner) and samples (outer) issuing one uop per cycle.  A
-job starts when the scoreboard bits it waits on are set (a constant mask per job: its
+The sequencer runs the static program of ``hdl.engine_params.build_schedule`` with up to two
+sub-batches in flight: a *program* issues the jobs of the sub-batch that begins (gen 0, its
+head) interleaved with the jobs left over from the previous one (gen 1, its tail: the end of
+the Δ side, bound by the scalar unit), so the orthogonalisation of one sub-batch overlaps the
+projections of the next.  Three modes run subsets of the same entry list: both gens (a
+sub-batch begins while a tail is pending), gen 0 only (no tail pending), gen 1 only (a
+*flush*: a tail is pending and no sub-batch can begin, e.g. the input is empty or the
+factors are due).  Each job is a loop over chunks (inner) and samples (outer) issuing one
+uop per cycle; the sample slot and the sample count m of its gen are registered with it.
+A job starts when the scoreboard bits it waits on are set (a constant mask per job: its
 column is ready, its projections are done, its h / 1/‖v‖ / r_c are valid) and clears the
-bits it consumes; results set bits from outside (``set``).  The next job's descriptor is
-loaded into registers ahead, so no program ROM sits on the issue path.
+bits it consumes; results set bits from outside (``set``).  Bits are shared by the two
+sub-batches: the schedule orders every job that clears a bit after the older sub-batch's
+jobs that wait on it (``hdl.engine_params._cross_deps``), so the result never depends on
+timing.  The next job's descriptor and successor index are loaded into registers ahead,
+so no program ROM sits on the issue path.
 
 A sub-batch begins when the input buffer offers a full slot (``sub``), no factor dump is
 running or due, and the sub-batch descriptor FIFO to the scalar unit has room; its slot is
-released after the last job that reads the samples.  A factor request is latched with the
-input-side batch it refers to and blocks the next sub-batch once that batch has been
-computed (``req_block``), until the dump starts (``dump_start``).  A SCALE job reserves its
-trace words (``reserve``) out of the trace FIFO's ``credit`` before it starts.
+released after its last job that reads the samples.  A factor request is latched with the
+input-side batch it refers to and blocks the next sub-batch once that batch has begun
+(``req_block``, from a register kept equal to the comparison of the two batch counts), until
+the dump starts (``dump_start``); the pending tail is flushed first.  A SCALE job reserves
+its trace words (``reserve``) out of the trace FIFO's ``credit`` before it starts.
 """
 
 from __future__ import annotations
@@ -24,11 +35,15 @@ from amaranth.lib.wiring import In, Out
 from .engine_input import sub_batch_layout
 from .engine_lane import uop_layout
 from .engine_outputs import trace_depth
-from .engine_params import EngineParams, Job, Mat, Op
+from .engine_params import GEN_PREV, EngineParams, Mat, Op, Schedule
 from .engine_pipeline import index_bits, mem_addr
 from .engine_scalar import sub_layout
 
-__all__ = ["Sequencer", "scoreboard_bits"]
+__all__ = ["Sequencer", "scoreboard_bits", "MODES"]
+
+#: program modes: which gens of the schedule's entries run
+MODE_BOTH, MODE_NEW, MODE_PREV = 0, 1, 2
+MODES = {MODE_BOTH: (0, 1), MODE_NEW: (0,), MODE_PREV: (1,)}
 
 
 def scoreboard_bits(k: int) -> dict[str, int]:
@@ -42,18 +57,21 @@ class Sequencer(wiring.Component):
 
     ``uop`` is the issued tag (cycle 0); ``x_addr``/``d_addr``/``pq_addr``/``wm_addr`` the
     read addresses of the sample, projection and column memories for it; ``flags`` the
-    scoreboard (reset: every column ready).
+    scoreboard (reset: every column ready); ``running``: a program runs or a tail is pending.
     """
 
-    def __init__(self, params: EngineParams, program: list[Job], factor_req_layout) -> None:
+    def __init__(self, params: EngineParams, schedule: Schedule, factor_req_layout) -> None:
         p = params
-        self.params, self.program = params, list(program)
-        if not self.program:
-            raise ValueError("the program has no jobs")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, not {type(schedule).__name__}")
+        self.params, self.schedule = params, schedule
+        self.entries = list(schedule.entries)
+        if not self.entries:
+            raise ValueError("the schedule has no jobs")
+        self.has_tail = any(g == GEN_PREV for _, g in self.entries)
         nf = scoreboard_bits(p.k)["total"]
         colw = index_bits(p.k)
         depth = trace_depth(p)
-        self.release_idx = max(i for i, j in enumerate(self.program) if j.op in (Op.PROJ, Op.ACC))
         super().__init__({
             "sub": In(stream.Signature(sub_batch_layout(p))),  # full slots of the input buffer
             "release": Out(1),
@@ -64,7 +82,7 @@ class Sequencer(wiring.Component):
             "in_batches": In(32),  # batches received, and that plus one
             "in_batches_p1": In(32),
             "req_pending": Out(1),
-            "req_block": Out(1),  # a requested batch is computed: dump before the next sub-batch
+            "req_block": Out(1),  # a requested batch has begun: flush, dump, then the next sub-batch
             "req_col": Out(unsigned(colw)),
             "req_all": Out(1),
             "dumping": In(1),
@@ -87,12 +105,26 @@ class Sequencer(wiring.Component):
             "in_batch": Out(1),
         })
 
+    def mode_entries(self, mode: int) -> list[int]:
+        """Indices of the entries a program of ``mode`` issues, in order."""
+        return [i for i, (_, g) in enumerate(self.entries) if g in MODES[mode]]
+
     def _descriptors(self) -> list[dict]:
         p, k = self.params, self.params.k
         sb = scoreboard_bits(k)
         f_col, f_proj, f_h, f_inv, f_r = sb["col"], sb["proj"], sb["h"], sb["inv"], sb["r"]
+        # successor of each entry in each mode, and whether it ends that mode's program
+        nxt = {mode: {} for mode in MODES}
+        for mode in MODES:
+            idx = self.mode_entries(mode)
+            for a, b in zip(idx, idx[1:] + [None]):
+                nxt[mode][a] = b
+        # the release: the sub-batch's last sample-reading job, in the tail if it has one
+        samplers = [i for i, (j, _) in enumerate(self.entries) if j.op in (Op.PROJ, Op.ACC)]
+        tail_samplers = [i for i in samplers if self.entries[i][1] == GEN_PREV]
+        rel = max(tail_samplers) if tail_samplers else max(samplers)
         out = []
-        for job in self.program:
+        for i, (job, gen) in enumerate(self.entries):
             mat, c, j = job.mat, job.col, job.step
             oth = 1 - mat
             norm = (job.op == Op.ACC and c == 0) or (job.op == Op.GS and j + 1 == c)
@@ -110,28 +142,38 @@ class Sequencer(wiring.Component):
                 clear = [f_inv + mat * k + c]
             R = p.chunks(mat)
             Ro = p.chunks(oth)
-            out.append({"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
-                        "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
-                        "chunks_mat": R,
-                        # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
-                        "in_m1": (Ro if job.op == Op.PROJ else R) - 1, "in_is_m": int(job.op == Op.ACC),
-                        "out_m1": (R - 1) if job.op == Op.ACC else 0, "out_is_m": int(job.op == Op.PROJ)})
+            d = {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
+                 "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
+                 "chunks_mat": R, "gen": gen, "rel": int(i == rel),
+                 # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
+                 "in_m1": (Ro if job.op == Op.PROJ else R) - 1, "in_is_m": int(job.op == Op.ACC),
+                 "out_m1": (R - 1) if job.op == Op.ACC else 0, "out_is_m": int(job.op == Op.PROJ)}
+            for mode in MODES:
+                n = nxt[mode].get(i)
+                d[f"nxt{mode}"] = 0 if n is None else n
+                d[f"end{mode}"] = int(n is None)
+            out.append(d)
         return out
 
-    def elaborate(self, platform):
+    def elaborate(self, platform):  # noqa: C901 - one issue state machine, kept in one place
         m = Module()
         p = self.params
         k, s, Ra, Rb, Rm = p.k, p.s, p.chunks_a, p.chunks_b, p.chunks_max
         colw, smpw = index_bits(k), index_bits(s)
-        NJ = len(self.program)
+        NJ = len(self.entries)
         NF = scoreboard_bits(k)["total"]
-        pc = Signal(range(NJ + 1))
-        running = self.running
-        active = Signal()
+        first = {mode: (self.mode_entries(mode) or [0])[0] for mode in MODES}
+        prog = Signal()  # a program is running
+        active = Signal()  # a job is issuing
+        tail_pending = Signal()  # the last sub-batch begun has a tail not issued yet
+        flush_go = Signal()  # a flush program starts (its first job is loaded) this cycle
+        mode = Signal(range(3), init=MODE_NEW)
         maxn = max(Rm, s)
         inner = Signal(range(maxn + 1))
         outer = Signal(range(maxn + 1))
-        cur_slot = Signal()
+        # the two sub-batches in flight: the last one begun (gen 0) and the one before (gen 1)
+        cur_slot, prv_slot = Signal(), Signal()
+        cur_m1, prv_m1 = Signal(range(s + 1)), Signal(range(s + 1))
         flags = self.flags
 
         descs = self._descriptors()
@@ -140,40 +182,54 @@ class Sequencer(wiring.Component):
             "op": Signal(2, name="j_op"), "mat": Signal(name="j_mat"), "col": Signal(colw, name="j_col"),
             "step": Signal(colw, name="j_step"), "norm": Signal(name="j_norm"),
             "wait": Signal(NF, name="j_wait"), "clear": Signal(NF, name="j_clear"),
-            "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"),
-            "in_m1": Signal(range(Rm + 1), name="j_in_m1"), "in_is_m": Signal(name="j_in_is_m"),
-            "out_m1": Signal(range(Rm + 1), name="j_out_m1"), "out_is_m": Signal(name="j_out_is_m"),
+            "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"), "rel": Signal(name="j_rel"),
         }
+        rom = {**jd, "gen": Signal(), "in_m1": Signal(range(Rm + 1)), "in_is_m": Signal(),
+               "out_m1": Signal(range(Rm + 1)), "out_is_m": Signal()}
+        for mode_ in MODES:
+            rom[f"nxt{mode_}"] = Signal(range(NJ))
+            rom[f"end{mode_}"] = Signal()
         j_op, j_mat, j_col, j_step, j_norm = jd["op"], jd["mat"], jd["col"], jd["step"], jd["norm"]
         chunks_mat = jd["chunks_mat"]
-        pc_load = Signal(range(NJ + 1))
+        j_slot = Signal()  # the input slot of the job's sub-batch
+        j_end = Signal()  # the job ends its program
+        pc1 = Signal(range(NJ), init=first[MODE_NEW])  # the entry loaded next
         load_desc = Signal()
-        nd = {key: Signal.like(sig, name=f"nd_{key}") for key, sig in jd.items()}
-        with m.Switch(pc_load):
+        nd = {key: Signal.like(sig, name=f"nd_{key}") for key, sig in rom.items()}
+        with m.Switch(pc1):
             for idx, dsc in enumerate(descs):
                 with m.Case(idx):
-                    m.d.comb += [nd[key].eq(dsc[key]) for key in jd]
-        with m.If(load_desc):
-            m.d.sync += [jd[key].eq(nd[key]) for key in jd]
+                    m.d.comb += [nd[key].eq(dsc[key]) for key in rom]
         is_proj, is_acc = j_op == Op.PROJ, j_op == Op.ACC
         is_gs, is_scale = j_op == Op.GS, j_op == Op.SCALE
+        nxt = self.sub.payload
+        begin = Signal()
+        # the sample slot and count of each gen as the loaded job will see them (a begin shifts
+        # the sub-batches: the one begun so far becomes gen 1)
+        g0_slot, g1_slot = Mux(begin, nxt.slot, cur_slot), Mux(begin, cur_slot, prv_slot)
+        g0_m1, g1_m1 = Mux(begin, nxt.m1, cur_m1), Mux(begin, cur_m1, prv_m1)
+        m_sel = Mux(nd["gen"], g1_m1, g0_m1)
         # loop bounds minus one, registered with the descriptor: the issue decision compares
         # two registers instead of multiplexing and subtracting first
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
-        m_next_m1 = Signal(range(s + 1))  # samples minus one of the sub-batch of the next descriptor
-        cur_m1 = Signal(range(s + 1))
         with m.If(load_desc):
+            m.d.sync += [jd[key].eq(nd[key]) for key in jd]
             m.d.sync += [
-                n_in_m1.eq(Mux(nd["in_is_m"], m_next_m1, nd["in_m1"])),
-                n_out_m1.eq(Mux(nd["out_is_m"], m_next_m1, nd["out_m1"])),
+                j_slot.eq(Mux(nd["gen"], g1_slot, g0_slot)),
+                n_in_m1.eq(Mux(nd["in_is_m"], m_sel, nd["in_m1"])),
+                n_out_m1.eq(Mux(nd["out_is_m"], m_sel, nd["out_m1"])),
             ]
+            with m.Switch(mode):
+                for mode_ in MODES:
+                    with m.Case(mode_):
+                        m.d.sync += [pc1.eq(nd[f"nxt{mode_}"]), j_end.eq(nd[f"end{mode_}"])]
         job_tr = Signal()
         # a SCALE job's trace reservation reaches ``credit`` one cycle after its start; while
         # one is pending neither a SCALE job nor a σ trace word may reserve
         wait_ok = ((flags | ~jd["wait"]) == (1 << NF) - 1) & (
             ~is_scale | ~self.trace_en | ((self.credit >= chunks_mat) & ~self.credit_pending))
-        start = running & ~active & (pc < NJ) & wait_ok
+        start = prog & ~active & wait_ok
         issue = active | start
         in_first = inner == 0
         in_last = inner == n_in_m1
@@ -194,24 +250,28 @@ class Sequencer(wiring.Component):
         for b in range(NF):
             with m.If(self.set[b]):
                 m.d.sync += flags[b].eq(1)
-        pc1 = Signal(range(NJ + 2))  # pc + 1, kept in a register for the descriptor lookup
-        m.d.comb += pc_load.eq(pc1)
+        # after a program the next one is most likely: both gens after a begun sub-batch (its
+        # tail is pending), the new gen after a flush; its first entry is loaded when it begins
+        after = Mux(mode == MODE_PREV, MODE_NEW, MODE_BOTH) if self.has_tail else MODE_NEW
+        m.d.comb += self.release_slot.eq(j_slot)
         with m.If(issue):
             with m.If(in_last):
                 m.d.sync += inner.eq(0)
                 with m.If(out_last):
-                    m.d.sync += [active.eq(0), outer.eq(0), pc.eq(pc1), pc1.eq(pc1 + 1)]
-                    m.d.comb += load_desc.eq(1)
-                    with m.If(pc == self.release_idx):
+                    m.d.sync += [active.eq(0), outer.eq(0)]
+                    with m.If(jd["rel"]):
                         m.d.comb += self.release.eq(1)
-                    with m.If(pc == NJ - 1):
-                        m.d.sync += running.eq(0)
+                    with m.If(j_end):
+                        m.d.sync += [prog.eq(0), mode.eq(after),
+                                     pc1.eq(Mux(after == MODE_BOTH, first[MODE_BOTH], first[MODE_NEW]))]
+                    with m.Else():
+                        m.d.comb += load_desc.eq(1)
                 with m.Else():
                     m.d.sync += outer.eq(outer + 1)
             with m.Else():
                 m.d.sync += inner.eq(inner + 1)
 
-        # program start (one sub-batch); its descriptor goes to the scalar unit through a FIFO
+        # program start; a begun sub-batch's descriptor goes to the scalar unit through a FIFO
         m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFOBuffered(width=smpw + 2, depth=4)
         wiring.connect(m, wiring.flipped(self.desc), desc_fifo.r_stream)
         # factor requests are latched with the input-side batch they refer to (the batch being
@@ -219,25 +279,47 @@ class Sequencer(wiring.Component):
         req_pending = self.req_pending
         req_target = Signal(32)
         cmp_batches = Signal(32)  # batches whose last sub-batch has begun
+        cmp_p1 = Signal(32, init=1)  # that plus one, counted alongside
+        # req_hit == (cmp_batches == req_target) at every cycle, updated from comparisons of
+        # registers, so no counter comparison sits in front of ``begin``
+        req_hit = Signal(init=1)
+        latch = self.factor_req.valid & ~req_pending
         m.d.comb += self.factor_req.ready.eq(~req_pending)
-        with m.If(self.factor_req.valid & ~req_pending):
+        with m.If(latch):
             m.d.sync += [req_pending.eq(1), self.req_col.eq(self.factor_req.payload.col),
                          self.req_all.eq(self.factor_req.payload.all),
                          req_target.eq(Mux(self.in_mid, self.in_batches_p1, self.in_batches))]
-        req_block = req_pending & (cmp_batches == req_target)
+        req_block = req_pending & req_hit
         m.d.comb += self.req_block.eq(req_block)
-        nxt = self.sub.payload
-        begin = ~running & self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
-        m.d.comb += [self.sub.ready.eq(begin), self.release_slot.eq(cur_slot)]
+        can_begin = self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
+        m.d.comb += begin.eq(~prog & ~flush_go & can_begin)
+        m.d.comb += self.sub.ready.eq(begin)
+        inc = begin & nxt.last
+        e_b_c = self.in_batches == cmp_batches
+        e_b1_c = self.in_batches_p1 == cmp_batches
+        e_b_c1 = self.in_batches == cmp_p1  # (in_batches + 1 == cmp + 1 is e_b_c)
+        new_now, new_inc = Mux(self.in_mid, e_b1_c, e_b_c), Mux(self.in_mid, e_b_c, e_b_c1)
+        with m.If(latch):
+            m.d.sync += req_hit.eq(Mux(inc, new_inc, new_now))
+        with m.Elif(inc):
+            m.d.sync += req_hit.eq(req_target == cmp_p1)
         with m.If(begin):
-            m.d.comb += [pc_load.eq(0), load_desc.eq(1)]
+            m.d.comb += load_desc.eq(1)
             m.d.sync += [
-                running.eq(1), pc.eq(0), pc1.eq(1), cur_slot.eq(nxt.slot),
-                cur_m1.eq(nxt.m1), self.in_batch.eq(~nxt.last),
+                prog.eq(1), tail_pending.eq(int(self.has_tail)),
+                prv_slot.eq(cur_slot), prv_m1.eq(cur_m1), cur_slot.eq(nxt.slot), cur_m1.eq(nxt.m1),
+                self.in_batch.eq(~nxt.last),
             ]
             with m.If(nxt.last):
-                m.d.sync += cmp_batches.eq(cmp_batches + 1)
-        m.d.comb += m_next_m1.eq(Mux(begin, nxt.m1, cur_m1))
+                m.d.sync += [cmp_batches.eq(cmp_p1), cmp_p1.eq(cmp_p1 + 1)]
+        # a pending tail is flushed when no sub-batch can begin: the gen-1 entries alone
+        with m.If(~prog & ~flush_go & tail_pending & ~can_begin):
+            m.d.sync += [flush_go.eq(1), tail_pending.eq(0), mode.eq(MODE_PREV), pc1.eq(first[MODE_PREV]),
+                         prv_slot.eq(cur_slot), prv_m1.eq(cur_m1)]
+        with m.If(flush_go):
+            m.d.comb += load_desc.eq(1)
+            m.d.sync += [flush_go.eq(0), prog.eq(1)]
+        m.d.comb += self.running.eq(prog | tail_pending | flush_go)
         m.d.comb += [desc_fifo.w_stream.valid.eq(begin), desc_fifo.w_stream.payload.eq(Cat(nxt.m, nxt.last))]
         with m.If(self.dump_start):
             m.d.sync += req_pending.eq(0)
@@ -254,8 +336,8 @@ class Sequencer(wiring.Component):
             u0.rfirst.eq(Mux(is_acc, outer == 0, in_first)),
             u0.rlast.eq(Mux(is_acc, out_last, in_last)),
             # memory read addresses: fields, not arithmetic (``hdl.engine_pipeline.mem_addr``)
-            self.x_addr.eq(mem_addr((ci, Rb), (cj, s), (cur_slot, 2))),
-            self.d_addr.eq(mem_addr((ci, Ra), (cj, s), (cur_slot, 2))),
+            self.x_addr.eq(mem_addr((ci, Rb), (cj, s), (j_slot, 2))),
+            self.d_addr.eq(mem_addr((ci, Ra), (cj, s), (j_slot, 2))),
             self.pq_addr.eq(mem_addr((cj, s), (j_col, k), (j_mat, 2))),
             self.wm_addr.eq(mem_addr((ci, Rm), (j_col, k), (j_mat, 2))),
         ]

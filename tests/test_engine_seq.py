@@ -1,10 +1,12 @@
-"""The engine's sequencer alone (Amaranth simulator) against ``build_program``'s schedule.
+"""The engine's sequencer alone (Amaranth simulator) against ``build_schedule``'s program.
 
-With every scoreboard bit held set, one sub-batch of m samples must issue exactly the
-program's jobs in order, each as its loop of uops (PROJ: chunks of the other matrix × m
-samples; ACC: m samples × chunks; GS and SCALE: one pass over the chunks), with the tag
-fields the lanes rely on; the slot is released after the last job that reads samples, and
-a job whose scoreboard bit is clear does not start until the bit is set.
+With every scoreboard bit held set, the sequencer must issue exactly the schedule's jobs in
+order, each as its loop of uops (PROJ: chunks of the other matrix × m samples; ACC: m
+samples × chunks; GS and SCALE: one pass over the chunks), with the tag fields the lanes
+rely on and the sample slot of the job's own sub-batch: a sub-batch alone issues its head
+and then its tail (a flush), sub-batches back to back issue each tail interleaved with the
+next head.  Each slot is released once, after its sub-batch's last job that reads samples,
+and a job whose scoreboard bit is clear does not start until the bit is set.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 from amaranth.sim import Simulator
 
 from hdl.engine import engine_layouts
-from hdl.engine_params import EngineParams, Op, build_program
+from hdl.engine_params import GEN_NEW, GEN_PREV, EngineParams, Op, build_program, build_schedule
+from hdl.engine_pipeline import index_bits
 from hdl.engine_seq import Sequencer, scoreboard_bits
 
 
@@ -26,63 +29,124 @@ def _loops(p: EngineParams, job, m: int) -> list[tuple[int, int]]:
     return [(i, 0) for i in range(R)]
 
 
-def _expected_uops(p: EngineParams, m: int) -> list[tuple]:
-    return [(int(job.op), int(job.mat), job.col, job.step if job.op == Op.GS else 0, i, j)
-            for job in build_program(p) for i, j in _loops(p, job, m)]
+def _expected(p: EngineParams, subs: list[tuple[int, int]], back_to_back: bool) -> tuple[list, list]:
+    """The uops of sub-batches ``subs`` [(slot, m)] in issue order (heads and tails of the
+    schedule), and for each the index of the sub-batch whose samples it reads (or None)."""
+    sched = build_schedule(p)
+    jobs = []  # (job, sub-batch index)
+    for n in range(len(subs)):
+        if n and back_to_back:
+            jobs += [(j, n if g == GEN_NEW else n - 1) for j, g in sched.entries]
+        else:
+            if n:
+                jobs += [(j, n - 1) for j in sched.jobs(GEN_PREV)]
+            jobs += [(j, n) for j in sched.jobs(GEN_NEW)]
+    jobs += [(j, len(subs) - 1) for j in sched.jobs(GEN_PREV)]
+    uops, owner = [], []
+    for job, n in jobs:
+        slot, m = subs[n]
+        reads = job.op in (Op.PROJ, Op.ACC)
+        for i, j in _loops(p, job, m):
+            uops.append((int(job.op), int(job.mat), job.col, job.step if job.op == Op.GS else 0, i, j,
+                         slot if reads else None))
+            owner.append(n if reads else None)
+    return uops, owner
 
 
-def _run(p: EngineParams, m: int, hold_bit: int | None = None) -> tuple[list, list, int, int]:
-    dut = Sequencer(p, build_program(p), engine_layouts(p)["factor_req"])
+def _releases(subs: list[tuple[int, int]], owner: list) -> list[tuple[int, int]]:
+    """(uops issued, slot) when each sub-batch's slot must come free: after its last read."""
+    return [(max(i for i, o in enumerate(owner) if o == n) + 1, slot) for n, (slot, _) in enumerate(subs)]
+
+
+def _run(p: EngineParams, subs: list[tuple[int, int]], hold_bit: int | None = None,
+         gap: int = 0) -> tuple[list, list, int, list]:
+    """Offer sub-batches ``subs`` [(slot, m)] (the next one ``gap`` cycles after a begin), every
+    scoreboard bit set (but ``hold_bit`` for 50 idle cycles); collect uops and releases."""
+    dut = Sequencer(p, build_schedule(p), engine_layouts(p)["factor_req"])
     nf = scoreboard_bits(p.k)["total"]
-    got, release_at, longest_stall = [], [], [0]
+    slot_shift = index_bits(p.chunks_b) + index_bits(p.s)
+    got, releases, descs, longest_stall = [], [], [], [0]
 
     async def tb(ctx):
         ctx.set(dut.set, (1 << nf) - 1 if hold_bit is None else ((1 << nf) - 1) & ~(1 << hold_bit))
-        ctx.set(dut.sub.payload, {"slot": 1, "m": m, "m1": m - 1, "last": 1})
-        ctx.set(dut.sub.valid, 1)
-        await ctx.tick().until(dut.sub.ready)
-        ctx.set(dut.sub.valid, 0)
-        idle = 0
-        for cyc in range(20000):
+        ctx.set(dut.desc.ready, 1)
+        nxt, wait, idle = 0, 0, 0
+        for _ in range(40000):
+            if nxt < len(subs) and wait == 0:
+                slot, m = subs[nxt]
+                ctx.set(dut.sub.payload, {"slot": slot, "m": m, "m1": m - 1, "last": int(nxt == len(subs) - 1)})
+                ctx.set(dut.sub.valid, 1)
+            else:
+                ctx.set(dut.sub.valid, 0)
+            began = ctx.get(dut.sub.valid) and ctx.get(dut.sub.ready)
+            if began:
+                nxt += 1
+                wait = gap
+            elif wait:
+                wait -= 1
+            if ctx.get(dut.desc.valid):
+                descs.append(ctx.get(dut.desc.payload.m))
             u = ctx.get(dut.uop)
             if u.valid:
-                got.append((u.op, u.mat, u.c, u.step if u.op == Op.GS else 0, u.i, u.smp))
+                slot = ctx.get(dut.x_addr) >> slot_shift if u.op in (Op.PROJ, Op.ACC) else None
+                got.append((u.op, u.mat, u.c, u.step if u.op == Op.GS else 0, u.i, u.smp, slot))
                 idle = 0
             else:
                 idle += 1
                 if ctx.get(dut.running):
                     longest_stall[0] = max(longest_stall[0], idle)
             if ctx.get(dut.release):
-                assert ctx.get(dut.release_slot) == 1
-                release_at.append(len(got))
+                releases.append((len(got), ctx.get(dut.release_slot)))
             if hold_bit is not None and idle == 50:
                 ctx.set(dut.set, (1 << nf) - 1)  # the awaited result arrives
-            if not ctx.get(dut.running) and idle > 60:
+            if not ctx.get(dut.running) and not began and nxt == len(subs) and idle > 60:
                 break
             await ctx.tick()
-        # the sub-batch descriptor went to the scalar unit
-        assert ctx.get(dut.desc.valid) and ctx.get(dut.desc.payload.m) == m
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    return got, release_at, longest_stall[0], dut.release_idx
+    assert descs == [m for _, m in subs]  # each begun sub-batch's descriptor went to the scalar unit
+    return got, releases, longest_stall[0], descs
 
 
-def test_sequencer_issues_the_program_schedule():
+def test_sequencer_issues_one_sub_batch_head_then_tail():
     p = EngineParams(rows=6, cols=9, rank=3, sub_batch=4, lanes=2)
-    got, release_at, stall, release_idx = _run(p, m=3)
-    assert got == _expected_uops(p, 3)
-    assert stall < 5  # every bit set: back-to-back jobs
-    # the slot is released when the last sample-reading job (PROJ/ACC) has issued its last uop
-    assert release_at == [sum(len(_loops(p, job, 3)) for job in build_program(p)[:release_idx + 1])]
+    sched = build_schedule(p)
+    assert sched.jobs(GEN_PREV), "this configuration has a tail"
+    assert build_program(p) == sched.jobs(GEN_NEW) + sched.jobs(GEN_PREV)
+    subs = [(1, 3)]
+    got, releases, stall, _ = _run(p, subs)
+    exp, owner = _expected(p, subs, back_to_back=False)
+    assert got == exp
+    assert stall < 5  # every bit set: back-to-back jobs (the flush follows at once)
+    assert releases == _releases(subs, owner)
+
+
+def test_sequencer_overlaps_a_tail_with_the_next_head():
+    p = EngineParams(rows=6, cols=9, rank=3, sub_batch=4, lanes=2)
+    subs = [(0, 4), (1, 2), (0, 4)]
+    got, releases, stall, _ = _run(p, subs)
+    exp, owner = _expected(p, subs, back_to_back=True)
+    assert got == exp
+    assert stall < 5
+    assert releases == _releases(subs, owner)
+
+
+def test_sequencer_flushes_the_tail_when_the_input_is_empty():
+    p = EngineParams(rows=6, cols=9, rank=3, sub_batch=4, lanes=2)
+    subs = [(0, 4), (1, 3)]
+    got, releases, _, _ = _run(p, subs, gap=400)  # the second sub-batch comes long after the first
+    exp, owner = _expected(p, subs, back_to_back=False)
+    assert got == exp
+    assert releases == _releases(subs, owner)
 
 
 def test_sequencer_waits_for_the_scoreboard():
     p = EngineParams(rows=5, cols=4, rank=2, sub_batch=2, lanes=1)
     # hold back 'projections done' of X column 0: the ACC(X,0) job must wait for it
     bit = scoreboard_bits(p.k)["proj"]
-    got, _, stall, _ = _run(p, m=2, hold_bit=bit)
-    assert got == _expected_uops(p, 2)
+    got, _, stall, _ = _run(p, [(0, 2)], hold_bit=bit)
+    assert got == _expected(p, [(0, 2)], back_to_back=False)[0]
     assert stall >= 50  # nothing issued while the bit was clear
