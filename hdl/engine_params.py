@@ -593,8 +593,9 @@ def build_schedule(p: EngineParams) -> Schedule:
     """The sequencer's program (:class:`Schedule`), chosen on the timing model.
 
     The tail is a suffix of the stand-alone order (so it holds every job that follows one of
-    its jobs); among up to 16 cut points (the empty tail included: the stand-alone program)
-    the one with the shortest modelled steady-state period is taken.
+    its jobs); among the cut points from a third of the way on (every one up to 48 jobs, 16
+    spread out beyond; the empty tail, i.e. the stand-alone program, included) the one with
+    the shortest modelled steady-state period is taken.
     """
     key = (p.rows, p.cols, p.rank, p.sub_batch, p.lanes, p.mul_latencies, p.tree_latency, p.lat_final,
            p.lat_state, p.norm_cycles, p.sigma_cycles)
@@ -602,7 +603,7 @@ def build_schedule(p: EngineParams) -> Schedule:
         std = _standalone_order(p)
         n = len(std)
         lo = n // 3
-        cuts = sorted({n} | {lo + (n - lo) * i // 15 for i in range(16)})
+        cuts = range(lo, n + 1) if n <= 48 else sorted({n} | {lo + (n - lo) * i // 15 for i in range(16)})
         best = None
         for r in cuts:
             period, entries = model_steady(p, std[r:])
