@@ -81,17 +81,16 @@ def _engine_params(rng: np.random.Generator, max_dim: int, fs: str | None = None
 
 
 def _cost(p) -> float:
-    """Simulated cycles per sample: the engine's own timing model of one full sub-batch
-    (:func:`hdl.engine_params.model_program` on its list-scheduled program) over s, plus ~10 %
-    for what the model leaves out (stalls, loads, dumps, block hand-overs).
+    """Simulated cycles per sample: the engine's own timing model of a full sub-batch in
+    steady state (the period of :func:`hdl.engine_params.build_schedule`, two sub-batches in
+    flight) over s, plus ~10 % for what the model leaves out (stalls, loads, dumps, flushes,
+    block hand-overs).
 
     Measured against campaign runs (docs/VERIFICATION.md) it is within a few per cent; the
     throughput bound 2k(a+b)/P alone underestimated small-k, small-s configurations by up to
     36 %, which the inverse-cube sharing turned into 2.5x too many samples on them.
     """
-    from hdl.engine_params import model_program
-
-    return 1.1 * model_program(p, p.program) / p.sub_batch + 4
+    return 1.1 * p.schedule.period / p.sub_batch + 4
 
 
 def draw_cases(samples: int, seed: int, max_dim: int = 96, max_configs: int | None = None) -> list[dict]:
