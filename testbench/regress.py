@@ -170,6 +170,14 @@ def _engine_stream(params, n_samples: int, rng: np.random.Generator):
             if rng.random() < 0.7:  # rail samples into a rail state: the wide stages saturate
                 b.x = np.where(rng.random(b.x.shape) < 0.5, f.x.min_int, f.x.max_int).astype(np.int64)
                 b.d = np.where(rng.random(b.d.shape) < 0.5, f.delta.min_int, f.delta.max_int).astype(np.int64)
+        elif r < 0.33:  # a state of ±1 LSB with zero samples: ‖v‖ so small that 1/‖v‖ saturates (X_inv, Delta_inv)
+            X = rng.integers(-1, 2, (params.cols, params.rank))
+            D = rng.integers(-1, 2, (params.rows, params.rank))
+            X[0], D[0] = 1, 1  # no zero column: that would be the degenerate case instead
+            b.load = (X.astype(np.int64), D.astype(np.int64), np.full(params.rank, 1 << max(0, f.sigma.frac - 2),
+                                                                        np.int64))
+            b.x[:] = 0
+            b.d[:] = 0
         d = rng.random()
         b.dump = bool(d < 0.6 or i == len(out) - 1)
         if b.dump and params.rank > 1 and rng.random() < 0.25:
