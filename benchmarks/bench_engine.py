@@ -92,7 +92,8 @@ def _run(p: EngineParams, args: argparse.Namespace, goal: float | None) -> int:
               f"ratio {summary['bound_ratio']:.3f}")
         if steady:
             met = "" if goal is None else f"  (goal >= {goal}: {'met' if bound / steady >= goal else 'NOT met'})"
-            print(f"  achieved (steady):     {steady:.1f} cycles/sample  ratio {summary['steady_bound_ratio']:.3f}{met}")
+            print(f"  achieved (steady):     {steady:.1f} cycles/sample  "
+                  f"ratio {summary['steady_bound_ratio']:.3f}{met}")
         print(f"  schedule model:        {summary['model_cycles_per_sample']:.1f} cycles/sample "
               f"(build_schedule, steady state)")
         print(f"  simulation speed:      {summary['sim_cycles_per_second']:.0f} cycles/s "
