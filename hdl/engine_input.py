@@ -17,7 +17,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
-from .engine_pipeline import index_bits, mem_addr, mem_depth
+from .engine_pipeline import index_bits, mem_addr, mem_depth, ram_attrs
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -67,11 +67,11 @@ class InputBuffer(wiring.Component):
         lane = lambda shape: data.ArrayLayout(shape, P)  # noqa: E731
         # the lanes read one slot while this side writes the other, so a read never meets a
         # write to the same address: synthesis need not build read-before-write logic
-        no_rw = {"no_rw_check": 1}
-        m.submodules.xb = xb = memory.Memory(shape=lane(signed(f.x.bits)), depth=mem_depth(Rb, s, 2), init=[],
-                                             attrs=no_rw)
-        m.submodules.db = db = memory.Memory(shape=lane(signed(f.delta.bits)), depth=mem_depth(Ra, s, 2), init=[],
-                                             attrs=no_rw)
+        xdepth, ddepth = mem_depth(Rb, s, 2), mem_depth(Ra, s, 2)
+        m.submodules.xb = xb = memory.Memory(shape=lane(signed(f.x.bits)), depth=xdepth, init=[],
+                                             attrs=ram_attrs(xdepth, P * f.x.bits, no_rw_check=1))
+        m.submodules.db = db = memory.Memory(shape=lane(signed(f.delta.bits)), depth=ddepth, init=[],
+                                             attrs=ram_attrs(ddepth, P * f.delta.bits, no_rw_check=1))
         xb_r, xb_w = xb.read_port(), xb.write_port()
         db_r, db_w = db.read_port(), db.write_port()
         m.d.comb += [xb_r.addr.eq(self.x_addr), self.x_data.eq(xb_r.data),
@@ -105,7 +105,11 @@ class InputBuffer(wiring.Component):
 
         x_take = self.x.valid & self.x.ready
         d_take = self.d.valid & self.d.ready
-        m.d.comb += [
+        # the writes are registered (address, data, enable): the handshake logic then drives one
+        # flip-flop instead of every write enable of a LUT-RAM buffer.  A write lands one cycle
+        # after its beat; the slot it fills is read no earlier than two cycles after it closes
+        # (offer, begin, issue), so the lanes never see it early.
+        m.d.sync += [
             xb_w.addr.eq(mem_addr((x_chunk, Rb), (x_smp, s), (in_slot, 2))),
             xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
             xb_w.en.eq(x_take),
@@ -113,9 +117,17 @@ class InputBuffer(wiring.Component):
             db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
             db_w.en.eq(d_take),
         ]
+        # samples of the open batch so far, counted as they arrive, and whether they exceed
+        # max_batch: the batch-length check at a sub-batch's close reads one register instead
+        # of an adder and a 32-bit comparison behind the close condition
+        batch_cnt = Signal(32)
+        over = Signal()
         with m.If(x_take):
             with m.If(x_chunk == Rb - 1):
-                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last)]
+                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last),
+                             batch_cnt.eq(batch_cnt + 1)]
+                with m.If(batch_cnt >= p.max_batch):
+                    m.d.sync += over.eq(1)
             with m.Else():
                 m.d.sync += x_chunk.eq(x_chunk + 1)
         with m.If(d_take):
@@ -123,11 +135,10 @@ class InputBuffer(wiring.Component):
                 m.d.sync += [d_chunk.eq(0), d_smp.eq(d_smp + 1)]
             with m.Else():
                 m.d.sync += d_chunk.eq(d_chunk + 1)
-        batch_acc = Signal(32)
         # batches fully received, and that plus one counted alongside (no adder where it is used)
         batches, batches_p1 = self.batches, self.batches_p1
         m.d.comb += [
-            self.mid.eq((x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_acc != 0)),
+            self.mid.eq((x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_cnt != 0)),
             self.any_full.eq(Cat(*slot_full_l).any()),
         ]
         close = free_now & x_done & (d_smp == x_smp)
@@ -142,12 +153,10 @@ class InputBuffer(wiring.Component):
                 x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
                 self.samples.eq(self.samples + x_smp),
             ]
-            with m.If(batch_acc + x_smp > p.max_batch):
+            with m.If(over):
                 m.d.sync += self.error.eq(1)
             with m.If(x_closed):
-                m.d.sync += [self.batch_size.eq(batch_acc + x_smp), batch_acc.eq(0)]
-            with m.Else():
-                m.d.sync += batch_acc.eq(batch_acc + x_smp)
+                m.d.sync += [self.batch_size.eq(batch_cnt), batch_cnt.eq(0), over.eq(0)]
 
         # the sequencer's side: the next full slot, taken when its sub-batch begins
         m.d.comb += [

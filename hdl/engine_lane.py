@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import fit, round_shift
 from .dsp import tiled_mul
 from .engine_params import EngineParams, Kind, Mat, Op
-from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, reg, rreg, tag_stage
+from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
 
@@ -118,12 +118,13 @@ class Lane(wiring.Component):
 
         # ------------------------------------------------------------ state memories (this lane's rows)
         m.submodules.sx = sx = memory.Memory(shape=data.ArrayLayout(signed(sw), k), depth=Rb,
-                                             init=state_rows(self.X0, P, Rb, l))
+                                             init=state_rows(self.X0, P, Rb, l), attrs=ram_attrs(Rb, k * sw))
         m.submodules.sd = sd = memory.Memory(shape=data.ArrayLayout(signed(sw), k), depth=Ra,
-                                             init=state_rows(self.D0, P, Ra, l))
+                                             init=state_rows(self.D0, P, Ra, l), attrs=ram_attrs(Ra, k * sw))
         # D_r = R_acc(D) per column, read and written from the lane's own uop copy (the power
         # step needs it only at cycle R2, so it is read late)
-        m.submodules.drm = drm = memory.Memory(shape=signed(aw), depth=mem_depth(Ra, k), init=[])
+        m.submodules.drm = drm = memory.Memory(shape=signed(aw), depth=mem_depth(Ra, k), init=[],
+                                               attrs=ram_attrs(mem_depth(Ra, k), aw))
         sx_r, sx_w = sx.read_port(), sx.write_port(granularity=1)
         sd_r, sd_w = sd.read_port(), sd.write_port(granularity=1)
         dr_r, dr_w = drm.read_port(), drm.write_port()

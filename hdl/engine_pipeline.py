@@ -18,7 +18,7 @@ from amaranth.lib import data
 
 from .synth import DUP_ATTR
 
-__all__ = ["index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
+__all__ = ["LUTRAM_MAX_BITS", "ram_attrs", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
 
 
 def index_bits(n: int) -> int:
@@ -47,6 +47,23 @@ def mem_depth(*ns: int) -> int:
     for n in ns:
         d <<= index_bits(n)
     return d
+
+
+#: Memories of at most this many bits are built from LUT RAM (``ram_style``), larger ones are
+#: left to Yosys (block RAM).  Why: Yosys maps an ECP5 DP16KD without its output register, and
+#: the block RAM's clock-to-out (~5.6 ns) plus one net to a flip-flop is ~7.4 ns on its own (the
+#: engine's input buffer alone closed at 136 MHz); a LUT RAM read is one LUT before the same
+#: flip-flop.  A few kbit of LUT RAM costs ~1-2 LUTs per 64 bits plus the read multiplexer.
+LUTRAM_MAX_BITS = 8192
+
+
+def ram_attrs(depth: int, width: int, **extra) -> dict:
+    """Attributes of a :class:`amaranth.lib.memory.Memory` of ``depth`` words of ``width`` bits:
+    ``ram_style = "distributed"`` when it fits :data:`LUTRAM_MAX_BITS`, plus ``extra``."""
+    attrs = dict(extra)
+    if depth * width <= LUTRAM_MAX_BITS:
+        attrs["ram_style"] = "distributed"
+    return attrs
 
 
 def reg(m: Module, shape, value, name: str) -> Signal:

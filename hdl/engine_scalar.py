@@ -115,6 +115,7 @@ class ScalarUnit(wiring.Component):
         sc_zero = Signal()
         sc_q = Signal(max(iw, rw))  # a saturated divider result on its way to INV or RC
         sc_big = Signal()
+        sc_quot = Signal(p.div_quot_bits)  # σ's quotient, registered before its range check
         sc_prod, sc_lat = tiled_mul(m, sc_ma, sc_mb, name="sc_mul", primitive=p.dsp)
         sc_wait = Signal(range(sc_lat + 1))
         sn = Signal(p.n_bits, init=s)
@@ -188,13 +189,18 @@ class ScalarUnit(wiring.Component):
                 m.next = "SIG_DIV"
             with m.State("SIG_DIV"):
                 with m.If(dv.done):
-                    # saturate the magnitude: |min_int| = max_int + 1 for a negative result
-                    lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
-                    big = dv.overflow | (dv.quotient > lim)
-                    m.d.sync += sc_mag.eq(Mux(big, lim, dv.quotient))
-                    raise_sat("sigma", big)
-                    m.next = "SIG_SET"
+                    # the quotient is registered before its range check (a carry chain) and the
+                    # check before the flag is raised: neither sits behind the divider's outputs
+                    m.d.sync += [sc_quot.eq(dv.quotient), sc_big.eq(dv.overflow)]
+                    m.next = "SIG_SAT"
+            with m.State("SIG_SAT"):
+                # saturate the magnitude: |min_int| = max_int + 1 for a negative result
+                lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
+                big = sc_big | (sc_quot > lim)
+                m.d.sync += [sc_mag.eq(Mux(big, lim, sc_quot)), sc_big.eq(big)]
+                m.next = "SIG_SET"
             with m.State("SIG_SET"):
+                raise_sat("sigma", sc_big)
                 m.d.sync += SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag))
                 m.next = "SIG_TR"
             with m.State("SIG_TR"):
@@ -210,11 +216,13 @@ class ScalarUnit(wiring.Component):
                     m.next = "RCP_SEL"
             with m.State("RCP_SEL"):
                 m.d.sync += sc_sel.eq(SIG[sc_c])  # registered before the σ_min comparison
+                m.next = "RCP_CMP"
+            with m.State("RCP_CMP"):
+                # the comparison (a carry chain) registered before the multiplexer it drives
+                m.d.sync += sc_guard.eq(sc_sel < smin)
                 m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
-                low = sc_sel < smin
-                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(low, smin, sc_sel)), sc_guard.eq(low),
-                             sc_wait.eq(sc_lat)]
+                m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(sc_guard, smin, sc_sel)), sc_wait.eq(sc_lat)]
                 m.next = "RCP_MUL1"
             with m.State("RCP_MUL1"):
                 with m.If(sc_wait == 0):
