@@ -54,14 +54,20 @@ class TraceOut(wiring.Component):
         depth = trace_depth(self.params)
         m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
         # never written when full: ``credit`` counts the free entries not yet promised
+        # the word is registered before the FIFO write: the push decisions (a lane's SCALE tag,
+        # the scalar unit's state and trace room) then drive one flip-flop, not the LUT-RAM write
+        # enables.  ``credit`` is taken at the push, so the FIFO is still never written when full.
         w = tfifo.w_stream
-        word = data.View(self.layout, w.payload)
+        nxt = Signal(self.layout, name="word_next")
         with m.If(self.state.en):
-            m.d.comb += [word.kind.eq(self.state.mat), word.col.eq(self.state.col),
-                         word.chunk.eq(self.state.chunk), word.data.eq(self.state.data), w.valid.eq(1)]
+            m.d.comb += [nxt.kind.eq(self.state.mat), nxt.col.eq(self.state.col),
+                         nxt.chunk.eq(self.state.chunk), nxt.data.eq(self.state.data)]
         with m.Elif(self.sigma.en):
-            m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(self.sigma.col), word.sigma.eq(self.sigma.value),
-                         w.valid.eq(1)]
+            m.d.comb += [nxt.kind.eq(Kind.SIGMA), nxt.col.eq(self.sigma.col), nxt.sigma.eq(self.sigma.value)]
+        word = Signal(self.layout, name="word_r", reset_less=True)
+        word_valid = Signal(name="word_valid")
+        m.d.sync += [word_valid.eq(self.state.en | self.sigma.en), word.eq(nxt)]
+        m.d.comb += [w.valid.eq(word_valid), w.payload.eq(word)]
         wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
         taken = Signal(range(depth + 1))
         m.d.comb += self.pending.eq(taken != 0)

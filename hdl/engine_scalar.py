@@ -134,6 +134,13 @@ class ScalarUnit(wiring.Component):
         inv_idx = sc_mat * k + sc_c
         m.d.comb += [self.inv.idx.eq(inv_idx), self.rc.c.eq(sc_c), self.push_c.eq(sc_c),
                      self.push_sigma.eq(SIG[sc_c])]
+        # the sub-batch descriptor is popped one cycle after its last use (the next state never
+        # reads it): the FIFO's level logic then hangs off a flip-flop, not off this state machine
+        # and the trace-room decision
+        sub_pop = Signal()
+        m.d.comb += self.sub.ready.eq(sub_pop)
+        with m.If(sub_pop):
+            m.d.sync += sub_pop.eq(0)
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 m.d.comb += [self.idle.eq(1), self.task.ready.eq(1)]
@@ -209,8 +216,7 @@ class ScalarUnit(wiring.Component):
                     n_next = Mux(d_last, s, sn + d_m)
                     m.d.sync += rn.eq(n_next)
                     with m.If(sc_c == k - 1):
-                        m.d.comb += self.sub.ready.eq(1)
-                        m.d.sync += [sn.eq(n_next), self.sub_batches.eq(self.sub_batches + 1)]
+                        m.d.sync += [sub_pop.eq(1), sn.eq(n_next), self.sub_batches.eq(self.sub_batches + 1)]
                         with m.If(d_last):
                             m.d.sync += self.batches.eq(self.batches + 1)
                     m.next = "RCP_SEL"
