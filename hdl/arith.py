@@ -129,7 +129,8 @@ class RoundDivider(wiring.Component):
 
     Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result
     (registered), which then holds until the next start.  Latency:
-    ``ceil(quot_bits / bits_per_cycle) + 3`` cycles (the operands are registered first).
+    ``ceil(quot_bits / bits_per_cycle) + 4`` cycles (the operands are registered first, and the
+    range check before it is acted on).
     ``den == 0`` reports ``overflow``.
     """
 
@@ -164,7 +165,9 @@ class RoundDivider(wiring.Component):
         q2 = Signal(qp)
         count = Signal(range(self.steps + 1))
         two_num = Signal(nw)
-        checking = Signal()  # the cycle after start: operands are registered, range check
+        checking = Signal()  # the cycle after start: operands are registered, range compared
+        deciding = Signal()  # the range check's result is registered, acted on here
+        too_big = Signal()
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
             # register the operands first: the caller's operand multiplexers and the wide
@@ -175,17 +178,22 @@ class RoundDivider(wiring.Component):
         with m.If(checking):
             high = two_num >> qp  # bits of 2*num above the quotient window
             m.d.sync += [
-                checking.eq(0),
+                checking.eq(0), deciding.eq(1),
                 low.eq(two_num[:qp] if nw > qp else two_num),
                 q2.eq(0),
                 count.eq(self.steps),
+                rem.eq(high),
+                # the wide comparison lands in one flip-flop; its multiplexers act a cycle later
+                too_big.eq(high >= den),
             ]
-            with m.If(high >= den):
+        with m.If(deciding):
+            m.d.sync += deciding.eq(0)
+            with m.If(too_big):
                 # quotient does not fit in qp bits (also den == 0)
                 m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0), self.busy.eq(0)]
             with m.Else():
-                m.d.sync += [self.overflow.eq(0), rem.eq(high)]
-        with m.If(self.busy & ~checking):
+                m.d.sync += self.overflow.eq(0)
+        with m.If(self.busy & ~checking & ~deciding):
             r = rem
             lo = low
             q = q2
