@@ -29,7 +29,7 @@ from hdl.engine import engine_layouts, initial_state  # noqa: E402
 from hdl.engine_input import InputBuffer  # noqa: E402
 from hdl.engine_lane import Lane  # noqa: E402
 from hdl.engine_outputs import FactorDump, Status, TraceOut  # noqa: E402
-from hdl.engine_params import EngineParams, build_program  # noqa: E402
+from hdl.engine_params import EngineParams, build_schedule  # noqa: E402
 from hdl.engine_reduce import Reducer  # noqa: E402
 from hdl.engine_scalar import ScalarUnit  # noqa: E402
 from hdl.engine_seq import Sequencer  # noqa: E402
@@ -70,7 +70,7 @@ def components(p: EngineParams) -> dict:
         "lane": lambda: Lane(p, 0, X0, D0),
         "scalar": lambda: ScalarUnit(p, S0),
         "input": lambda: InputBuffer(p, lay["x"], lay["d"]),
-        "seq": lambda: Sequencer(p, build_program(p), lay["factor_req"]),
+        "seq": lambda: Sequencer(p, build_schedule(p), lay["factor_req"]),
         "reduce": lambda: Reducer(p),
         "trace": lambda: TraceOut(p, lay["trace"]),
         "dump": lambda: FactorDump(p, lay["factors"]),

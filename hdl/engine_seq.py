@@ -227,9 +227,25 @@ class Sequencer(wiring.Component):
         job_tr = Signal()
         # a SCALE job's trace reservation reaches ``credit`` one cycle after its start; while
         # one is pending neither a SCALE job nor a σ trace word may reserve
-        wait_ok = ((flags | ~jd["wait"]) == (1 << NF) - 1) & (
+        # The scoreboard test is precomputed a cycle ahead, for both descriptors the next cycle
+        # can hold (the current one, or the one loaded this cycle from ``pc1``), from the flags
+        # as this cycle's results and outside clears leave them: the issue decision then reads
+        # two flip-flops instead of an AND over every scoreboard bit.  A starting job's own
+        # clears are not in that precomputation, so no job starts in the cycle after a start
+        # (only back-to-back single-uop jobs lose a cycle).
+        all_ones = (1 << NF) - 1
+        flags_pre = (flags | self.set) & ~self.unset
+        ok_cur, ok_nd, ok_src_nd, started = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [
+            ok_cur.eq((flags_pre | ~jd["wait"]) == all_ones),
+            ok_nd.eq((flags_pre | ~nd["wait"]) == all_ones),
+            ok_src_nd.eq(load_desc),
+        ]
+        flags_ok = Mux(ok_src_nd, ok_nd, ok_cur) & ~started
+        wait_ok = flags_ok & (
             ~is_scale | ~self.trace_en | ((self.credit >= chunks_mat) & ~self.credit_pending))
         start = prog & ~active & wait_ok
+        m.d.sync += started.eq(start)
         issue = active | start
         in_first = inner == 0
         in_last = inner == n_in_m1
