@@ -41,6 +41,9 @@ from .engine_scalar import sub_layout
 
 __all__ = ["Sequencer", "scoreboard_bits", "MODES"]
 
+#: low bits of the batch counts the factor-request logic compares (see ``same`` in elaborate)
+CMP_BITS = 4
+
 #: program modes: which gens of the schedule's entries run
 MODE_BOTH, MODE_NEW, MODE_PREV = 0, 1, 2
 MODES = {MODE_BOTH: (0, 1), MODE_NEW: (0,), MODE_PREV: (1,)}
@@ -311,14 +314,22 @@ class Sequencer(wiring.Component):
         m.d.comb += begin.eq(~prog & ~flush_go & can_begin)
         m.d.comb += self.sub.ready.eq(begin)
         inc = begin & nxt.last
-        e_b_c = self.in_batches == cmp_batches
-        e_b1_c = self.in_batches_p1 == cmp_batches
-        e_b_c1 = self.in_batches == cmp_p1  # (in_batches + 1 == cmp + 1 is e_b_c)
+
+        def same(a, b):
+            # The counts compared here differ by less than 8: the input side is at most two
+            # slots (batches) ahead of the sub-batches begun, and a request targets the batch
+            # being received or the last one received.  Equal low bits are therefore equal
+            # counts, and a narrow comparison keeps two carry-free LUT levels before req_hit.
+            return a[:CMP_BITS] == b[:CMP_BITS]
+
+        e_b_c = same(self.in_batches, cmp_batches)
+        e_b1_c = same(self.in_batches_p1, cmp_batches)
+        e_b_c1 = same(self.in_batches, cmp_p1)  # (in_batches + 1 == cmp + 1 is e_b_c)
         new_now, new_inc = Mux(self.in_mid, e_b1_c, e_b_c), Mux(self.in_mid, e_b_c, e_b_c1)
         with m.If(latch):
             m.d.sync += req_hit.eq(Mux(inc, new_inc, new_now))
         with m.Elif(inc):
-            m.d.sync += req_hit.eq(req_target == cmp_p1)
+            m.d.sync += req_hit.eq(same(req_target, cmp_p1))
         with m.If(begin):
             m.d.comb += load_desc.eq(1)
             m.d.sync += [
