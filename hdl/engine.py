@@ -42,7 +42,7 @@ from .engine_lane import Lane, uop_layout
 from .engine_outputs import FactorDump, Status, TraceOut
 from .engine_reduce import Reducer
 from .engine_seq import Sequencer, scoreboard_bits
-from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth
+from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
@@ -160,10 +160,16 @@ class SBPCAEngine(wiring.Component):
         # are done (scoreboard), so a read never meets a write to the same address: synthesis
         # need not build read-before-write collision logic around these block RAMs.
         no_rw = {"no_rw_check": 1}
-        m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=_depth(s, k, 2), init=[])
-        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=_depth(Rm, k, 2), init=[], attrs=no_rw)
-        pq_r, pq_w = pq.read_port(), pq.write_port()
-        wm_r, wm_w = wm.read_port(), wm.write_port()
+        pq_depth, wm_depth = _depth(s, k, 2), _depth(Rm, k, 2)
+        m.submodules.pq = pq = memory.Memory(shape=signed(pw), depth=pq_depth, init=[], attrs=ram_attrs(pq_depth, pw))
+        m.submodules.wm = wm = memory.Memory(shape=lane(signed(mw)), depth=wm_depth, init=[],
+                                             attrs=ram_attrs(wm_depth, P * mw, **no_rw))
+        pq_w, wm_w = pq.write_port(), wm.write_port()
+        # read addresses come from the sequencer's issue logic (cycle 0), data one cycle later
+        seq_pq_addr = Signal(len(_addr((0, s), (0, k), (0, 2))), name="pq_addr")
+        seq_wm_addr = Signal(len(_addr((0, Rm), (0, k), (0, 2))), name="wm_addr")
+        pq_rdata = read_next_cycle(m, pq, seq_pq_addr, "pq")
+        wm_rdata = read_next_cycle(m, wm, seq_wm_addr, "wm")
 
         # ---------------------------------------------------------------- scoreboard values
         # H, 1/‖v‖ and r_c per column, written with their scoreboard bits (``hdl.engine_seq``)
@@ -201,8 +207,8 @@ class SBPCAEngine(wiring.Component):
             seq.in_mid.eq(inbuf.mid), seq.in_batches.eq(inbuf.batches), seq.in_batches_p1.eq(inbuf.batches_p1),
             seq.dumping.eq(dump.dumping), seq.trace_en.eq(self.trace_en),
             seq.credit.eq(tro.credit), seq.credit_pending.eq(tro.pending), tro.reserve.eq(seq.reserve),
-            inbuf.x_addr.eq(seq.x_addr), inbuf.d_addr.eq(seq.d_addr), pq_r.addr.eq(seq.pq_addr),
-            wm_r.addr.eq(seq.wm_addr),
+            inbuf.x_addr.eq(seq.x_addr), inbuf.d_addr.eq(seq.d_addr), seq_pq_addr.eq(seq.pq_addr),
+            seq_wm_addr.eq(seq.wm_addr),
         ]
         guard_inc = Signal()
         with m.If(seq.recip_check):
@@ -229,7 +235,7 @@ class SBPCAEngine(wiring.Component):
         # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on ECP5)
         xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
         db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
-        wm_d = reg(lane(signed(mw)), wm_r.data, "wm_d")
+        wm_d = reg(lane(signed(mw)), wm_rdata, "wm_d")
         idx1 = u1r.mat * k + u1r.c
         u1 = stage(u1r, "u2")
         uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1
@@ -260,7 +266,7 @@ class SBPCAEngine(wiring.Component):
                 ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr), ln.dump_adv.eq(dump_adv),
                 # values every lane uses (the projection, h, 1/‖v‖, r_c) are selected centrally
                 # one cycle ahead and registered in each lane
-                ln.pq.eq(pq_r.data), ln.h.eq(H[idx1]), ln.inv.eq(INV[idx1]), ln.rc.eq(RC[uR1.c]),
+                ln.pq.eq(pq_rdata), ln.h.eq(H[idx1]), ln.inv.eq(INV[idx1]), ln.rc.eq(RC[uR1.c]),
                 ln.x.eq(xb_d[l]), ln.d.eq(db_d[l]), ln.wm.eq(wm_d[l]),
                 ln.load.en.eq(load_take), ln.load.kind.eq(ld.kind), ln.load.col.eq(ld.col),
                 ln.load.chunk.eq(ld.chunk), ln.load.data.eq(ld.data[l]),

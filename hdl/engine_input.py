@@ -17,7 +17,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
-from .engine_pipeline import index_bits, mem_addr, mem_depth, ram_attrs
+from .engine_pipeline import index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -72,10 +72,9 @@ class InputBuffer(wiring.Component):
                                              attrs=ram_attrs(xdepth, P * f.x.bits, no_rw_check=1))
         m.submodules.db = db = memory.Memory(shape=lane(signed(f.delta.bits)), depth=ddepth, init=[],
                                              attrs=ram_attrs(ddepth, P * f.delta.bits, no_rw_check=1))
-        xb_r, xb_w = xb.read_port(), xb.write_port()
-        db_r, db_w = db.read_port(), db.write_port()
-        m.d.comb += [xb_r.addr.eq(self.x_addr), self.x_data.eq(xb_r.data),
-                     db_r.addr.eq(self.d_addr), self.d_data.eq(db_r.data)]
+        xb_w, db_w = xb.write_port(), db.write_port()
+        m.d.comb += [self.x_data.eq(read_next_cycle(m, xb, self.x_addr, "xb")),
+                     self.d_data.eq(read_next_cycle(m, db, self.d_addr, "db"))]
 
         smpw = index_bits(s)
         in_slot = Signal()

@@ -177,5 +177,9 @@ class Status(wiring.Component):
                          self.degenerate.eq(self.degenerate + degen_r)]
             with m.If(self.busy):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-        m.d.comb += self.busy.eq(self.active | sat_r.any() | guard_r | degen_r)
+        # ``active`` is registered like the events above: busy (and the cycles it counts) follows
+        # the engine one cycle late, and the many reasons to be busy stay off the counter's enable
+        active_r = Signal()
+        m.d.sync += active_r.eq(self.active)
+        m.d.comb += self.busy.eq(active_r | sat_r.any() | guard_r | degen_r)
         return m

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Shape, Signal, Value
 from amaranth.lib import data
 
 from .synth import DUP_ATTR
 
-__all__ = ["LUTRAM_MAX_BITS", "ram_attrs", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
+__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
 
 
 def index_bits(n: int) -> int:
@@ -57,13 +57,38 @@ def mem_depth(*ns: int) -> int:
 LUTRAM_MAX_BITS = 8192
 
 
+def distributed(depth: int, width: int) -> bool:
+    """Whether a memory of ``depth`` words of ``width`` bits is built from LUT RAM."""
+    return depth * width <= LUTRAM_MAX_BITS
+
+
 def ram_attrs(depth: int, width: int, **extra) -> dict:
     """Attributes of a :class:`amaranth.lib.memory.Memory` of ``depth`` words of ``width`` bits:
     ``ram_style = "distributed"`` when it fits :data:`LUTRAM_MAX_BITS`, plus ``extra``."""
     attrs = dict(extra)
-    if depth * width <= LUTRAM_MAX_BITS:
+    if distributed(depth, width):
         attrs["ram_style"] = "distributed"
     return attrs
+
+
+def read_next_cycle(m: Module, mem, addr, name: str):
+    """Data of ``mem`` at ``addr``, one cycle later (a synchronous read's timing).
+
+    A block RAM reads synchronously.  A LUT-RAM memory gets its *address* registered and an
+    asynchronous read: mapped from a synchronous read port, Yosys puts the flip-flop after the
+    LUT RAM and its read multiplexer, so a combinational address (the sequencer's issue logic)
+    ran through them in one cycle.  The caller guarantees no read meets a write to the same
+    address in the same cycle (where the two forms would differ).
+    """
+    if distributed(mem.depth, Shape.cast(mem.shape).width):
+        a = Value.cast(addr)
+        addr_r = reg(m, a.shape(), a, f"{name}_ra")
+        rp = mem.read_port(domain="comb")
+        m.d.comb += rp.addr.eq(addr_r)
+    else:
+        rp = mem.read_port()
+        m.d.comb += rp.addr.eq(addr)
+    return rp.data
 
 
 def reg(m: Module, shape, value, name: str) -> Signal:

@@ -256,6 +256,10 @@ async def soft_reset_scenario(scenario: str, bi: int, drv: FirmwareDriver, wb: W
     out: dict = {"batch": bi, "scenario": scenario}
     if scenario == "mid_batch":
         cfg = job["config"]
+        # as sbpca_train_batch does: the previous call's work (a factor dump, whose STATUS.BUSY
+        # is stretched BUSY_HOLD cycles) must be over before sbpca_configure
+        idle = await _firmware_status(drv.wait_idle, max_polls=10000)
+        sb.require(tag, "sbpca_wait_idle", idle, "SBPCA_OK", "engine busy before the configuration")
         await bridge(drv.configure)(batch_size=int(x.shape[0]), sub_batch=s, scheme=cfg["scheme"],
                                     manage=cfg["manage"], bl=cfg["bl"], lr_scale=cfg["lr_scale"], seed=cfg["seed"])
         await bridge(drv.start_batch)()
