@@ -129,8 +129,8 @@ class RoundDivider(wiring.Component):
 
     Handshake: pulse ``start`` while ``busy`` is low; ``done`` pulses one cycle with the result
     (registered), which then holds until the next start.  Latency:
-    ``ceil(quot_bits / bits_per_cycle) + 4`` cycles (the operands are registered first, and the
-    range check before it is acted on).
+    ``ceil(quot_bits / bits_per_cycle) + 3`` cycles (the operands are registered first; the range
+    check is registered and acted on during the first iteration).
     ``den == 0`` reports ``overflow``.
     """
 
@@ -166,7 +166,7 @@ class RoundDivider(wiring.Component):
         count = Signal(range(self.steps + 1))
         two_num = Signal(nw)
         checking = Signal()  # the cycle after start: operands are registered, range compared
-        deciding = Signal()  # the range check's result is registered, acted on here
+        deciding = Signal()  # the first iteration, when the range check (registered) is acted on
         too_big = Signal()
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
@@ -183,17 +183,12 @@ class RoundDivider(wiring.Component):
                 q2.eq(0),
                 count.eq(self.steps),
                 rem.eq(high),
-                # the wide comparison lands in one flip-flop; its multiplexers act a cycle later
+                self.overflow.eq(0),
+                # the wide comparison lands in one flip-flop: the first iteration runs meanwhile,
+                # and is abandoned below when the quotient does not fit
                 too_big.eq(high >= den),
             ]
-        with m.If(deciding):
-            m.d.sync += deciding.eq(0)
-            with m.If(too_big):
-                # quotient does not fit in qp bits (also den == 0)
-                m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0), self.busy.eq(0)]
-            with m.Else():
-                m.d.sync += self.overflow.eq(0)
-        with m.If(self.busy & ~checking & ~deciding):
+        with m.If(self.busy & ~checking):
             r = rem
             lo = low
             q = q2
@@ -216,6 +211,13 @@ class RoundDivider(wiring.Component):
                 # rounding, registered: (q2 + 1) >> 1 ; q2 < 2**quot_bits so it fits quot_bits bits
                 m.d.sync += [self.quotient.eq((q2[:self.quot_bits] + 1) >> 1),
                              self.busy.eq(0), self.done.eq(1)]
+        # the range check of the cycle before, acted on during the first iteration (these
+        # assignments come last: they win over that iteration's)
+        with m.If(deciding):
+            m.d.sync += deciding.eq(0)
+            with m.If(too_big):
+                # quotient does not fit in qp bits (also den == 0)
+                m.d.sync += [self.overflow.eq(1), self.done.eq(1), rem.eq(0), self.busy.eq(0)]
         return m
 
 

@@ -93,6 +93,10 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += self.sat[sat_bit[name]].eq(1)
 
         SIG = Array(Signal(signed(gw), name=f"sigma{i}", init=v) for i, v in enumerate(self.sigma_init))
+        # σ_c < σ_min, kept with each σ_c: the reciprocal's guard reads a flip-flop instead of a
+        # comparison behind the σ select
+        LOW = Array(Signal(name=f"sigma_low{i}", init=int(v < f.sigma_min_int))
+                    for i, v in enumerate(self.sigma_init))
         for c in range(k):
             m.d.comb += self.sigma[c].eq(SIG[c])
 
@@ -208,7 +212,9 @@ class ScalarUnit(wiring.Component):
                 m.next = "SIG_SET"
             with m.State("SIG_SET"):
                 raise_sat("sigma", sc_big)
-                m.d.sync += SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag))
+                # below σ_min (> 0): any σ ≤ 0, or a magnitude below σ_min
+                m.d.sync += [SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag)),
+                             LOW[sc_c].eq(sc_neg | (sc_mag < smin))]
                 m.next = "SIG_TR"
             with m.State("SIG_TR"):
                 with m.If(self.trace_room):
@@ -221,11 +227,8 @@ class ScalarUnit(wiring.Component):
                             m.d.sync += self.batches.eq(self.batches + 1)
                     m.next = "RCP_SEL"
             with m.State("RCP_SEL"):
-                m.d.sync += sc_sel.eq(SIG[sc_c])  # registered before the σ_min comparison
-                m.next = "RCP_CMP"
-            with m.State("RCP_CMP"):
-                # the comparison (a carry chain) registered before the multiplexer it drives
-                m.d.sync += sc_guard.eq(sc_sel < smin)
+                # σ_c and whether it is below σ_min (kept beside σ: no comparison here)
+                m.d.sync += [sc_sel.eq(SIG[sc_c]), sc_guard.eq(LOW[sc_c])]
                 m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
                 m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(sc_guard, smin, sc_sel)), sc_wait.eq(sc_lat)]
@@ -251,5 +254,6 @@ class ScalarUnit(wiring.Component):
         # a σ load (engine idle at a batch boundary) sets σ_c and queues its reciprocal; it comes
         # after the state machine so that its pending bit wins over the IDLE state's clear
         with m.If(self.load.en):
-            m.d.sync += [SIG[self.load.c].eq(self.load.sigma), recip_pending.bit_select(self.load.c, 1).eq(1)]
+            m.d.sync += [SIG[self.load.c].eq(self.load.sigma), LOW[self.load.c].eq(self.load.sigma < smin),
+                         recip_pending.bit_select(self.load.c, 1).eq(1)]
         return m

@@ -201,7 +201,7 @@ def test_round_divider_matches_div_round(bpc):
             while not ctx.get(dut.done):
                 await ctx.tick()
                 cycles += 1
-            assert cycles <= dut.steps + 4
+            assert cycles <= dut.steps + 3
             out.append((ctx.get(dut.quotient), ctx.get(dut.overflow)))
 
     _run(dut, bench)
