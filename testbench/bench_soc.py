@@ -8,7 +8,9 @@ driver is loaded with ctypes; its register functions are ``cocotb.task.resume``-
 start, stream, end, wait DONE, check errors, read σ, apply the k updates, check errors) and then
 ``sbpca_read_factors``.  A monitor coroutine wakes only while ``pulses.valid`` is high and
 records every pulse word (optionally holding ``ready`` low at random).  σ, Δ_c, X_c and every
-pulse word are compared as integers; a mismatch names the batch, the word and both values.
+pulse word are compared as integers by the shared :class:`testbench.scoreboard.Scoreboard` (a
+mismatch names the batch, the word, both values and the reproduce command; a pulse word also
+its differing fields), and the run ends with :func:`end_of_run` (nothing left in flight).
 """
 
 from __future__ import annotations
