@@ -206,7 +206,8 @@ class SBPCAEngine(wiring.Component):
             inbuf.release.eq(seq.release), inbuf.release_slot.eq(seq.release_slot),
             seq.in_mid.eq(inbuf.mid), seq.in_batches.eq(inbuf.batches), seq.in_batches_p1.eq(inbuf.batches_p1),
             seq.dumping.eq(dump.dumping), seq.trace_en.eq(self.trace_en),
-            seq.credit.eq(tro.credit), seq.credit_pending.eq(tro.pending), tro.reserve.eq(seq.reserve),
+            seq.room_x.eq(tro.room_x), seq.room_d.eq(tro.room_d), seq.credit_pending.eq(tro.pending),
+            tro.reserve.eq(seq.reserve),
             inbuf.x_addr.eq(seq.x_addr), inbuf.d_addr.eq(seq.d_addr), seq_pq_addr.eq(seq.pq_addr),
             seq_wm_addr.eq(seq.wm_addr),
         ]
@@ -216,7 +217,7 @@ class SBPCAEngine(wiring.Component):
             m.d.comb += guard_inc.eq(r_guard[seq.col])
         running, in_batch, req_pending, req_block = seq.running, seq.in_batch, seq.req_pending, seq.req_block
         dumping, dump_addr, dump_adv = dump.dumping, dump.addr, dump.advance
-        credit, take_pending = tro.credit, tro.pending
+        take_pending = tro.pending
         uop = uop_layout(p)
         u0 = seq.uop
 
@@ -350,9 +351,9 @@ class SBPCAEngine(wiring.Component):
             m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat), r_guard[sc.rc.c].eq(sc.rc.guard)]
             set_flag("r", sc.rc.c)
         # a reservation of the sequencer this cycle takes at most chunks_max credits, so
-        # credit > chunks_max leaves room for a σ word whatever the sequencer does
+        # credit > chunks_max (``room_sigma``) leaves room for a σ word whatever the sequencer does
         m.d.comb += [sc.trace_en.eq(self.trace_en),
-                     sc.trace_room.eq(~self.trace_en | ((credit > Rm) & ~pipe_push & ~take_pending))]
+                     sc.trace_room.eq(~self.trace_en | (tro.room_sigma & ~pipe_push & ~take_pending))]
         sc_push, sc_idle = sc.push, sc.idle
         degen_inc = sc.degenerate
 

@@ -45,6 +45,11 @@ class TraceOut(wiring.Component):
                                           "value": Out(signed(f.sigma.bits))})),
             "reserve": In(range(depth + 1)),
             "credit": Out(range(depth + 1), init=depth),
+            # credit >= chunks_b, >= chunks_a (a SCALE job of X, of Δ fits) and > chunks_max (a σ
+            # word fits whatever the sequencer reserves), registered with ``credit`` itself
+            "room_x": Out(1, init=int(depth >= p.chunks_b)),
+            "room_d": Out(1, init=int(depth >= p.chunks_a)),
+            "room_sigma": Out(1, init=int(depth > p.chunks_max)),
             "pending": Out(1),
             "trace": Out(stream.Signature(layout)),
         })
@@ -72,7 +77,11 @@ class TraceOut(wiring.Component):
         taken = Signal(range(depth + 1))
         m.d.comb += self.pending.eq(taken != 0)
         pop = tfifo.r_rdy & self.trace.ready
-        m.d.sync += [taken.eq(self.reserve), self.credit.eq(self.credit - taken - self.sigma.en + pop)]
+        p = self.params
+        credit_next = self.credit - taken - self.sigma.en + pop
+        m.d.sync += [taken.eq(self.reserve), self.credit.eq(credit_next),
+                     self.room_x.eq(credit_next >= p.chunks_b), self.room_d.eq(credit_next >= p.chunks_a),
+                     self.room_sigma.eq(credit_next > p.chunks_max)]
         return m
 
 

@@ -91,7 +91,8 @@ class Sequencer(wiring.Component):
             "dumping": In(1),
             "dump_start": In(1),
             "trace_en": In(1),
-            "credit": In(range(depth + 1)),
+            "room_x": In(1),  # the trace FIFO's credit covers a SCALE job of X / of Δ
+            "room_d": In(1),
             "credit_pending": In(1),
             "reserve": Out(range(depth + 1)),
             "set": In(nf),  # scoreboard bits set by results this cycle (win over a job's clears)
@@ -246,7 +247,7 @@ class Sequencer(wiring.Component):
         ]
         flags_ok = Mux(ok_src_nd, ok_nd, ok_cur) & ~started
         wait_ok = flags_ok & (
-            ~is_scale | ~self.trace_en | ((self.credit >= chunks_mat) & ~self.credit_pending))
+            ~is_scale | ~self.trace_en | (Mux(j_mat == Mat.X, self.room_x, self.room_d) & ~self.credit_pending))
         start = prog & ~active & wait_ok
         m.d.sync += started.eq(start)
         issue = active | start
