@@ -145,6 +145,12 @@ class ScalarUnit(wiring.Component):
         m.d.comb += self.sub.ready.eq(sub_pop)
         with m.If(sub_pop):
             m.d.sync += sub_pop.eq(0)
+        def latch_quotient(limit: int) -> None:
+            """The divider's quotient saturated at ``limit``, registered (with whether it was)
+            before it is written to its column."""
+            big = dv.overflow | (dv.quotient > limit)
+            m.d.sync += [sc_q.eq(Mux(big, limit, dv.quotient)), sc_big.eq(big)]
+
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
                 m.d.comb += [self.idle.eq(1), self.task.ready.eq(1)]
@@ -172,9 +178,7 @@ class ScalarUnit(wiring.Component):
                     m.next = "NDIV"
             with m.State("NDIV"):
                 with m.If(dv.done):
-                    # the saturated quotient is registered before it is written to its column
-                    big = dv.overflow | (dv.quotient > inv_max)
-                    m.d.sync += [sc_q.eq(Mux(big, inv_max, dv.quotient)), sc_big.eq(big)]
+                    latch_quotient(inv_max)
                     m.next = "NDIV_SET"
             with m.State("NDIV_SET"):
                 m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(sc_q)]
@@ -244,8 +248,7 @@ class ScalarUnit(wiring.Component):
                 m.next = "RCP_DIV"
             with m.State("RCP_DIV"):
                 with m.If(dv.done):
-                    big = dv.overflow | (dv.quotient > rc_max)
-                    m.d.sync += [sc_q.eq(Mux(big, rc_max, dv.quotient)), sc_big.eq(big)]
+                    latch_quotient(rc_max)
                     m.next = "RCP_SET"
             with m.State("RCP_SET"):
                 m.d.comb += [self.rc.en.eq(1), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
