@@ -527,8 +527,14 @@ class _Core(Elaboratable):
             with m.Else():
                 with m.If(lane == 0):
                     m.d.sync += beat.data.eq(0)
-                m.d.sync += [beat.data[lane].eq(ev[:sw]), beat.kind.eq(phase), beat.col.eq(col),
-                             beat.chunk.eq(chunk), lane.eq(Mux(end_chunk, 0, lane + 1))]
+                # one constant-indexed write per lane, as on the sample path: with P = 1 ``lane``
+                # has no bits, and ``beat.data[lane]`` becomes a zero-width switch (RTLIL
+                # ``case 0'``) that Yosys's ``proc`` drops after the write above (docs/VERIFICATION.md)
+                for l in range(P):
+                    with m.If(lane == l):
+                        m.d.sync += beat.data[l].eq(ev[:sw])
+                m.d.sync += [beat.kind.eq(phase), beat.col.eq(col), beat.chunk.eq(chunk),
+                             lane.eq(Mux(end_chunk, 0, lane + 1))]
                 with m.If(end_chunk):
                     m.d.sync += [bv.eq(1), chunk.eq(chunk + 1)]
                 with m.If(elem == vlen1):
