@@ -272,8 +272,13 @@ async def soft_reset_scenario(scenario: str, bi: int, drv: FirmwareDriver, wb: W
         sb.check(tag, "samples streamed before the reset", int(out["samples_before"] >= 1), 1)
     elif scenario == "mid_readout":
         await wb.write(R.CTRL.offset, R.CTRL.READ_FACTORS.mask)
-        for _ in range(3):
-            await wb.read(R.FACTOR_DATA.offset)
+        # the engine starts its dump only once it is quiet, a design-dependent number of cycles
+        # later: wait (bounded) for two words -- a readout has at least 2k, each vector starting
+        # a new word -- and take one, so that the reset finds the readout under way
+        for _ in range(1000):
+            if R.FIFO_STATUS.FACTOR_LEVEL.get(await wb.read(R.FIFO_STATUS.offset)) >= 2:
+                break
+        await wb.read(R.FACTOR_DATA.offset)
         out["factor_level_before"] = R.FIFO_STATUS.FACTOR_LEVEL.get(await wb.read(R.FIFO_STATUS.offset))
         sb.check(tag, "words waiting in FACTOR_DATA before the reset", int(out["factor_level_before"] > 0), 1)
     elif scenario == "mid_update":
