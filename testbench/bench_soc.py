@@ -373,8 +373,14 @@ async def batch_limit_check(drv: FirmwareDriver, wb: WishboneMaster, sb: Scorebo
     out["configure_status"] = await _firmware_status(drv.configure, batch_size=n, sub_batch=s)
     sb.check("batch limit", "configure(B = MAX_BATCH + 1) refused without a bus write", int(
         out["configure_status"] == "SBPCA_ERR_ARG" and wb.stats.writes == w0), 1)
-    x = np.asarray([[rng.randrange(-2000, 2000) for _ in range(b)] for _ in range(n)], dtype=np.int64)
-    d = np.asarray([[rng.randrange(-2000, 2000) for _ in range(a)] for _ in range(n)], dtype=np.int64)
+    fm = ep["formats"]
+
+    def draw(rows: int, cols: int, bits: int) -> np.ndarray:
+        # values of the format (the firmware refuses others), at most ±2000
+        lo, hi = max(-2000, -(1 << (bits - 1))), min(2000, (1 << (bits - 1)) - 1)
+        return np.asarray([[rng.randrange(lo, hi) for _ in range(cols)] for _ in range(rows)], dtype=np.int64)
+
+    x, d = draw(n, b, fm["x"]["bits"]), draw(n, a, fm["delta"]["bits"])
 
     async def oversized_batch(tag: str) -> dict:
         for reg in (R.SAMPLES, R.SUB_BATCHES):

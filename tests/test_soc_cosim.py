@@ -163,17 +163,20 @@ def test_rtlil_has_no_zero_width_case(kw):
 def test_firmware_cosim_one_lane_state_load():
     """One lane (the loader's lane index has no bits): a soft reset in a factor readout, then
     the checkpoint loaded through STATE_DATA reads back word for word and the next batch
-    matches the golden model (before the fix every loaded Δ/X element read back as 0)."""
-    p = small(lanes=1, formats="q12")
+    matches the golden model (before the fix every loaded Δ/X element read back as 0); q8,
+    whose 8-bit samples also bound the max_batch phase's random batch."""
+    p = small(lanes=1, formats="q8", max_batch=8)
     k, a, b, bl = 2, 6, 5, 5
     rep = run_soc_cosim(p, random_batches(p, 2, 4, seed=5), seed=4, lr_scale=1 << 22, bl=bl, bus_stalls=True,
-                        resets=[None, "mid_readout"])
+                        resets=[None, "mid_readout"], extra_checks=True)
     assert rep["mismatches"] == 0, rep["mismatch_details"]
     assert (rep["passed"], rep["failed"]) == (1, 0)
     assert [(r["reset_status"], r["load_status"]) for r in rep["soft_resets"]] == [("SBPCA_OK", "SBPCA_OK")]
     # per batch sigma + factors + pulse words (BL slots per update) + counters + flags; the
-    # reset's 9 checks and the restored state (k sigma, k(a + b) elements); init and end of run
-    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * bl + 3 + 8) + 9 + k * (a + b) + k + 5 + 1
+    # reset's 9 checks and the restored state (k sigma, k(a + b) elements); init and end of run;
+    # the 19 checks of the max_batch phase
+    assert rep["words_compared"] == 2 * (k + k * (a + b) + k * bl + 3 + 8) + 9 + k * (a + b) + k + 5 + 1 + 19
+    assert rep["batch_limit_check"]["first"]["samples"] == 9
     assert rep["soft_resets"][0]["factor_level_before"] >= 1
     assert any(v != 0 for col in rep["final_state"]["Delta"] for v in col)
 
