@@ -46,10 +46,10 @@ class TraceOut(wiring.Component):
             "reserve": In(range(depth + 1)),
             "credit": Out(range(depth + 1), init=depth),
             # credit >= chunks_b, >= chunks_a (a SCALE job of X, of Δ fits) and > chunks_max (a σ
-            # word fits whatever the sequencer reserves), registered with ``credit`` itself
-            "room_x": Out(1, init=int(depth >= p.chunks_b)),
-            "room_d": Out(1, init=int(depth >= p.chunks_a)),
-            "room_sigma": Out(1, init=int(depth > p.chunks_max)),
+            # word fits whatever the sequencer reserves): sign bits of registered offset counters
+            "room_x": Out(1),
+            "room_d": Out(1),
+            "room_sigma": Out(1),
             "pending": Out(1),
             "trace": Out(stream.Signature(layout)),
         })
@@ -58,30 +58,51 @@ class TraceOut(wiring.Component):
         m = Module()
         depth = trace_depth(self.params)
         m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
-        # never written when full: ``credit`` counts the free entries not yet promised
-        # the word is registered before the FIFO write: the push decisions (a lane's SCALE tag,
-        # the scalar unit's state and trace room) then drive one flip-flop, not the LUT-RAM write
-        # enables.  ``credit`` is taken at the push, so the FIFO is still never written when full.
+        # never written when full: ``credit`` counts the free entries not yet promised.
+        # Both words are registered, as they are, every cycle, before the FIFO write, and the
+        # choice between them is made after the registers: the push decisions (a lane's SCALE
+        # tag, the scalar unit's state and trace room) then drive two flip-flops, not the
+        # select of every payload bit nor the LUT-RAM write enables.  ``credit`` is taken at the
+        # push, so the FIFO is still never written when full.
         w = tfifo.w_stream
-        nxt = Signal(self.layout, name="word_next")
-        with m.If(self.state.en):
-            m.d.comb += [nxt.kind.eq(self.state.mat), nxt.col.eq(self.state.col),
-                         nxt.chunk.eq(self.state.chunk), nxt.data.eq(self.state.data)]
-        with m.Elif(self.sigma.en):
-            m.d.comb += [nxt.kind.eq(Kind.SIGMA), nxt.col.eq(self.sigma.col), nxt.sigma.eq(self.sigma.value)]
-        word = Signal(self.layout, name="word_r", reset_less=True)
-        word_valid = Signal(name="word_valid")
-        m.d.sync += [word_valid.eq(self.state.en | self.sigma.en), word.eq(nxt)]
+        st = Signal.like(self.state.data, name="word_state_data", reset_less=True)
+        st_mat, st_col, st_chunk = (Signal.like(sig, name=f"word_state_{name}", reset_less=True)
+                                    for sig, name in ((self.state.mat, "mat"), (self.state.col, "col"),
+                                                      (self.state.chunk, "chunk")))
+        sg_col = Signal.like(self.sigma.col, name="word_sigma_col", reset_less=True)
+        sg_value = Signal.like(self.sigma.value, name="word_sigma_value", reset_less=True)
+        is_state, word_valid = Signal(name="word_is_state"), Signal(name="word_valid")
+        m.d.sync += [st.eq(self.state.data), st_mat.eq(self.state.mat), st_col.eq(self.state.col),
+                     st_chunk.eq(self.state.chunk), sg_col.eq(self.sigma.col), sg_value.eq(self.sigma.value),
+                     is_state.eq(self.state.en), word_valid.eq(self.state.en | self.sigma.en)]
+        word = Signal(self.layout, name="word")
+        with m.If(is_state):
+            m.d.comb += [word.kind.eq(st_mat), word.col.eq(st_col), word.chunk.eq(st_chunk), word.data.eq(st)]
+        with m.Else():
+            m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(sg_col), word.sigma.eq(sg_value)]
         m.d.comb += [w.valid.eq(word_valid), w.payload.eq(word)]
         wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
+        # The reservation lands a cycle after the sequencer makes it (``taken``), so ``pending``
+        # is a flip-flop of its own rather than a comparison of ``taken``.  Each room bit is the
+        # sign of a counter kept at ``credit`` minus its threshold: the update is the credit's
+        # own (two carry chains) and no comparison follows it.
         taken = Signal(range(depth + 1))
-        m.d.comb += self.pending.eq(taken != 0)
+        m.d.sync += [taken.eq(self.reserve), self.pending.eq(self.reserve != 0)]
         pop = tfifo.r_rdy & self.trace.ready
         p = self.params
-        credit_next = self.credit - taken - self.sigma.en + pop
-        m.d.sync += [taken.eq(self.reserve), self.credit.eq(credit_next),
-                     self.room_x.eq(credit_next >= p.chunks_b), self.room_d.eq(credit_next >= p.chunks_a),
-                     self.room_sigma.eq(credit_next > p.chunks_max)]
+
+        def advance(value):
+            return value - taken - self.sigma.en + pop
+
+        m.d.sync += self.credit.eq(advance(self.credit))
+        for room, threshold in ((self.room_x, p.chunks_b), (self.room_d, p.chunks_a),
+                                (self.room_sigma, p.chunks_max + 1)):
+            offset = Signal(range(-threshold - 1, depth + 1), init=depth - threshold,
+                            name=f"{room.name}_offset")
+            offset_next = Signal.like(offset, name=f"{room.name}_offset_next")
+            m.d.comb += offset_next.eq(advance(offset))
+            m.d.sync += offset.eq(offset_next)
+            m.d.comb += room.eq(~offset[-1])
         return m
 
 

@@ -217,12 +217,15 @@ class Sequencer(wiring.Component):
         # two registers instead of multiplexing and subtracting first
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
+        j_single = Signal()  # the job is a single uop
         with m.If(load_desc):
+            in_m1_next = Mux(nd["in_is_m"], m_sel, nd["in_m1"])
+            out_m1_next = Mux(nd["out_is_m"], m_sel, nd["out_m1"])
             m.d.sync += [jd[key].eq(nd[key]) for key in jd]
             m.d.sync += [
                 j_slot.eq(Mux(nd["gen"], g1_slot, g0_slot)),
-                n_in_m1.eq(Mux(nd["in_is_m"], m_sel, nd["in_m1"])),
-                n_out_m1.eq(Mux(nd["out_is_m"], m_sel, nd["out_m1"])),
+                n_in_m1.eq(in_m1_next), n_out_m1.eq(out_m1_next),
+                j_single.eq((in_m1_next == 0) & (out_m1_next == 0)),
             ]
             with m.Switch(mode):
                 for mode_ in MODES:
@@ -246,6 +249,7 @@ class Sequencer(wiring.Component):
             ok_src_nd.eq(load_desc),
         ]
         flags_ok = Mux(ok_src_nd, ok_nd, ok_cur) & ~started
+        # room_x, room_d and credit_pending are flip-flops of the trace output
         wait_ok = flags_ok & (
             ~is_scale | ~self.trace_en | (Mux(j_mat == Mat.X, self.room_x, self.room_d) & ~self.credit_pending))
         start = prog & ~active & wait_ok
@@ -279,17 +283,23 @@ class Sequencer(wiring.Component):
                 m.d.sync += inner.eq(0)
                 with m.If(out_last):
                     m.d.sync += [active.eq(0), outer.eq(0)]
-                    with m.If(jd["rel"]):
-                        m.d.comb += self.release.eq(1)
-                    with m.If(j_end):
-                        m.d.sync += [prog.eq(0), mode.eq(after),
-                                     pc1.eq(Mux(after == MODE_BOTH, first[MODE_BOTH], first[MODE_NEW]))]
-                    with m.Else():
-                        m.d.comb += load_desc.eq(1)
                 with m.Else():
                     m.d.sync += outer.eq(outer + 1)
             with m.Else():
                 m.d.sync += inner.eq(inner + 1)
+        # The job's end (release, the next descriptor or the program's end) is taken without
+        # ``start``: a job of several uops ends on its last uop, issued while ``active``; a job
+        # of one uop ends in the cycle after its start, when no job can start anyway
+        # (``started``), so the next descriptor is still in place for the earliest next start.
+        job_done = (active & in_last & out_last) | (started & j_single)
+        with m.If(job_done):
+            with m.If(jd["rel"]):
+                m.d.comb += self.release.eq(1)
+            with m.If(j_end):
+                m.d.sync += [prog.eq(0), mode.eq(after),
+                             pc1.eq(Mux(after == MODE_BOTH, first[MODE_BOTH], first[MODE_NEW]))]
+            with m.Else():
+                m.d.comb += load_desc.eq(1)
 
         # program start; a begun sub-batch's descriptor goes to the scalar unit through a FIFO
         m.submodules.desc_fifo = desc_fifo = fifo.SyncFIFOBuffered(width=smpw + 2, depth=4)

@@ -53,6 +53,9 @@ def register(sub) -> None:
                              "--nextpnr-arg=0.7)")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: report nextpnr's Fmax estimate before routing (fast look at a large design)")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="MINUTES",
+                        help="stop a Yosys or nextpnr step that runs longer than this (default 60; a 64x64 "
+                             "engine's placement on a loaded machine can need more)")
     parser.add_argument("--require-timing", action="store_true",
                         help="exit with status 1 when Fmax is below --freq")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -117,11 +120,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --pnr-seed or --seeds, not both")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, not {args.jobs}")
+    if not args.timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of minutes, not {args.timeout}")
     component, name, parameters = design_build(args)
     build_dir = args.build_dir or Path("build") / "synth" / f"{args.top}-{target}-{device}"
     options = dict(target=target, device=device, package=args.package, build_dir=build_dir, freq_mhz=args.freq,
                    io=args.io, abc9={"auto": None, "abc9": True, "abc": False}[args.mapper], router=args.router,
-                   route=not args.no_route, pnr_args=args.nextpnr_arg)
+                   route=not args.no_route, pnr_args=args.nextpnr_arg, timeout_s=60.0 * args.timeout)
     if args.seeds is not None:
         return _run_seeds(args, component, name, options, parameters)
     print(f"sbpca synth: {args.top} ({name}) for {target} {device} at {args.freq:g} MHz in {build_dir} ...",
