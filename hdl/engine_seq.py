@@ -217,6 +217,9 @@ class Sequencer(wiring.Component):
         # two registers instead of multiplexing and subtracting first
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
+        n_in_m2 = Signal(range(-1, maxn + 1))  # the bounds minus two: the penultimate uop
+        n_out_m2 = Signal(range(-1, maxn + 1))
+        in_single, out_single = Signal(), Signal()  # one pass of the inner / outer loop
         j_single = Signal()  # the job is a single uop
         with m.If(load_desc):
             in_m1_next = Mux(nd["in_is_m"], m_sel, nd["in_m1"])
@@ -225,6 +228,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [
                 j_slot.eq(Mux(nd["gen"], g1_slot, g0_slot)),
                 n_in_m1.eq(in_m1_next), n_out_m1.eq(out_m1_next),
+                n_in_m2.eq(in_m1_next - 1), n_out_m2.eq(out_m1_next - 1),
+                in_single.eq(in_m1_next == 0), out_single.eq(out_m1_next == 0),
                 j_single.eq((in_m1_next == 0) & (out_m1_next == 0)),
             ]
             with m.Switch(mode):
@@ -278,6 +283,9 @@ class Sequencer(wiring.Component):
         # tail is pending), the new gen after a flush; its first entry is loaded when it begins
         after = Mux(mode == MODE_PREV, MODE_NEW, MODE_BOTH) if self.has_tail else MODE_NEW
         m.d.comb += self.release_slot.eq(j_slot)
+        # ``at_last``: the uop issued this cycle is the job's last, kept in a flip-flop updated
+        # from the loop counters' comparisons with the bounds minus one and minus two
+        at_last = Signal()
         with m.If(issue):
             with m.If(in_last):
                 m.d.sync += inner.eq(0)
@@ -285,13 +293,16 @@ class Sequencer(wiring.Component):
                     m.d.sync += [active.eq(0), outer.eq(0)]
                 with m.Else():
                     m.d.sync += outer.eq(outer + 1)
+                m.d.sync += at_last.eq(in_single & Mux(out_last, out_single, outer == n_out_m2))
             with m.Else():
-                m.d.sync += inner.eq(inner + 1)
+                m.d.sync += [inner.eq(inner + 1), at_last.eq((inner == n_in_m2) & out_last)]
+        with m.If(load_desc):
+            m.d.sync += at_last.eq((in_m1_next == 0) & (out_m1_next == 0))
         # The job's end (release, the next descriptor or the program's end) is taken without
         # ``start``: a job of several uops ends on its last uop, issued while ``active``; a job
         # of one uop ends in the cycle after its start, when no job can start anyway
         # (``started``), so the next descriptor is still in place for the earliest next start.
-        job_done = (active & in_last & out_last) | (started & j_single)
+        job_done = (active & at_last) | (started & j_single)
         with m.If(job_done):
             with m.If(jd["rel"]):
                 m.d.comb += self.release.eq(1)
