@@ -205,7 +205,7 @@ def _run_tool(tool: str, args: list[str], *, cwd: Path, step: str, log: Path, ti
         proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
                               text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
-        raise SynthError(step, f"{tool} ran longer than {timeout_s:.0f} s", log) from exc
+        raise SynthError(step, f"{tool} ran longer than {timeout_s:g} s", log) from exc
     except OSError as exc:  # pragma: no cover - the interpreter itself is missing
         raise SynthError(step, f"could not start {tool}: {exc}", log) from exc
     (cwd / f"{step}.stdout").write_text(proc.stdout + proc.stderr)

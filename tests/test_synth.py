@@ -268,3 +268,11 @@ def test_synth_command_seed_options(capsys):
     for bad in ("1,x", "1,1", "-1"):
         with pytest.raises(SystemExit):
             main(["synth", "--top", "csr", "--seeds", bad])
+
+
+def test_synth_command_timeout(tmp_path, capsys):
+    """``--timeout`` (minutes) reaches every tool step: a step over it fails with its name."""
+    assert main(["synth", "--top", "csr", "--timeout", "0"]) == 2
+    assert "--timeout must be a positive number of minutes" in capsys.readouterr().err
+    assert main(["synth", "--top", "csr", "--timeout", "0.001", "--build-dir", str(tmp_path)]) == 1
+    assert "ran longer than" in capsys.readouterr().err
