@@ -152,6 +152,8 @@ class Sequencer(wiring.Component):
                  # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
                  "in_m1": (Ro if job.op == Op.PROJ else R) - 1, "in_is_m": int(job.op == Op.ACC),
                  "out_m1": (R - 1) if job.op == Op.ACC else 0, "out_is_m": int(job.op == Op.PROJ)}
+            for side in ("in", "out"):  # minus two and "one pass": registered next to the bound
+                d[f"{side}_m2"], d[f"{side}_z"] = d[f"{side}_m1"] - 1, int(d[f"{side}_m1"] == 0)
             for mode in MODES:
                 n = nxt[mode].get(i)
                 d[f"nxt{mode}"] = 0 if n is None else n
@@ -178,6 +180,8 @@ class Sequencer(wiring.Component):
         # the two sub-batches in flight: the last one begun (gen 0) and the one before (gen 1)
         cur_slot, prv_slot = Signal(), Signal()
         cur_m1, prv_m1 = Signal(range(s + 1)), Signal(range(s + 1))
+        cur_m2, prv_m2 = Signal(range(-1, s + 1)), Signal(range(-1, s + 1))  # m − 2: m1 minus one
+        cur_z, prv_z = Signal(), Signal()  # m = 1
         flags = self.flags
 
         descs = self._descriptors()
@@ -189,7 +193,9 @@ class Sequencer(wiring.Component):
             "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"), "rel": Signal(name="j_rel"),
         }
         rom = {**jd, "gen": Signal(), "in_m1": Signal(range(Rm + 1)), "in_is_m": Signal(),
-               "out_m1": Signal(range(Rm + 1)), "out_is_m": Signal()}
+               "out_m1": Signal(range(Rm + 1)), "out_is_m": Signal(),
+               "in_m2": Signal(range(-1, Rm + 1)), "in_z": Signal(),
+               "out_m2": Signal(range(-1, Rm + 1)), "out_z": Signal()}
         for mode_ in MODES:
             rom[f"nxt{mode_}"] = Signal(range(NJ))
             rom[f"end{mode_}"] = Signal()
@@ -208,29 +214,40 @@ class Sequencer(wiring.Component):
         is_gs, is_scale = j_op == Op.GS, j_op == Op.SCALE
         nxt = self.sub.payload
         begin = Signal()
-        # the sample slot and count of each gen as the loaded job will see them (a begin shifts
-        # the sub-batches: the one begun so far becomes gen 1)
-        g0_slot, g1_slot = Mux(begin, nxt.slot, cur_slot), Mux(begin, cur_slot, prv_slot)
-        g0_m1, g1_m1 = Mux(begin, nxt.m1, cur_m1), Mux(begin, cur_m1, prv_m1)
-        m_sel = Mux(nd["gen"], g1_m1, g0_m1)
-        # loop bounds minus one, registered with the descriptor: the issue decision compares
-        # two registers instead of multiplexing and subtracting first
+        # The loaded job's sample slot and loop bounds (minus one, minus two, one pass), from
+        # its descriptor and the sub-batch of its gen.  A begin shifts the sub-batches (the one
+        # begun so far becomes gen 1), so both cases are formed from registers and the
+        # sub-batch offered, and ``begin`` picks between them last.
+        sub_nxt = {"slot": nxt.slot, "m1": nxt.m1, "m2": nxt.m1 - 1, "z": nxt.m1 == 0}
+        sub_cur = {"slot": cur_slot, "m1": cur_m1, "m2": cur_m2, "z": cur_z}
+        sub_prv = {"slot": prv_slot, "m1": prv_m1, "m2": prv_m2, "z": prv_z}
+
+        def job_bounds(g0: dict, g1: dict) -> dict:
+            g = {key: Mux(nd["gen"], g1[key], g0[key]) for key in g0}
+            out = {"slot": g["slot"]}
+            for side in ("in", "out"):
+                is_m = nd[f"{side}_is_m"]
+                for key in ("m1", "m2", "z"):
+                    out[f"{side}_{key}"] = Mux(is_m, g[key], nd[f"{side}_{key}"])
+            return out
+
+        on_begin, no_begin = job_bounds(sub_nxt, sub_cur), job_bounds(sub_cur, sub_prv)
+        nb = {key: Mux(begin, on_begin[key], no_begin[key]) for key in on_begin}
+        # registered with the descriptor: the issue decision compares registers
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
         n_in_m2 = Signal(range(-1, maxn + 1))  # the bounds minus two: the penultimate uop
         n_out_m2 = Signal(range(-1, maxn + 1))
         in_single, out_single = Signal(), Signal()  # one pass of the inner / outer loop
         j_single = Signal()  # the job is a single uop
+        single_next = nb["in_z"] & nb["out_z"]
         with m.If(load_desc):
-            in_m1_next = Mux(nd["in_is_m"], m_sel, nd["in_m1"])
-            out_m1_next = Mux(nd["out_is_m"], m_sel, nd["out_m1"])
             m.d.sync += [jd[key].eq(nd[key]) for key in jd]
             m.d.sync += [
-                j_slot.eq(Mux(nd["gen"], g1_slot, g0_slot)),
-                n_in_m1.eq(in_m1_next), n_out_m1.eq(out_m1_next),
-                n_in_m2.eq(in_m1_next - 1), n_out_m2.eq(out_m1_next - 1),
-                in_single.eq(in_m1_next == 0), out_single.eq(out_m1_next == 0),
-                j_single.eq((in_m1_next == 0) & (out_m1_next == 0)),
+                j_slot.eq(nb["slot"]),
+                n_in_m1.eq(nb["in_m1"]), n_out_m1.eq(nb["out_m1"]),
+                n_in_m2.eq(nb["in_m2"]), n_out_m2.eq(nb["out_m2"]),
+                in_single.eq(nb["in_z"]), out_single.eq(nb["out_z"]), j_single.eq(single_next),
             ]
             with m.Switch(mode):
                 for mode_ in MODES:
@@ -297,7 +314,7 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [inner.eq(inner + 1), at_last.eq((inner == n_in_m2) & out_last)]
         with m.If(load_desc):
-            m.d.sync += at_last.eq((in_m1_next == 0) & (out_m1_next == 0))
+            m.d.sync += at_last.eq(single_next)
         # The job's end (release, the next descriptor or the program's end) is taken without
         # ``start``: a job of several uops ends on its last uop, issued while ``active``; a job
         # of one uop ends in the cycle after its start, when no job can start anyway
@@ -356,7 +373,8 @@ class Sequencer(wiring.Component):
             m.d.comb += load_desc.eq(1)
             m.d.sync += [
                 prog.eq(1), tail_pending.eq(int(self.has_tail)),
-                prv_slot.eq(cur_slot), prv_m1.eq(cur_m1), cur_slot.eq(nxt.slot), cur_m1.eq(nxt.m1),
+                prv_slot.eq(cur_slot), prv_m1.eq(cur_m1), prv_m2.eq(cur_m2), prv_z.eq(cur_z),
+                cur_slot.eq(nxt.slot), cur_m1.eq(nxt.m1), cur_m2.eq(sub_nxt["m2"]), cur_z.eq(sub_nxt["z"]),
                 self.in_batch.eq(~nxt.last),
             ]
             with m.If(nxt.last):
@@ -364,7 +382,7 @@ class Sequencer(wiring.Component):
         # a pending tail is flushed when no sub-batch can begin: the gen-1 entries alone
         with m.If(~prog & ~flush_go & tail_pending & ~can_begin):
             m.d.sync += [flush_go.eq(1), tail_pending.eq(0), mode.eq(MODE_PREV), pc1.eq(first[MODE_PREV]),
-                         prv_slot.eq(cur_slot), prv_m1.eq(cur_m1)]
+                         prv_slot.eq(cur_slot), prv_m1.eq(cur_m1), prv_m2.eq(cur_m2), prv_z.eq(cur_z)]
         with m.If(flush_go):
             m.d.comb += load_desc.eq(1)
             m.d.sync += [flush_go.eq(0), prog.eq(1)]
