@@ -257,6 +257,13 @@ class SBPCAEngine(wiring.Component):
         ld_v = Signal(name="load_v")
         ld_r = Signal(self.layouts["load"], name="load_r", reset_less=True)
         m.d.sync += [ld_v.eq(load_take), ld_r.eq(self.load.payload)]
+        # a σ load invalidates its r_c until the scalar unit has recomputed it: the scoreboard
+        # bit to clear is decoded before the register, so the sequencer's scoreboard test
+        # reads flip-flops (decoded after it, the clear ran from ``load_v`` across the scalar
+        # unit into that test: the 64×64 engine's critical path)
+        unset_r = Signal(sb["total"], name="load_unset")
+        ld_in = self.load.payload
+        m.d.sync += unset_r.eq(Mux(load_take & (ld_in.kind == Kind.SIGMA), 1 << sb["r"], 0) << ld_in.col)
         ld = ld_r
         load_take = ld_v
         lanes = []
@@ -373,8 +380,7 @@ class SBPCAEngine(wiring.Component):
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
-        # a σ load invalidates its r_c until the scalar unit has recomputed it
-        m.d.comb += seq.unset.eq(Mux(load_sigma, 1 << sb["r"], 0) << ld.col)
+        m.d.comb += seq.unset.eq(unset_r)
         wiring.connect(m, wiring.flipped(self.factors), dump.factors)
         m.d.comb += [
             dump.start.eq(req_block & quiet), dump.col.eq(seq.req_col), dump.all.eq(seq.req_all), dump.sigma.eq(sc.sigma),
