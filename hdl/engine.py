@@ -184,6 +184,16 @@ class SBPCAEngine(wiring.Component):
         def set_flag(group: str, idx) -> None:
             m.d.comb += flag_set.bit_select(sb[group] + idx, 1).eq(1)
 
+        # A result whose tag is one unconditional register stage away sets its bit from a
+        # flip-flop, decoded from the stage before (same cycle as ``set_flag`` at the later
+        # stage): the sequencer's scoreboard test then starts at flip-flops, not at a tag
+        # decode at the far side of the lanes or the reduction tree.
+        flag_set_early = Signal(sb["total"], name="flag_set_early")
+        early_terms = []
+
+        def set_flag_early(group: str, cond, idx) -> None:
+            early_terms.append(Mux(cond, 1 << sb[group], 0) << idx)
+
         # the scalar unit (divider, square root, reciprocal and σ logic) holds σ
         m.submodules.scalar = sc = ScalarUnit(p, S0)
         m.d.comb += self.sigma.eq(sc.sigma)
@@ -202,7 +212,7 @@ class SBPCAEngine(wiring.Component):
         wiring.connect(m, seq.desc, sc.sub)
         m.d.comb += [
             flag_set.eq(0),
-            seq.set.eq(flag_set),
+            seq.set.eq(flag_set | flag_set_early),
             inbuf.release.eq(seq.release), inbuf.release_slot.eq(seq.release_slot),
             seq.in_mid.eq(inbuf.mid), seq.in_batches.eq(inbuf.batches), seq.in_batches_p1.eq(inbuf.batches_p1),
             seq.dumping.eq(dump.dumping), seq.trace_en.eq(self.trace_en),
@@ -298,8 +308,8 @@ class SBPCAEngine(wiring.Component):
         raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & lanes_any("vsat"))
         scale_w = uW.valid & (uW.op == OP_SCALE)
         qrow = Cat(*[ln.q for ln in lanes])
-        with m.If(scale_w & uW.jlast):
-            set_flag("col", uW.mat * k + uW.c)
+        # uW's SCALE job ends: its column is ready (decoded from uR2, uW's stage before)
+        set_flag_early("col", uR2.valid & (uR2.op == OP_SCALE) & uR2.jlast, uR2.mat * k + uR2.c)
         pipe_push = scale_w & uW.tr
         raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & lanes_any("usat"))
         raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & lanes_any("msat"))
@@ -326,13 +336,16 @@ class SBPCAEngine(wiring.Component):
         ]
         raise_sat("q", fin_proj & (ug.mat == MAT_X) & g_qs)
         raise_sat("p", fin_proj & (ug.mat == MAT_D) & g_qs)
-        with m.If(fin_proj & ug.jlast):
-            set_flag("proj", idxf)
+        # the projections and h bits are decoded from ``tag_next``, the reducer's stage before ug
+        un = red.tag_next
+        fin_n = un.valid & un.red & un.rlast
+        idx_n = un.mat * k + un.c
+        set_flag_early("proj", fin_n & (un.op == OP_PROJ) & un.jlast, idx_n)
+        set_flag_early("h", fin_n & ((un.op == OP_ACC) | (un.op == OP_GS)) & ~un.norm, idx_n)
         # Gram–Schmidt dot -> h register
         fin_dot = fin & ((ug.op == OP_ACC) | (ug.op == OP_GS))
         with m.If(fin_dot & ~ug.norm):
             m.d.sync += H[idxf].eq(g_h)
-            set_flag("h", idxf)
         raise_sat("X_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_X) & g_hs)
         raise_sat("Delta_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_D) & g_hs)
         # scalar tasks: NORM (N2) and SIGMA (S)
@@ -357,6 +370,10 @@ class SBPCAEngine(wiring.Component):
         with m.If(sc.rc.en):
             m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat), r_guard[sc.rc.c].eq(sc.rc.guard)]
             set_flag("r", sc.rc.c)
+        early_bits = early_terms[0]
+        for term in early_terms[1:]:
+            early_bits = early_bits | term
+        m.d.sync += flag_set_early.eq(early_bits)
         # a reservation of the sequencer this cycle takes at most chunks_max credits, so
         # credit > chunks_max (``room_sigma``) leaves room for a σ word whatever the sequencer does
         m.d.comb += [sc.trace_en.eq(self.trace_en),

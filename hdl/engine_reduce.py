@@ -44,6 +44,7 @@ class Reducer(wiring.Component):
             "terms": In(data.ArrayLayout(signed(p.red_bits), p.P)),
             "uop": In(uop_layout(p)),
             "tag": Out(uop_layout(p)),
+            "tag_next": Out(uop_layout(p)),  # the tag one (unconditional) register stage before ``tag``
             "q": Out(signed(f.proj.bits)), "q_sat": Out(1),
             "h": Out(signed(f.mat.bits)), "h_sat": Out(1),
             "value": Out(signed(task_value_bits(p))), "s_sat": Out(1),
@@ -84,7 +85,7 @@ class Reducer(wiring.Component):
         sv, ss = fit(rs, f.sigma)
         ug = stage(uf2, "ug")
         m.d.comb += [
-            self.tag.eq(ug),
+            self.tag.eq(ug), self.tag_next.eq(uf2),
             self.q.eq(reg(m, signed(f.proj.bits), Mux(uf2.mat, qd, qx), "g_q")),
             self.q_sat.eq(reg(m, 1, Mux(uf2.mat, qds, qxs), "g_qs")),
             self.h.eq(reg(m, signed(f.mat.bits), hv, "g_h")),
