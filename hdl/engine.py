@@ -394,16 +394,22 @@ class SBPCAEngine(wiring.Component):
         stages_valid = Cat(*[u.valid for u in pipe.stages], red.busy)
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
         load_ok = quiet & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping & ~req_pending
+        # The dump starts from ``quiet`` of the cycle before (registered: the scalar unit's state
+        # and the pipeline's valid bits stay off the dump's registers and the request's clear).
+        # Once quiet, the engine stays quiet unless a sub-batch begins, so a begin clears it:
+        # loads and the scalar unit's reciprocals do not touch what the dump reads.
+        quiet_r = Signal(name="quiet_r")
+        m.d.sync += quiet_r.eq(quiet & ~seq.sub.ready)
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
         m.d.comb += seq.unset.eq(unset_r)
         wiring.connect(m, wiring.flipped(self.factors), dump.factors)
         m.d.comb += [
-            dump.start.eq(req_block & quiet), dump.col.eq(seq.req_col), dump.all.eq(seq.req_all), dump.sigma.eq(sc.sigma),
-            dump.sx_rows.eq(Cat(*sxd)), dump.sd_rows.eq(Cat(*sdd)),
+            dump.start.eq(req_block & quiet_r), dump.col.eq(seq.req_col), dump.all.eq(seq.req_all),
+            dump.sigma.eq(sc.sigma), dump.sx_rows.eq(Cat(*sxd)), dump.sd_rows.eq(Cat(*sdd)),
         ]
-        m.d.comb += seq.dump_start.eq(~dumping & req_block & quiet)
+        m.d.comb += seq.dump_start.eq(~dumping & req_block & quiet_r)
 
         # ---------------------------------------------------------------- status
         m.submodules.status = st = Status()

@@ -145,6 +145,15 @@ class ScalarUnit(wiring.Component):
         m.d.comb += self.sub.ready.eq(sub_pop)
         with m.If(sub_pop):
             m.d.sync += sub_pop.eq(0)
+        # the sub-batch and batch counters count a cycle after their event (the reciprocal states
+        # follow, so the unit is not idle before they have): the state and trace-room decision
+        # drive two flip-flops, not the enables of 64 counter bits
+        count_sub, count_batch = Signal(), Signal()
+        m.d.sync += [count_sub.eq(0), count_batch.eq(0)]
+        with m.If(count_sub):
+            m.d.sync += self.sub_batches.eq(self.sub_batches + 1)
+        with m.If(count_batch):
+            m.d.sync += self.batches.eq(self.batches + 1)
         def latch_quotient(limit: int) -> None:
             """The divider's quotient saturated at ``limit``, registered (with whether it was)
             before it is written to its column."""
@@ -226,9 +235,7 @@ class ScalarUnit(wiring.Component):
                     n_next = Mux(d_last, s, sn + d_m)
                     m.d.sync += rn.eq(n_next)
                     with m.If(sc_c == k - 1):
-                        m.d.sync += [sub_pop.eq(1), sn.eq(n_next), self.sub_batches.eq(self.sub_batches + 1)]
-                        with m.If(d_last):
-                            m.d.sync += self.batches.eq(self.batches + 1)
+                        m.d.sync += [sub_pop.eq(1), sn.eq(n_next), count_sub.eq(1), count_batch.eq(d_last)]
                     m.next = "RCP_SEL"
             with m.State("RCP_SEL"):
                 # σ_c and whether it is below σ_min (kept beside σ: no comparison here)
