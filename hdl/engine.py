@@ -326,26 +326,36 @@ class SBPCAEngine(wiring.Component):
         ug = red.tag
         g_q, g_qs, g_h, g_hs, g_ss, g_val = red.q, red.q_sat, red.h, red.h_sat, red.s_sat, red.value
         fin = ug.valid & ug.red & ug.rlast
-        idxf = ug.mat * k + ug.c
+        # The reducer's results are written at stage G (``ug``); their write enables, scoreboard
+        # sets and the task FIFO's valid are decoded from ``tag_next`` (the stage before ug, one
+        # unconditional register away) into flip-flops, so nothing decodes the tag between the
+        # reducer and the memories, H registers and scoreboard spread across the device.
+        un = red.tag_next
+        fin_n = un.valid & un.red & un.rlast
+        idx_n = un.mat * k + un.c
+        proj_n = fin_n & (un.op == OP_PROJ)
+        dot_n = fin_n & ((un.op == OP_ACC) | (un.op == OP_GS))
+        scale_n = fin_n & (un.op == OP_SCALE)
+        pq_we, task_we = Signal(name="pq_we"), Signal(name="task_we")
+        h_we = Signal(2 * k, name="h_we")  # one-hot: the H register written
+        m.d.sync += [pq_we.eq(proj_n), task_we.eq((dot_n & un.norm) | scale_n),
+                     h_we.eq(Mux(dot_n & ~un.norm, 1, 0) << idx_n)]
+        set_flag_early("proj", proj_n & un.jlast, idx_n)
+        set_flag_early("h", dot_n & ~un.norm, idx_n)
         # PROJ -> projection memory
         fin_proj = fin & (ug.op == OP_PROJ)
         m.d.comb += [
             pq_w.addr.eq(_addr((ug.smp, s), (ug.c, k), (ug.mat, 2))),
             pq_w.data.eq(g_q),
-            pq_w.en.eq(fin_proj),
+            pq_w.en.eq(pq_we),
         ]
         raise_sat("q", fin_proj & (ug.mat == MAT_X) & g_qs)
         raise_sat("p", fin_proj & (ug.mat == MAT_D) & g_qs)
-        # the projections and h bits are decoded from ``tag_next``, the reducer's stage before ug
-        un = red.tag_next
-        fin_n = un.valid & un.red & un.rlast
-        idx_n = un.mat * k + un.c
-        set_flag_early("proj", fin_n & (un.op == OP_PROJ) & un.jlast, idx_n)
-        set_flag_early("h", fin_n & ((un.op == OP_ACC) | (un.op == OP_GS)) & ~un.norm, idx_n)
         # Gram–Schmidt dot -> h register
         fin_dot = fin & ((ug.op == OP_ACC) | (ug.op == OP_GS))
-        with m.If(fin_dot & ~ug.norm):
-            m.d.sync += H[idxf].eq(g_h)
+        for i in range(2 * k):
+            with m.If(h_we[i]):
+                m.d.sync += H[i].eq(g_h)
         raise_sat("X_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_X) & g_hs)
         raise_sat("Delta_gs_h", fin_dot & ~ug.norm & (ug.mat == MAT_D) & g_hs)
         # scalar tasks: NORM (N2) and SIGMA (S)
@@ -358,7 +368,7 @@ class SBPCAEngine(wiring.Component):
         tw = data.View(task, task_fifo.w_stream.payload)
         m.d.comb += [
             tw.sigma.eq(fin_scale), tw.mat.eq(ug.mat), tw.c.eq(ug.c), tw.value.eq(g_val),
-            task_fifo.w_stream.valid.eq((fin_dot & ug.norm) | fin_scale),
+            task_fifo.w_stream.valid.eq(task_we),
         ]
 
         # ---------------------------------------------------------------- scalar unit
@@ -393,13 +403,14 @@ class SBPCAEngine(wiring.Component):
         assert len(pipe.stages) + red.stages + 1 == p.lat_final, (len(pipe.stages), red.stages, p.lat_final)
         stages_valid = Cat(*[u.valid for u in pipe.stages], red.busy)
         quiet = ~running & ~stages_valid.any() & sc_idle & (task_fifo.level == 0)
-        load_ok = quiet & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping & ~req_pending
-        # The dump starts from ``quiet`` of the cycle before (registered: the scalar unit's state
-        # and the pipeline's valid bits stay off the dump's registers and the request's clear).
-        # Once quiet, the engine stays quiet unless a sub-batch begins, so a begin clears it:
-        # loads and the scalar unit's reciprocals do not touch what the dump reads.
+        # Loads and the dump start from ``quiet`` of the cycle before (registered: the scalar
+        # unit's state and the pipeline's valid bits stay off the load handshake, the dump's
+        # registers and the request's clear).  Once quiet, the engine stays quiet unless a
+        # sub-batch begins, so a begin clears it; a σ load's reciprocal (the scalar unit leaves
+        # IDLE) reads neither the state rows the dump reads nor what a load writes.
         quiet_r = Signal(name="quiet_r")
         m.d.sync += quiet_r.eq(quiet & ~seq.sub.ready)
+        load_ok = quiet_r & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping & ~req_pending
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
