@@ -146,7 +146,7 @@ class Sequencer(wiring.Component):
                 clear = [f_inv + mat * k + c]
             R = p.chunks(mat)
             Ro = p.chunks(oth)
-            d = {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm),
+            d = {"op": job.op, "mat": mat, "col": c, "step": j, "norm": int(norm), "scale": int(job.op == Op.SCALE),
                  "wait": sum(1 << b for b in wait), "clear": sum(1 << b for b in clear),
                  "chunks_mat": R, "gen": gen, "rel": int(i == rel),
                  # loop bounds minus one: constants, or the sub-batch's samples (``*_is_m``)
@@ -191,6 +191,7 @@ class Sequencer(wiring.Component):
             "step": Signal(colw, name="j_step"), "norm": Signal(name="j_norm"),
             "wait": Signal(NF, name="j_wait"), "clear": Signal(NF, name="j_clear"),
             "chunks_mat": Signal(range(Rm + 1), name="j_chunks_mat"), "rel": Signal(name="j_rel"),
+            "scale": Signal(name="j_scale"),
         }
         rom = {**jd, "gen": Signal(), "in_m1": Signal(range(Rm + 1)), "in_is_m": Signal(),
                "out_m1": Signal(range(Rm + 1)), "out_is_m": Signal(),
@@ -259,22 +260,23 @@ class Sequencer(wiring.Component):
         # The scoreboard test is precomputed a cycle ahead, for both descriptors the next cycle
         # can hold (the current one, or the one loaded this cycle from ``pc1``), from the flags
         # as this cycle's results and outside clears leave them: the issue decision then reads
-        # two flip-flops instead of an AND over every scoreboard bit.  A starting job's own
+        # a flip-flop instead of an AND over every scoreboard bit.  A starting job's own
         # clears are not in that precomputation, so no job starts in the cycle after a start
         # (only back-to-back single-uop jobs lose a cycle).
         all_ones = (1 << NF) - 1
         flags_pre = (flags | self.set) & ~self.unset
-        ok_cur, ok_nd, ok_src_nd, started = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [
-            ok_cur.eq((flags_pre | ~jd["wait"]) == all_ones),
-            ok_nd.eq((flags_pre | ~nd["wait"]) == all_ones),
-            ok_src_nd.eq(load_desc),
-        ]
-        flags_ok = Mux(ok_src_nd, ok_nd, ok_cur) & ~started
-        # room_x, room_d and credit_pending are flip-flops of the trace output
-        wait_ok = flags_ok & (
-            ~is_scale | ~self.trace_en | (Mux(j_mat == Mat.X, self.room_x, self.room_d) & ~self.credit_pending))
-        start = prog & ~active & wait_ok
+        # The test of the descriptor the next cycle holds is picked before the register (and a
+        # start clears it), so the issue decision reads one flip-flop for the scoreboard.
+        flags_ok, started = Signal(name="flags_ok"), Signal()
+        ok_cur = (flags_pre | ~jd["wait"]) == all_ones
+        ok_nd = (flags_pre | ~nd["wait"]) == all_ones
+        start = Signal()
+        m.d.sync += flags_ok.eq(Mux(load_desc, ok_nd, ok_cur) & ~start)
+        # room_x, room_d and credit_pending are flip-flops of the trace output; ``j_scale`` is the
+        # descriptor's own bit (no decode of the op)
+        scale_block = jd["scale"] & self.trace_en & ~(Mux(j_mat == Mat.X, self.room_x, self.room_d)
+                                                       & ~self.credit_pending)
+        m.d.comb += start.eq(prog & ~active & flags_ok & ~scale_block)
         m.d.sync += started.eq(start)
         issue = active | start
         in_first = inner == 0
