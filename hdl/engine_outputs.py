@@ -15,11 +15,11 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import SAT_NAMES, EngineParams, Kind
-from .engine_pipeline import index_bits
+from .engine_pipeline import distributed, index_bits, ram_attrs
 
 __all__ = ["TraceOut", "FactorDump", "Status", "trace_depth"]
 
@@ -57,14 +57,12 @@ class TraceOut(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = trace_depth(self.params)
-        m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
         # never written when full: ``credit`` counts the free entries not yet promised.
         # Both words are registered, as they are, every cycle, before the FIFO write, and the
         # choice between them is made after the registers: the push decisions (a lane's SCALE
         # tag, the scalar unit's state and trace room) then drive two flip-flops, not the
         # select of every payload bit nor the LUT-RAM write enables.  ``credit`` is taken at the
         # push, so the FIFO is still never written when full.
-        w = tfifo.w_stream
         st = Signal.like(self.state.data, name="word_state_data", reset_less=True)
         st_mat, st_col, st_chunk = (Signal.like(sig, name=f"word_state_{name}", reset_less=True)
                                     for sig, name in ((self.state.mat, "mat"), (self.state.col, "col"),
@@ -80,15 +78,13 @@ class TraceOut(wiring.Component):
             m.d.comb += [word.kind.eq(st_mat), word.col.eq(st_col), word.chunk.eq(st_chunk), word.data.eq(st)]
         with m.Else():
             m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(sg_col), word.sigma.eq(sg_value)]
-        m.d.comb += [w.valid.eq(word_valid), w.payload.eq(word)]
-        wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
+        pop = self._fifo(m, depth, word, word_valid)
         # The reservation lands a cycle after the sequencer makes it (``taken``), so ``pending``
         # is a flip-flop of its own rather than a comparison of ``taken``.  Each room bit is the
         # sign of a counter kept at ``credit`` minus its threshold: the update is the credit's
         # own (two carry chains) and no comparison follows it.
         taken = Signal(range(depth + 1))
         m.d.sync += [taken.eq(self.reserve), self.pending.eq(self.reserve != 0)]
-        pop = tfifo.r_rdy & self.trace.ready
         p = self.params
 
         def advance(value):
@@ -104,6 +100,42 @@ class TraceOut(wiring.Component):
             m.d.sync += offset.eq(offset_next)
             m.d.comb += room.eq(~offset[-1])
         return m
+
+    def _fifo(self, m: Module, depth: int, word, word_valid):
+        """The trace FIFO (at least ``depth`` words) from ``word`` to ``trace``; returns the pop.
+
+        The credit keeps it from ever being written when full, so a small one (LUT RAM) is
+        written on ``word_valid`` alone, a flip-flop, with no level logic in front of the
+        write enables; its asynchronous read fills an output register (the word at the head).
+        A larger one is an ``amaranth.lib.fifo.SyncFIFOBuffered`` in block RAM.
+        """
+        width = self.layout.size
+        if not distributed(depth, width):
+            m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=width, depth=depth)
+            m.d.comb += [tfifo.w_stream.valid.eq(word_valid), tfifo.w_stream.payload.eq(word)]
+            wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
+            return tfifo.r_stream.valid & self.trace.ready
+        m.submodules.storage = mem = memory.Memory(shape=width, depth=depth, init=[],
+                                                   attrs=ram_attrs(depth, width))
+        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        wptr, rptr = Signal(range(depth), name="wptr"), Signal(range(depth), name="rptr")
+        count = Signal(range(depth + 1), name="count")  # words in the memory, not in ``head``
+        head = Signal(width, name="head", reset_less=True)
+        head_valid = Signal(name="head_valid")
+        ready = self.trace.ready
+        # count ≥ 1 only while the head is full or about to be filled, so it stays below the
+        # depth and a live entry's address is never the one being written
+        take = (count != 0) & (~head_valid | ready)
+        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(word), wp.en.eq(word_valid), rp.addr.eq(rptr),
+                     self.trace.valid.eq(head_valid), self.trace.payload.eq(head)]
+        with m.If(word_valid):
+            m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))
+        with m.If(take):
+            m.d.sync += [head.eq(rp.data), head_valid.eq(1), rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))]
+        with m.Elif(ready):
+            m.d.sync += head_valid.eq(0)
+        m.d.sync += count.eq(count + word_valid - take)
+        return head_valid & ready
 
 
 class FactorDump(wiring.Component):

@@ -15,7 +15,7 @@ from hdl.engine_outputs import TraceOut, trace_depth
 from hdl.engine_params import EngineParams
 
 
-@pytest.mark.parametrize("rows, cols, lanes", [(10, 65, 1), (16, 16, 2), (12, 5, 3)])
+@pytest.mark.parametrize("rows, cols, lanes", [(10, 65, 1), (16, 16, 2), (12, 5, 3), (80, 80, 1)])  # LUT RAM; block RAM
 def test_room_bits_follow_the_credit(rows, cols, lanes):
     p = EngineParams(rows=rows, cols=cols, rank=2, sub_batch=4, lanes=lanes)
     dut = TraceOut(p, engine_layouts(p)["trace"])
@@ -74,7 +74,7 @@ def test_room_bits_follow_the_credit(rows, cols, lanes):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert seen["rooms"] and seen["reserved"] > 50 and seen["full"] > 0
+    assert seen["rooms"] and seen["reserved"] >= 5 and seen["full"] > 0
     assert len(popped) > 100 and popped == pushed[:len(popped)]
     assert any(w[0] == 2 for w in popped) and any(w[0] != 2 for w in popped)
 
