@@ -4,7 +4,8 @@
   and every σ' go into a FIFO that drains on ``trace``.  Words are never dropped: the
   sequencer reserves a SCALE job's words (``reserve``) before it starts, out of ``credit``
   (free FIFO entries not yet promised); the reservation reaches ``credit`` one cycle later
-  (``pending`` meanwhile).
+  (``pending`` meanwhile).  Since the FIFO is never written when full, it has no full check
+  in front of its write enables (``TraceOut._fifo``).
 * :class:`FactorDump` — on ``start``, the factor pairs (Δ_c then X_c, lane-wide chunks, with
   σ_c) of one column or all, read from the lanes' state rows at ``addr``, out on ``factors``.
 * :class:`Status` — sticky saturation flags, σ-guard and degenerate-column counts, the
