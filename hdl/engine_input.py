@@ -140,7 +140,12 @@ class InputBuffer(wiring.Component):
             self.mid.eq((x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_cnt != 0)),
             self.any_full.eq(Cat(*slot_full_l).any()),
         ]
-        close = free_now & x_done & (d_smp == x_smp)
+        # A sub-batch closes the cycle after its last beats (x and δ) are in: the condition is
+        # registered, so the comparisons behind the ports' ready stay off the many registers
+        # the close resets or loads.  Nothing is accepted meanwhile (both readys are low once
+        # it holds), so the state it reads is unchanged; a close vetoes the next cycle's.
+        close = Signal(name="close")
+        m.d.sync += close.eq(free_now & x_done & (d_smp == x_smp) & ~close)
         with m.If(close & x_closed):
             m.d.sync += [batches.eq(batches_p1), batches_p1.eq(batches_p1 + 1)]
         with m.If(close):

@@ -260,18 +260,22 @@ class Sequencer(wiring.Component):
         # The scoreboard test is precomputed a cycle ahead, for both descriptors the next cycle
         # can hold (the current one, or the one loaded this cycle from ``pc1``), from the flags
         # as this cycle's results and outside clears leave them: the issue decision then reads
-        # a flip-flop instead of an AND over every scoreboard bit.  A starting job's own
+        # flip-flops instead of an AND over every scoreboard bit.  A starting job's own
         # clears are not in that precomputation, so no job starts in the cycle after a start
         # (only back-to-back single-uop jobs lose a cycle).
         all_ones = (1 << NF) - 1
         flags_pre = (flags | self.set) & ~self.unset
-        # The test of the descriptor the next cycle holds is picked before the register (and a
-        # start clears it), so the issue decision reads one flip-flop for the scoreboard.
-        flags_ok, started = Signal(name="flags_ok"), Signal()
-        ok_cur = (flags_pre | ~jd["wait"]) == all_ones
-        ok_nd = (flags_pre | ~nd["wait"]) == all_ones
+        # Both tests are registered with a start's veto folded in (``started`` is not an input of
+        # the issue decision); which one counts is a flip-flop too (``ok_src_nd``), so neither
+        # ``begin`` nor a job's end reaches these registers through the AND trees.
+        ok_cur, ok_nd, ok_src_nd, started = Signal(), Signal(), Signal(), Signal()
         start = Signal()
-        m.d.sync += flags_ok.eq(Mux(load_desc, ok_nd, ok_cur) & ~start)
+        m.d.sync += [
+            ok_cur.eq(((flags_pre | ~jd["wait"]) == all_ones) & ~start),
+            ok_nd.eq(((flags_pre | ~nd["wait"]) == all_ones) & ~start),
+            ok_src_nd.eq(load_desc),
+        ]
+        flags_ok = Mux(ok_src_nd, ok_nd, ok_cur)
         # room_x, room_d and credit_pending are flip-flops of the trace output; ``j_scale`` is the
         # descriptor's own bit (no decode of the op)
         scale_block = jd["scale"] & self.trace_en & ~(Mux(j_mat == Mat.X, self.room_x, self.room_d)
