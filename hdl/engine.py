@@ -30,6 +30,9 @@ the lanes for the control that is not per lane.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
@@ -191,8 +194,12 @@ class SBPCAEngine(wiring.Component):
         flag_set_early = Signal(sb["total"], name="flag_set_early")
         early_terms = []
 
+        def flag_bit(group: str, cond, idx):
+            """The scoreboard bits with bit ``group + idx`` set when ``cond`` (else none)."""
+            return Mux(cond, 1 << sb[group], 0) << idx
+
         def set_flag_early(group: str, cond, idx) -> None:
-            early_terms.append(Mux(cond, 1 << sb[group], 0) << idx)
+            early_terms.append(flag_bit(group, cond, idx))
 
         # the scalar unit (divider, square root, reciprocal and σ logic) holds σ
         m.submodules.scalar = sc = ScalarUnit(p, S0)
@@ -273,7 +280,7 @@ class SBPCAEngine(wiring.Component):
         # unit into that test: the 64×64 engine's critical path)
         unset_r = Signal(sb["total"], name="load_unset")
         ld_in = self.load.payload
-        m.d.sync += unset_r.eq(Mux(load_take & (ld_in.kind == Kind.SIGMA), 1 << sb["r"], 0) << ld_in.col)
+        m.d.sync += unset_r.eq(flag_bit("r", load_take & (ld_in.kind == Kind.SIGMA), ld_in.col))
         ld = ld_r
         load_take = ld_v
         lanes = []
@@ -380,10 +387,7 @@ class SBPCAEngine(wiring.Component):
         with m.If(sc.rc.en):
             m.d.sync += [RC[sc.rc.c].eq(sc.rc.data), r_sat[sc.rc.c].eq(sc.rc.sat), r_guard[sc.rc.c].eq(sc.rc.guard)]
             set_flag("r", sc.rc.c)
-        early_bits = early_terms[0]
-        for term in early_terms[1:]:
-            early_bits = early_bits | term
-        m.d.sync += flag_set_early.eq(early_bits)
+        m.d.sync += flag_set_early.eq(reduce(operator.or_, early_terms))
         # a reservation of the sequencer this cycle takes at most chunks_max credits, so
         # credit > chunks_max (``room_sigma``) leaves room for a σ word whatever the sequencer does
         m.d.comb += [sc.trace_en.eq(self.trace_en),
