@@ -5,7 +5,8 @@
   sequencer reserves a SCALE job's words (``reserve``) before it starts, out of ``credit``
   (free FIFO entries not yet promised); the reservation reaches ``credit`` one cycle later
   (``pending`` meanwhile).  Since the FIFO is never written when full, it has no full check
-  in front of its write enables (``TraceOut._fifo``).
+  in front of its write enables, and its output is a register in LUT RAM and block RAM alike
+  (``TraceOut._fifo``).
 * :class:`FactorDump` — on ``start``, the factor pairs (Δ_c then X_c, lane-wide chunks, with
   σ_c) of one column or all, read from the lanes' state rows at ``addr``, out on ``factors``.
 * :class:`Status` — sticky saturation flags, σ-guard and degenerate-column counts, the
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import SAT_NAMES, EngineParams, Kind
@@ -103,36 +104,51 @@ class TraceOut(wiring.Component):
         return m
 
     def _fifo(self, m: Module, depth: int, word, word_valid):
-        """The trace FIFO (at least ``depth`` words) from ``word`` to ``trace``; returns the pop.
+        """The trace FIFO (``depth`` words) from ``word`` to ``trace``; returns the pop.
 
-        The credit keeps it from ever being written when full, so a small one (LUT RAM) is
-        written on ``word_valid`` alone, a flip-flop, with no level logic in front of the
-        write enables; its asynchronous read fills an output register (the word at the head).
-        A larger one is an ``amaranth.lib.fifo.SyncFIFOBuffered`` in block RAM.
+        The credit keeps it from ever being written when full, so it is written on
+        ``word_valid`` alone, a flip-flop, with no level logic in front of the write enables.
+        ``trace`` is driven from a register (``head``) in both forms:
+
+        * LUT RAM (:func:`distributed`): the asynchronous read fills ``head``.
+        * block RAM: the synchronous read's output latch is a stage of its own (``staged``)
+          that moves into ``head``.  The block RAM's clock-to-out (~5.8 ns, Yosys maps a
+          DP16KD without its output register) then ends at a flip-flop, not in the consumer's
+          logic; the read is enabled only when the latch is empty or moving, so the two stages
+          still pass one word a cycle.
         """
         width = self.layout.size
-        if not distributed(depth, width):
-            m.submodules.fifo = tfifo = fifo.SyncFIFOBuffered(width=width, depth=depth)
-            m.d.comb += [tfifo.w_stream.valid.eq(word_valid), tfifo.w_stream.payload.eq(word)]
-            wiring.connect(m, wiring.flipped(self.trace), tfifo.r_stream)
-            return tfifo.r_stream.valid & self.trace.ready
+        lutram = distributed(depth, width)
         m.submodules.storage = mem = memory.Memory(shape=width, depth=depth, init=[],
                                                    attrs=ram_attrs(depth, width))
-        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        wp = mem.write_port()
+        rp = mem.read_port(domain="comb" if lutram else "sync")
         wptr, rptr = Signal(range(depth), name="wptr"), Signal(range(depth), name="rptr")
-        count = Signal(range(depth + 1), name="count")  # words in the memory, not in ``head``
+        count = Signal(range(depth + 1), name="count")  # words in the memory, not yet read out
         head = Signal(width, name="head", reset_less=True)
         head_valid = Signal(name="head_valid")
         ready = self.trace.ready
-        # count ≥ 1 only while the head is full or about to be filled, so it stays below the
-        # depth and a live entry's address is never the one being written
-        take = (count != 0) & (~head_valid | ready)
         m.d.comb += [wp.addr.eq(wptr), wp.data.eq(word), wp.en.eq(word_valid), rp.addr.eq(rptr),
                      self.trace.valid.eq(head_valid), self.trace.payload.eq(head)]
         with m.If(word_valid):
             m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))
+        head_free = ~head_valid | ready
+        if lutram:
+            # count ≥ 1 only while the head is full or about to be filled, so it stays below
+            # the depth and a live entry's address is never the one being written
+            take = (count != 0) & head_free
+            fill, fill_data = take, rp.data
+        else:
+            staged = Signal(name="staged")  # the read latch holds a word not yet in ``head``
+            fill = staged & head_free
+            take = (count != 0) & (~staged | fill)
+            fill_data = rp.data
+            m.d.comb += rp.en.eq(take)
+            m.d.sync += staged.eq(take | (staged & ~fill))
         with m.If(take):
-            m.d.sync += [head.eq(rp.data), head_valid.eq(1), rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))]
+            m.d.sync += rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))
+        with m.If(fill):
+            m.d.sync += [head.eq(fill_data), head_valid.eq(1)]
         with m.Elif(ready):
             m.d.sync += head_valid.eq(0)
         m.d.sync += count.eq(count + word_valid - take)

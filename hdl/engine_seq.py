@@ -355,10 +355,15 @@ class Sequencer(wiring.Component):
                          req_target.eq(Mux(self.in_mid, self.in_batches_p1, self.in_batches))]
         req_block = req_pending & req_hit
         m.d.comb += self.req_block.eq(req_block)
-        can_begin = self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
+        can_begin_free = self.sub.valid & ~self.dumping & desc_fifo.w_stream.ready
+        can_begin = can_begin_free & ~req_block
         m.d.comb += begin.eq(~prog & ~flush_go & can_begin)
         m.d.comb += self.sub.ready.eq(begin)
         inc = begin & nxt.last
+        # ``inc`` as it would be without the request's block: req_hit's own update uses it, so
+        # req_hit is not fed back through ``begin``.  Where the block holds, no sub-batch
+        # begins and req_hit (1) stays; elsewhere the two are equal.
+        inc_free = ~prog & ~flush_go & can_begin_free & nxt.last
 
         def same(a, b):
             # The counts compared here differ by less than 8: the input side is at most two
@@ -371,10 +376,10 @@ class Sequencer(wiring.Component):
         e_b1_c = same(self.in_batches_p1, cmp_batches)
         e_b_c1 = same(self.in_batches, cmp_p1)  # (in_batches + 1 == cmp + 1 is e_b_c)
         new_now, new_inc = Mux(self.in_mid, e_b1_c, e_b_c), Mux(self.in_mid, e_b_c, e_b_c1)
-        with m.If(latch):
-            m.d.sync += req_hit.eq(Mux(inc, new_inc, new_now))
-        with m.Elif(inc):
-            m.d.sync += req_hit.eq(same(req_target, cmp_p1))
+        with m.If(latch):  # (no request pending: inc is inc_free)
+            m.d.sync += req_hit.eq(Mux(inc_free, new_inc, new_now))
+        with m.Elif(inc_free):
+            m.d.sync += req_hit.eq(same(req_target, cmp_p1) | req_block)
         with m.If(begin):
             m.d.comb += load_desc.eq(1)
             m.d.sync += [

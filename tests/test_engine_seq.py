@@ -11,6 +11,8 @@ and a job whose scoreboard bit is clear does not start until the bit is set.
 
 from __future__ import annotations
 
+import random
+
 from amaranth.sim import Simulator
 
 from hdl.engine import engine_layouts
@@ -150,3 +152,65 @@ def test_sequencer_waits_for_the_scoreboard():
     got, _, stall, _ = _run(p, [(0, 2)], hold_bit=bit)
     assert got == _expected(p, [(0, 2)], back_to_back=False)[0]
     assert stall >= 50  # nothing issued while the bit was clear
+
+
+def test_sequencer_blocks_at_the_requested_batch():
+    """A factor request latched with the input side's batch blocks the next sub-batch exactly
+    while the sub-batches begun have completed that batch (``req_block`` ==
+    ``req_pending`` and the two batch counts equal, at every cycle), with sub-batches,
+    batch ends and requests arriving at random."""
+
+    p = EngineParams(rows=5, cols=4, rank=2, sub_batch=2, lanes=1)
+    rng = random.Random(3)
+    lasts = [rng.random() < 0.4 for _ in range(60)]
+    dut = Sequencer(p, build_schedule(p), engine_layouts(p)["factor_req"])
+    nf = scoreboard_bits(p.k)["total"]
+    seen = {"blocked": 0, "latched": 0, "dumps": 0}
+
+    async def tb(ctx):
+        ctx.set(dut.set, (1 << nf) - 1)
+        ctx.set(dut.desc.ready, 1)
+        ctx.set(dut.room_x, 1)
+        ctx.set(dut.room_d, 1)
+        recv = begun = 0  # sub-batches received by the input side / begun by the sequencer
+        target, quiet, dumping = None, 0, 0
+        for _ in range(6000):
+            in_batches = sum(lasts[:recv])
+            in_mid = recv > 0 and not lasts[recv - 1]
+            ctx.set(dut.in_batches, in_batches)
+            ctx.set(dut.in_batches_p1, in_batches + 1)
+            ctx.set(dut.in_mid, int(in_mid))
+            offer = begun < recv
+            if offer:
+                ctx.set(dut.sub.payload, {"slot": begun % 2, "m": 2, "m1": 1, "last": int(lasts[begun])})
+            ctx.set(dut.sub.valid, int(offer))
+            ask = int(rng.random() < 0.05)
+            ctx.set(dut.factor_req.valid, ask)
+            pending, block = ctx.get(dut.req_pending), ctx.get(dut.req_block)
+            cmp_batches = sum(lasts[:begun])
+            assert block == (pending and cmp_batches == target), (begun, target)
+            seen["blocked"] += block
+            if ask and ctx.get(dut.factor_req.ready):
+                target = in_batches + 1 if in_mid else in_batches
+                seen["latched"] += 1
+            # the dump: a few cycles after the block holds with nothing running, then 8 busy
+            quiet = quiet + 1 if block and not ctx.get(dut.running) and not dumping else 0
+            start = int(quiet == 3)
+            ctx.set(dut.dump_start, start)
+            if start:
+                dumping, seen["dumps"] = 8, seen["dumps"] + 1
+            ctx.set(dut.dumping, int(dumping > 0))
+            dumping = max(0, dumping - 1)
+            began = offer and ctx.get(dut.sub.ready)
+            await ctx.tick()
+            begun += int(began)
+            if recv < len(lasts) and recv - begun < 2 and rng.random() < 0.3:
+                recv += 1
+            if begun == len(lasts):
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["latched"] >= 5 and seen["blocked"] > 20 and seen["dumps"] >= 3
