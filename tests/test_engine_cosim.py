@@ -15,8 +15,10 @@ import json
 import numpy as np
 import pytest
 
-from hdl.engine import initial_state
+from hdl.engine import engine_layouts, initial_state
+from hdl.engine_outputs import trace_depth
 from hdl.engine_params import EngineParams
+from hdl.engine_pipeline import distributed
 from pymodel.cli import main
 from testbench import engine_cosim
 from testbench.engine_capture import capture_training_stream
@@ -93,6 +95,16 @@ def test_cosim_k4_captured_training_stream():
         np.testing.assert_array_equal(np.asarray(got), want)
     rep = run_engine_cosim(p, [cap.batch], init=cap.init, stall_prob=0.2, stim_seed=11, fast_build=True)
     _assert_clean(rep, 3 * 4 * (65 + 10 + 1))
+
+
+def test_cosim_demo_engine_with_a_block_ram_trace_fifo():
+    """The demo's engine (10×65, k 4, one lane): its trace FIFO is over the LUT-RAM size, so
+    this is the block-RAM form (read latch, then the output register), under stalls."""
+    p = EngineParams(rows=10, cols=65, rank=4, sub_batch=8, lanes=1)
+    width = engine_layouts(p)["trace"].size
+    assert not distributed(trace_depth(p), width), "this configuration must use block RAM"
+    rep = run_engine_cosim(p, random_stream(p, 2, 17, seed=3), stall_prob=0.2, stim_seed=4, fast_build=True)
+    _assert_clean(rep, 2 * 3 * 4 * (65 + 10) + 2 * 4 * (65 + 10))
 
 
 def test_cosim_cli_json_and_exit_status(capsys):
