@@ -162,15 +162,22 @@ class InputBuffer(wiring.Component):
             with m.If(x_closed):
                 m.d.sync += [self.batch_size.eq(batch_cnt), batch_cnt.eq(0), over.eq(0)]
 
-        # the sequencer's side: the next full slot, taken when its sub-batch begins
-        m.d.comb += [
-            self.sub.valid.eq(slot_full[cmp_slot]),
-            self.sub.payload.slot.eq(cmp_slot),
-            self.sub.payload.m.eq(desc_m[cmp_slot]),
-            self.sub.payload.m1.eq(desc_m1[cmp_slot]),
-            self.sub.payload.last.eq(desc_last[cmp_slot]),
-        ]
-        with m.If(self.sub.valid & self.sub.ready):
+        # the sequencer's side: the next full slot, taken when its sub-batch begins.  The offer
+        # is kept in registers of its own, loaded with what the slot offered next cycle will
+        # hold (a close into it lands now), so the sequencer's begin logic starts at flip-flops
+        # rather than at a slot multiplexer.
+        taken = self.sub.valid & self.sub.ready
+        cmp_next = cmp_slot ^ taken
+        closing = close & (in_slot == cmp_next)
+        off = self.sub.payload
+        off_valid = Signal(name="offer_valid")
+        m.d.comb += [self.sub.valid.eq(off_valid), off.slot.eq(cmp_slot)]
+        with m.If(closing):
+            m.d.sync += [off_valid.eq(1), off.m.eq(x_smp), off.m1.eq(x_smp - 1), off.last.eq(x_closed)]
+        with m.Else():
+            m.d.sync += [off_valid.eq(slot_full[cmp_next]), off.m.eq(desc_m[cmp_next]),
+                         off.m1.eq(desc_m1[cmp_next]), off.last.eq(desc_last[cmp_next])]
+        with m.If(taken):
             m.d.sync += [slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot)]
         with m.If(self.release):
             m.d.sync += slot_free[self.release_slot].eq(1)

@@ -125,6 +125,9 @@ class TraceOut(wiring.Component):
         rp = mem.read_port(domain="comb" if lutram else "sync")
         wptr, rptr = Signal(range(depth), name="wptr"), Signal(range(depth), name="rptr")
         count = Signal(range(depth + 1), name="count")  # words in the memory, not yet read out
+        # count != 0 and count == 1 kept in flip-flops beside it, so the read decision (and the
+        # count's own update behind it) does not start with a comparison of the count
+        nonempty, single = Signal(name="count_nz"), Signal(name="count_one")
         head = Signal(width, name="head", reset_less=True)
         head_valid = Signal(name="head_valid")
         ready = self.trace.ready
@@ -136,12 +139,12 @@ class TraceOut(wiring.Component):
         if lutram:
             # count ≥ 1 only while the head is full or about to be filled, so it stays below
             # the depth and a live entry's address is never the one being written
-            take = (count != 0) & head_free
+            take = nonempty & head_free
             fill, fill_data = take, rp.data
         else:
             staged = Signal(name="staged")  # the read latch holds a word not yet in ``head``
             fill = staged & head_free
-            take = (count != 0) & (~staged | fill)
+            take = nonempty & (~staged | fill)
             fill_data = rp.data
             m.d.comb += rp.en.eq(take)
             m.d.sync += staged.eq(take | (staged & ~fill))
@@ -152,6 +155,10 @@ class TraceOut(wiring.Component):
         with m.Elif(ready):
             m.d.sync += head_valid.eq(0)
         m.d.sync += count.eq(count + word_valid - take)
+        with m.If(word_valid & ~take):
+            m.d.sync += [nonempty.eq(1), single.eq(~nonempty)]
+        with m.Elif(take & ~word_valid):
+            m.d.sync += [nonempty.eq(~single), single.eq(count == 2)]
         return head_valid & ready
 
 

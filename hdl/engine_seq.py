@@ -21,8 +21,8 @@ A sub-batch begins when the input buffer offers a full slot (``sub``), no factor
 running or due, and the sub-batch descriptor FIFO to the scalar unit has room; its slot is
 released after its last job that reads the samples.  A factor request is latched with the
 input-side batch it refers to and blocks the next sub-batch once that batch has begun
-(``req_block``, from a register kept equal to the comparison of the two batch counts), until
-the dump starts (``dump_start``); the pending tail is flushed first.  A SCALE job reserves
+(``req_block``, from a register kept equal to the comparison of the two batch counts but in
+the cycle after a begin, when nothing reads it), until the dump starts (``dump_start``); the pending tail is flushed first.  A SCALE job reserves
 its trace words (``reserve``) out of the trace FIFO's ``credit`` before it starts.
 """
 
@@ -344,9 +344,13 @@ class Sequencer(wiring.Component):
         req_target = Signal(32)
         cmp_batches = Signal(32)  # batches whose last sub-batch has begun
         cmp_p1 = Signal(32, init=1)  # that plus one, counted alongside
-        # req_hit == (cmp_batches == req_target) at every cycle, updated from comparisons of
-        # registers, so no counter comparison sits in front of ``begin``
+        # req_hit == (cmp_batches == req_target), updated from comparisons of registers, so no
+        # counter comparison sits in front of ``begin``.  A last sub-batch's begin is counted a
+        # cycle later (``inc_r``), from a flip-flop, and req_hit follows in that cycle: the
+        # cycle after a begin is the only one where req_hit can be stale, and then no
+        # sub-batch can begin (``prog``) and no dump can start (``quiet_r`` is low).
         req_hit = Signal(init=1)
+        inc_r = Signal(name="inc_r")
         latch = self.factor_req.valid & ~req_pending
         m.d.comb += self.factor_req.ready.eq(~req_pending)
         with m.If(latch):
@@ -355,15 +359,12 @@ class Sequencer(wiring.Component):
                          req_target.eq(Mux(self.in_mid, self.in_batches_p1, self.in_batches))]
         req_block = req_pending & req_hit
         m.d.comb += self.req_block.eq(req_block)
-        can_begin_free = self.sub.valid & ~self.dumping & desc_fifo.w_stream.ready
-        can_begin = can_begin_free & ~req_block
+        can_begin = self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
         m.d.comb += begin.eq(~prog & ~flush_go & can_begin)
         m.d.comb += self.sub.ready.eq(begin)
-        inc = begin & nxt.last
-        # ``inc`` as it would be without the request's block: req_hit's own update uses it, so
-        # req_hit is not fed back through ``begin``.  Where the block holds, no sub-batch
-        # begins and req_hit (1) stays; elsewhere the two are equal.
-        inc_free = ~prog & ~flush_go & can_begin_free & nxt.last
+        m.d.sync += inc_r.eq(begin & nxt.last)
+        with m.If(inc_r):
+            m.d.sync += [cmp_batches.eq(cmp_p1), cmp_p1.eq(cmp_p1 + 1)]
 
         def same(a, b):
             # The counts compared here differ by less than 8: the input side is at most two
@@ -376,10 +377,10 @@ class Sequencer(wiring.Component):
         e_b1_c = same(self.in_batches_p1, cmp_batches)
         e_b_c1 = same(self.in_batches, cmp_p1)  # (in_batches + 1 == cmp + 1 is e_b_c)
         new_now, new_inc = Mux(self.in_mid, e_b1_c, e_b_c), Mux(self.in_mid, e_b_c, e_b_c1)
-        with m.If(latch):  # (no request pending: inc is inc_free)
-            m.d.sync += req_hit.eq(Mux(inc_free, new_inc, new_now))
-        with m.Elif(inc_free):
-            m.d.sync += req_hit.eq(same(req_target, cmp_p1) | req_block)
+        with m.If(latch):
+            m.d.sync += req_hit.eq(Mux(inc_r, new_inc, new_now))
+        with m.Elif(inc_r):
+            m.d.sync += req_hit.eq(same(req_target, cmp_p1))
         with m.If(begin):
             m.d.comb += load_desc.eq(1)
             m.d.sync += [
@@ -388,8 +389,6 @@ class Sequencer(wiring.Component):
                 cur_slot.eq(nxt.slot), cur_m1.eq(nxt.m1), cur_m2.eq(sub_nxt["m2"]), cur_z.eq(sub_nxt["z"]),
                 self.in_batch.eq(~nxt.last),
             ]
-            with m.If(nxt.last):
-                m.d.sync += [cmp_batches.eq(cmp_p1), cmp_p1.eq(cmp_p1 + 1)]
         # a pending tail is flushed when no sub-batch can begin: the gen-1 entries alone
         with m.If(~prog & ~flush_go & tail_pending & ~can_begin):
             m.d.sync += [flush_go.eq(1), tail_pending.eq(0), mode.eq(MODE_PREV), pc1.eq(first[MODE_PREV]),
