@@ -254,10 +254,19 @@ class SBPCAEngine(wiring.Component):
         xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
         db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
         wm_d = reg(lane(signed(mw)), wm_rdata, "wm_d")
-        idx1 = u1r.mat * k + u1r.c
+        # h and 1/‖v‖ of the uop's column are selected at the issue (from the sequencer's
+        # descriptor registers) and registered centrally, r_c a cycle before its use likewise:
+        # each lane's copy then loads from one central register, not from a 2k-way multiplexer
+        # (64×64: H → the multiplexer → a lane across the device, 8.4 ns of routing).  The
+        # scoreboard starts a job only after its h, 1/‖v‖ and r_c have landed, so the earlier
+        # read sees the same values.
+        idx0 = u0.mat * k + u0.c
+        h_c = reg(signed(mw), H[idx0], "h_c")
+        inv_c = reg(signed(iw), INV[idx0], "inv_c")
         u1 = stage(u1r, "u2")
         uP1 = udelay(u1, L1, "u_m1")  # cycle P1 = 2 + L1
         uR1 = stage(uP1, "u_r1")  # P1 + 1
+        rc_c = reg(signed(rw), RC[uP1.c], "rc_c")
         uR2 = stage(uR1, "u_r2")  # P1 + 2
         uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write, trace
         uPR = udelay(uW, LR - 1, "u_mr")  # PR = P1 + 2 + LR
@@ -289,9 +298,10 @@ class SBPCAEngine(wiring.Component):
             m.d.comb += [
                 ln.uop.valid.eq(u1r.valid), ln.uop.payload.eq(u1r),
                 ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr), ln.dump_adv.eq(dump_adv),
-                # values every lane uses (the projection, h, 1/‖v‖, r_c) are selected centrally
-                # one cycle ahead and registered in each lane
-                ln.pq.eq(pq_rdata), ln.h.eq(H[idx1]), ln.inv.eq(INV[idx1]), ln.rc.eq(RC[uR1.c]),
+                # values every lane uses (the projection, h, 1/‖v‖, r_c) are read centrally
+                # one cycle ahead and registered in each lane (h, 1/‖v‖, r_c from central
+                # registers)
+                ln.pq.eq(pq_rdata), ln.h.eq(h_c), ln.inv.eq(inv_c), ln.rc.eq(rc_c),
                 ln.x.eq(xb_d[l]), ln.d.eq(db_d[l]), ln.wm.eq(wm_d[l]),
                 ln.load.en.eq(load_take), ln.load.kind.eq(ld.kind), ln.load.col.eq(ld.col),
                 ln.load.chunk.eq(ld.chunk), ln.load.data.eq(ld.data[l]),
