@@ -18,12 +18,13 @@ timing.  The next job's descriptor and successor index are loaded into registers
 so no program ROM sits on the issue path.
 
 A sub-batch begins when the input buffer offers a full slot (``sub``), no factor dump is
-running or due, and the sub-batch descriptor FIFO to the scalar unit has room; its slot is
-released after its last job that reads the samples.  A factor request is latched with the
-input-side batch it refers to and blocks the next sub-batch once that batch has begun
-(``req_block``, from a register kept equal to the comparison of the two batch counts but in
-the cycle after a begin, when nothing reads it), until the dump starts (``dump_start``); the pending tail is flushed first.  A SCALE job reserves
-its trace words (``reserve``) out of the trace FIFO's ``credit`` before it starts.
+running or due (``dump_hold``, this unit's own flip-flop), and the sub-batch descriptor FIFO
+to the scalar unit has room; its slot is released after its last job that reads the samples.
+A factor request is latched with the input-side batch it refers to and blocks the next
+sub-batch once that batch has begun (``req_block``, from a register kept equal to the
+comparison of the two batch counts but in the cycle after a begin, when nothing reads it),
+until the dump starts (``dump_start``); the pending tail is flushed first.  A SCALE job
+reserves its trace words (``reserve``) out of the trace FIFO's ``credit`` before it starts.
 """
 
 from __future__ import annotations
@@ -359,7 +360,12 @@ class Sequencer(wiring.Component):
                          req_target.eq(Mux(self.in_mid, self.in_batches_p1, self.in_batches))]
         req_block = req_pending & req_hit
         m.d.comb += self.req_block.eq(req_block)
-        can_begin = self.sub.valid & ~self.dumping & ~req_block & desc_fifo.w_stream.ready
+        # the dump blocks a begin from a flip-flop of this unit's own (set by the dump's start,
+        # held while the dump runs, so it clears a cycle after the dump ends): ``dumping`` is
+        # far away, beside the lanes' state rows
+        dump_hold = Signal(name="dump_hold")
+        m.d.sync += dump_hold.eq(self.dump_start | (dump_hold & self.dumping))
+        can_begin = self.sub.valid & ~dump_hold & ~req_block & desc_fifo.w_stream.ready
         m.d.comb += begin.eq(~prog & ~flush_go & can_begin)
         m.d.comb += self.sub.ready.eq(begin)
         m.d.sync += inc_r.eq(begin & nxt.last)
