@@ -666,6 +666,9 @@ class SeedSweep:
     design: str
     seeds: list[int]
     reports: list[SynthReport]
+    #: seeds whose place and route failed (a crash, ``timeout_s``), with the error: the other
+    #: seeds are still reported, and timing is not met at every seed
+    failed: dict[int, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict:
@@ -673,12 +676,14 @@ class SeedSweep:
         out = {key: _stats([getattr(r, key) for r in self.reports]) for key in keys}
         levels = [r.critical_path["logic_levels"] for r in self.reports if r.critical_path]
         out["logic_levels"] = _stats(levels)
-        out["timing_met_all"] = all(r.timing_met for r in self.reports)
+        out["timing_met_all"] = not self.failed and all(r.timing_met for r in self.reports)
+        out["seeds_failed"] = sorted(self.failed)
         return out
 
     def to_dict(self) -> dict:
         return {"design": self.design, "seeds": self.seeds, "summary": self.summary,
-                "per_seed": [r.to_dict() for r in self.reports]}
+                "per_seed": [r.to_dict() for r in self.reports],
+                "failed": [{"seed": seed, "error": err} for seed, err in sorted(self.failed.items())]}
 
     def table(self) -> str:
         """Per seed: Fmax, critical path (start -> end, logic levels, ns) and resources; then min/median/max."""
@@ -689,6 +694,8 @@ class SeedSweep:
             rows.append((str(r.seed), "n/a" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f}", str(r.luts),
                          str(r.ffs), str(r.dsps), str(r.brams), str(r.lutram), str(cp.get("logic_levels", "")),
                          f"{cp['delay_ns']:.2f}" if cp else "", f"{cp.get('from')} -> {cp.get('to')}" if cp else ""))
+        for seed, err in sorted(self.failed.items()):
+            rows.append((str(seed), "failed", "", "", "", "", "", "", "", err.splitlines()[0][:120]))
         summ = self.summary
         for stat in ("min", "median", "max"):
             def val(key, fmt="{:g}"):
@@ -708,7 +715,10 @@ def synthesize_seeds(design, top_name: str, *, seeds: Sequence[int], jobs: int =
                      abc9: bool | None = None, router: str | None = None, route: bool = True,
                      pnr_args: Sequence[str] = (), timeout_s: float = 3600.0) -> SeedSweep:
     """:func:`synthesize` at each placement seed of ``seeds``: Yosys once, then nextpnr per seed
-    in ``build_dir/seed-N`` (``jobs`` at a time; each nextpnr is a single-threaded process)."""
+    in ``build_dir/seed-N`` (``jobs`` at a time; each nextpnr is a single-threaded process).
+    A seed whose place and route fails is kept in ``failed`` and the others are reported (a
+    sweep of hours should not lose its finished seeds to one crash or time-out); only a
+    sweep where every seed failed raises :class:`SynthError`."""
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one placement seed")
@@ -729,6 +739,17 @@ def synthesize_seeds(design, top_name: str, *, seeds: Sequence[int], jobs: int =
 
     from concurrent.futures import ThreadPoolExecutor
 
+    def attempt(seed: int) -> SynthReport | SynthError:
+        try:
+            return one(seed)
+        except SynthError as exc:
+            return exc
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
-        reports = list(pool.map(one, seeds))
-    return SeedSweep(design=top_name, seeds=seeds, reports=reports)
+        results = list(pool.map(attempt, seeds))
+    failed = {seed: str(r) for seed, r in zip(seeds, results) if isinstance(r, SynthError)}
+    if len(failed) == len(seeds):
+        raise SynthError("place and route", "at every seed: "
+                         + "; ".join(f"seed {seed}: {err}" for seed, err in failed.items()))
+    return SeedSweep(design=top_name, seeds=seeds, reports=[r for r in results if isinstance(r, SynthReport)],
+                     failed=failed)

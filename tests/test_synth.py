@@ -262,6 +262,36 @@ def test_seed_sweep_one_netlist_every_seed(tmp_path):
         synthesize_seeds("x.v", "top", seeds=[1], jobs=0, build_dir=tmp_path)
 
 
+def test_seed_sweep_keeps_the_seeds_that_finished(tmp_path, monkeypatch):
+    """A seed whose place and route fails (here seed 2, made to fail) is listed as failed; the
+    other seeds are still reported, and timing is not met "at every seed"."""
+    import hdl.synth as synth
+
+    real = synth._place_route
+
+    def flaky(ctx, out_dir, **kw):
+        if kw["seed"] == 2:
+            raise synth.SynthError("nextpnr-ecp5", "timed out after 1 s")
+        return real(ctx, out_dir, **kw)
+
+    monkeypatch.setattr(synth, "_place_route", flaky)
+    sweep = synth.synthesize_seeds(MacLanes(lanes=1, width=16, acc_width=40), "mac1", seeds=[1, 2, 3], jobs=2,
+                                   target="ecp5", device="25k", build_dir=tmp_path, abc9=False, freq_mhz=25)
+    assert [r.seed for r in sweep.reports] == [1, 3] and all(r.timing_met for r in sweep.reports)
+    assert sweep.failed == {2: "nextpnr-ecp5 failed: timed out after 1 s"}
+    s = sweep.summary
+    assert s["seeds_failed"] == [2] and s["timing_met_all"] is False
+    assert s["fmax_mhz"]["min"] == min(r.fmax_mhz for r in sweep.reports)
+    assert sweep.to_dict()["failed"] == [{"seed": 2, "error": "nextpnr-ecp5 failed: timed out after 1 s"}]
+    row = [line for line in sweep.table().splitlines() if line.startswith("2 ")]
+    assert row and "failed" in row[0] and "timed out" in row[0]
+
+    monkeypatch.setattr(synth, "_place_route", lambda ctx, out_dir, **kw: flaky(ctx, out_dir, **{**kw, "seed": 2}))
+    with pytest.raises(synth.SynthError, match="at every seed: seed 1: nextpnr-ecp5 failed"):
+        synth.synthesize_seeds(MacLanes(lanes=1, width=16, acc_width=40), "mac1", seeds=[1, 2], jobs=1,
+                               target="ecp5", device="25k", build_dir=tmp_path / "all", abc9=False)
+
+
 def test_synth_command_seed_options(capsys):
     assert main(["synth", "--top", "csr", "--seeds", "1,2", "--pnr-seed", "3"]) == 2
     assert "either --pnr-seed or --seeds" in capsys.readouterr().err

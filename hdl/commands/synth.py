@@ -158,6 +158,10 @@ def _run_seeds(args: argparse.Namespace, component, name: str, options: dict, pa
     if args.json is not None:
         _write_json(args.json, {"parameters": parameters, "target": options["target"],
                                 "device": options["device"], "freq_mhz": args.freq, **sweep.to_dict()})
+    if sweep.failed:
+        for seed, err in sorted(sweep.failed.items()):
+            print(f"sbpca synth: error: seed {seed}: {err}", file=sys.stderr)
+        return 1
     if args.require_timing and not sweep.summary["timing_met_all"]:
         print(f"sbpca synth: Fmax below the {args.freq:g} MHz target at a seed "
               f"(min {sweep.summary['fmax_mhz']['min']} MHz)", file=sys.stderr)
