@@ -166,17 +166,27 @@ class InputBuffer(wiring.Component):
         # is kept in registers of its own, loaded with what the slot offered next cycle will
         # hold (a close into it lands now), so the sequencer's begin logic starts at flip-flops
         # rather than at a slot multiplexer.
+        # Both candidates (the same slot, the other slot) are formed from registers; the
+        # begin picks between them last.
         taken = self.sub.valid & self.sub.ready
-        cmp_next = cmp_slot ^ taken
-        closing = close & (in_slot == cmp_next)
         off = self.sub.payload
         off_valid = Signal(name="offer_valid")
         m.d.comb += [self.sub.valid.eq(off_valid), off.slot.eq(cmp_slot)]
-        with m.If(closing):
-            m.d.sync += [off_valid.eq(1), off.m.eq(x_smp), off.m1.eq(x_smp - 1), off.last.eq(x_closed)]
-        with m.Else():
-            m.d.sync += [off_valid.eq(slot_full[cmp_next]), off.m.eq(desc_m[cmp_next]),
-                         off.m1.eq(desc_m1[cmp_next]), off.last.eq(desc_last[cmp_next])]
+        new_m, new_m1 = Signal(smpw + 1, name="close_m"), Signal(smpw + 1, name="close_m1")
+        m.d.comb += [new_m.eq(x_smp), new_m1.eq(x_smp - 1)]
+        new_desc = Cat(new_m, new_m1, x_closed)  # (m, m1, last) of a slot closing now
+        off_desc = Cat(off.m, off.m1, off.last)
+
+        def candidate(slot, valid_now, desc_now):
+            closing = close & (in_slot == slot)
+            return closing | valid_now, Mux(closing, new_desc, desc_now)
+
+        other = ~cmp_slot
+        stay_valid, stay_desc = candidate(cmp_slot, off_valid, off_desc)
+        next_valid, next_desc = candidate(other, slot_full[other],
+                                          Cat(desc_m[other], desc_m1[other], desc_last[other]))
+        m.d.sync += [off_valid.eq(Mux(taken, next_valid, stay_valid)),
+                     off_desc.eq(Mux(taken, next_desc, stay_desc))]
         with m.If(taken):
             m.d.sync += [slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot)]
         with m.If(self.release):
