@@ -137,7 +137,6 @@ class InputBuffer(wiring.Component):
         # batches fully received, and that plus one counted alongside (no adder where it is used)
         batches, batches_p1 = self.batches, self.batches_p1
         m.d.comb += [
-            self.mid.eq((x_smp != 0) | (x_chunk != 0) | (d_smp != 0) | (d_chunk != 0) | (batch_cnt != 0)),
             self.any_full.eq(Cat(*slot_full_l).any()),
         ]
         # A sub-batch closes the cycle after its last beats (x and δ) are in: the condition is
@@ -148,6 +147,13 @@ class InputBuffer(wiring.Component):
         m.d.sync += close.eq(free_now & x_done & (d_smp == x_smp) & ~close)
         with m.If(close & x_closed):
             m.d.sync += [batches.eq(batches_p1), batches_p1.eq(batches_p1 + 1)]
+        # inside a batch: a beat has come since the last close that ended a batch.  A flip-flop
+        # equal to "any sample counter or the batch count non-zero" at every cycle (no beat is
+        # taken while a close holds), without the 32-bit OR behind ``load.ready``.
+        with m.If(x_take | d_take):
+            m.d.sync += self.mid.eq(1)
+        with m.Elif(close & x_closed):
+            m.d.sync += self.mid.eq(0)
         with m.If(close):
             m.d.sync += [
                 slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
