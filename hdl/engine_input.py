@@ -171,9 +171,8 @@ class InputBuffer(wiring.Component):
         # the sequencer's side: the next full slot, taken when its sub-batch begins.  The offer
         # is kept in registers of its own, loaded with what the slot offered next cycle will
         # hold (a close into it lands now), so the sequencer's begin logic starts at flip-flops
-        # rather than at a slot multiplexer.
-        # Both candidates (the same slot, the other slot) are formed from registers; the
-        # begin picks between them last.
+        # rather than at a slot multiplexer.  Both candidates (the same slot, the other slot)
+        # are formed from registers; the begin picks between them last.
         taken = self.sub.valid & self.sub.ready
         off = self.sub.payload
         off_valid = Signal(name="offer_valid")
