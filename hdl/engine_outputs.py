@@ -140,18 +140,17 @@ class TraceOut(wiring.Component):
             # count ≥ 1 only while the head is full or about to be filled, so it stays below
             # the depth and a live entry's address is never the one being written
             take = nonempty & head_free
-            fill, fill_data = take, rp.data
+            fill = take
         else:
             staged = Signal(name="staged")  # the read latch holds a word not yet in ``head``
             fill = staged & head_free
             take = nonempty & (~staged | fill)
-            fill_data = rp.data
             m.d.comb += rp.en.eq(take)
             m.d.sync += staged.eq(take | (staged & ~fill))
         with m.If(take):
             m.d.sync += rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))
         with m.If(fill):
-            m.d.sync += [head.eq(fill_data), head_valid.eq(1)]
+            m.d.sync += [head.eq(rp.data), head_valid.eq(1)]
         with m.Elif(ready):
             m.d.sync += head_valid.eq(0)
         m.d.sync += count.eq(count + word_valid - take)
