@@ -160,9 +160,20 @@ class ScalarUnit(wiring.Component):
             big = dv.overflow | (dv.quotient > limit)
             m.d.sync += [sc_q.eq(Mux(big, limit, dv.quotient)), sc_big.eq(big)]
 
+        # ``at_idle`` is the IDLE state in a flip-flop of its own, set and cleared with the state
+        # moves: the task FIFO's read handshake (and ``idle``) read it instead of a decode of the
+        # state register
+        at_idle = Signal(init=1, name="at_idle")
+        m.d.comb += [self.idle.eq(at_idle), self.task.ready.eq(at_idle)]
+
+        def to_idle() -> None:
+            m.d.sync += at_idle.eq(1)
+            m.next = "IDLE"
+
         with m.FSM(name="scalar"):
             with m.State("IDLE"):
-                m.d.comb += [self.idle.eq(1), self.task.ready.eq(1)]
+                with m.If(self.task.valid | (recip_pending != 0)):
+                    m.d.sync += at_idle.eq(0)
                 with m.If(self.task.valid):
                     # the task is registered first and dispatched in the next cycle
                     m.d.sync += [sc_mat.eq(tr_.mat), sc_c.eq(tr_.c), sc_val.eq(tr_.value),
@@ -177,7 +188,7 @@ class ScalarUnit(wiring.Component):
             with m.State("NORM"):
                 with m.If(sc_zero):
                     m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(0), self.degenerate.eq(1)]
-                    m.next = "IDLE"
+                    to_idle()
                 with m.Else():
                     m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
                     m.next = "SQRT"
@@ -193,7 +204,7 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(sc_q)]
                 raise_sat("X_inv", sc_big & (sc_mat == Mat.X))
                 raise_sat("Delta_inv", sc_big & (sc_mat == Mat.D))
-                m.next = "IDLE"
+                to_idle()
             with m.State("SIG_NUM"):
                 m.d.sync += [sc_ma.eq(sn), sc_mb.eq(SIG[sc_c]), sc_wait.eq(sc_lat)]
                 m.next = "SIG_MUL"
@@ -260,7 +271,7 @@ class ScalarUnit(wiring.Component):
             with m.State("RCP_SET"):
                 m.d.comb += [self.rc.en.eq(1), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
                              self.rc.guard.eq(sc_guard)]
-                m.next = "IDLE"
+                to_idle()
         # a σ load (engine idle at a batch boundary) sets σ_c and queues its reciprocal; it comes
         # after the state machine so that its pending bit wins over the IDLE state's clear
         with m.If(self.load.en):

@@ -234,7 +234,11 @@ class Sequencer(wiring.Component):
             return out
 
         on_begin, no_begin = job_bounds(sub_nxt, sub_cur), job_bounds(sub_cur, sub_prv)
-        nb = {key: Mux(begin, on_begin[key], no_begin[key]) for key in on_begin}
+        # the bounds of a begin are picked whenever one is offered and no program runs or
+        # starts a flush (a begin loads them; an idle cycle's load is overwritten before use)
+        pick_begin = ~prog & ~flush_go & self.sub.valid
+        nb = {key: Mux(pick_begin, on_begin[key], no_begin[key]) for key in on_begin}
+        job_done = Signal()
         # registered with the descriptor: the issue decision compares registers
         n_in_m1 = Signal(range(maxn + 1))
         n_out_m1 = Signal(range(maxn + 1))
@@ -243,7 +247,13 @@ class Sequencer(wiring.Component):
         in_single, out_single = Signal(), Signal()  # one pass of the inner / outer loop
         j_single = Signal()  # the job is a single uop
         single_next = nb["in_z"] & nb["out_z"]
-        with m.If(load_desc):
+        # The descriptor's registers (and the bounds beside them) load whenever no program runs,
+        # not only on ``begin``: while idle ``pc1`` holds the next program's first entry, so a
+        # begin finds them loaded already and ``begin`` drives neither their enables nor (but
+        # for ``pc1`` and ``j_end``) anything of the job.  A flush loads them again in its
+        # ``flush_go`` cycle, when no program runs either.
+        jd_load = ~prog | job_done
+        with m.If(jd_load):
             m.d.sync += [jd[key].eq(nd[key]) for key in jd]
             m.d.sync += [
                 j_slot.eq(nb["slot"]),
@@ -251,6 +261,7 @@ class Sequencer(wiring.Component):
                 n_in_m2.eq(nb["in_m2"]), n_out_m2.eq(nb["out_m2"]),
                 in_single.eq(nb["in_z"]), out_single.eq(nb["out_z"]), j_single.eq(single_next),
             ]
+        with m.If(load_desc):
             with m.Switch(mode):
                 for mode_ in MODES:
                     with m.Case(mode_):
@@ -274,7 +285,7 @@ class Sequencer(wiring.Component):
         m.d.sync += [
             ok_cur.eq(((flags_pre | ~jd["wait"]) == all_ones) & ~start),
             ok_nd.eq(((flags_pre | ~nd["wait"]) == all_ones) & ~start),
-            ok_src_nd.eq(load_desc),
+            ok_src_nd.eq(jd_load),
         ]
         flags_ok = Mux(ok_src_nd, ok_nd, ok_cur)
         # room_x, room_d and credit_pending are flip-flops of the trace output; ``j_scale`` is the
@@ -320,13 +331,13 @@ class Sequencer(wiring.Component):
                 m.d.sync += at_last.eq(in_single & Mux(out_last, out_single, outer == n_out_m2))
             with m.Else():
                 m.d.sync += [inner.eq(inner + 1), at_last.eq((inner == n_in_m2) & out_last)]
-        with m.If(load_desc):
+        with m.If(jd_load):
             m.d.sync += at_last.eq(single_next)
         # The job's end (release, the next descriptor or the program's end) is taken without
         # ``start``: a job of several uops ends on its last uop, issued while ``active``; a job
         # of one uop ends in the cycle after its start, when no job can start anyway
         # (``started``), so the next descriptor is still in place for the earliest next start.
-        job_done = (active & at_last) | (started & j_single)
+        m.d.comb += job_done.eq((active & at_last) | (started & j_single))
         with m.If(job_done):
             with m.If(jd["rel"]):
                 m.d.comb += self.release.eq(1)
@@ -389,11 +400,21 @@ class Sequencer(wiring.Component):
             m.d.sync += req_hit.eq(same(req_target, cmp_p1))
         with m.If(begin):
             m.d.comb += load_desc.eq(1)
+            m.d.sync += prog.eq(1)
+        # The sub-batches in flight shift a cycle after the begin, from a copy of the offer
+        # registered every cycle: in that cycle nothing reads them (no job can end, no flush
+        # can start: ``prog`` is set), and ``begin`` drives none of their enables.
+        begin_r = Signal(name="begin_r")
+        offer_q = {key: Signal.like(sig, name=f"offer_q_{key}") for key, sig in sub_nxt.items()}
+        offer_last = Signal(name="offer_q_last")
+        m.d.sync += [begin_r.eq(begin), offer_last.eq(nxt.last)]
+        m.d.sync += [offer_q[key].eq(sub_nxt[key]) for key in sub_nxt]
+        with m.If(begin_r):
             m.d.sync += [
-                prog.eq(1), tail_pending.eq(int(self.has_tail)),
+                tail_pending.eq(int(self.has_tail)),
                 prv_slot.eq(cur_slot), prv_m1.eq(cur_m1), prv_m2.eq(cur_m2), prv_z.eq(cur_z),
-                cur_slot.eq(nxt.slot), cur_m1.eq(nxt.m1), cur_m2.eq(sub_nxt["m2"]), cur_z.eq(sub_nxt["z"]),
-                self.in_batch.eq(~nxt.last),
+                cur_slot.eq(offer_q["slot"]), cur_m1.eq(offer_q["m1"]), cur_m2.eq(offer_q["m2"]),
+                cur_z.eq(offer_q["z"]), self.in_batch.eq(~offer_last),
             ]
         # a pending tail is flushed when no sub-batch can begin: the gen-1 entries alone
         with m.If(~prog & ~flush_go & tail_pending & ~can_begin):
