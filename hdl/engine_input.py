@@ -90,11 +90,16 @@ class InputBuffer(wiring.Component):
         x_closed = Signal()
         d_smp = Signal(range(s + 1))
         d_chunk = Signal(range(Ra))
-        x_done = x_closed | (x_smp == s)
-        free_now = slot_free[in_slot]
+        # The ports' readys read flip-flops only: whether the slot being filled is free, whether
+        # its x side is done (end of batch or s samples) and the two comparisons of the sample
+        # counters are registered from the next values of what they depend on (below), so no
+        # slot multiplexer or counter comparison sits between a beat and the registers it loads.
+        free_now = Signal(name="free_now", init=1)  # == slot_free[in_slot]
+        x_done = Signal(name="x_done")  # == x_closed | (x_smp == s)
+        d_lt, d_le = Signal(name="d_lt"), Signal(name="d_le", init=1)  # d_smp < x_smp, d_smp <= x_smp
         m.d.comb += [
             self.x.ready.eq(free_now & ~x_done),
-            self.d.ready.eq(free_now & Mux(x_done, d_smp < x_smp, d_smp <= x_smp)),
+            self.d.ready.eq(free_now & Mux(x_done, d_lt, d_le)),
         ]
 
         def masked(payload, chunk, n):
@@ -121,17 +126,33 @@ class InputBuffer(wiring.Component):
         # of an adder and a 32-bit comparison behind the close condition
         batch_cnt = Signal(32)
         over = Signal()
+        close = Signal(name="close")
+        # a sample's last chunk taken; the sample counters' and x_closed's next values (a close
+        # resets them; no beat is taken while it holds)
+        x_end, d_end = Signal(name="x_end"), Signal(name="d_end")
+        m.d.comb += [x_end.eq(x_take & (x_chunk == Rb - 1)), d_end.eq(d_take & (d_chunk == Ra - 1))]
+        nx_x_smp, nx_d_smp = Signal.like(x_smp, name="nx_x_smp"), Signal.like(d_smp, name="nx_d_smp")
+        nx_x_closed = Signal(name="nx_x_closed")
+        m.d.comb += [
+            nx_x_smp.eq(Mux(close, 0, Mux(x_end, x_smp + 1, x_smp))),
+            nx_d_smp.eq(Mux(close, 0, Mux(d_end, d_smp + 1, d_smp))),
+            nx_x_closed.eq(Mux(close, 0, Mux(x_end, self.x.payload.last, x_closed))),
+        ]
+        m.d.sync += [
+            x_smp.eq(nx_x_smp), d_smp.eq(nx_d_smp), x_closed.eq(nx_x_closed),
+            x_done.eq(nx_x_closed | (nx_x_smp == s)),
+            d_lt.eq(nx_d_smp < nx_x_smp), d_le.eq(nx_d_smp <= nx_x_smp),
+        ]
         with m.If(x_take):
             with m.If(x_chunk == Rb - 1):
-                m.d.sync += [x_chunk.eq(0), x_smp.eq(x_smp + 1), x_closed.eq(self.x.payload.last),
-                             batch_cnt.eq(batch_cnt + 1)]
+                m.d.sync += [x_chunk.eq(0), batch_cnt.eq(batch_cnt + 1)]
                 with m.If(batch_cnt >= p.max_batch):
                     m.d.sync += over.eq(1)
             with m.Else():
                 m.d.sync += x_chunk.eq(x_chunk + 1)
         with m.If(d_take):
             with m.If(d_chunk == Ra - 1):
-                m.d.sync += [d_chunk.eq(0), d_smp.eq(d_smp + 1)]
+                m.d.sync += d_chunk.eq(0)
             with m.Else():
                 m.d.sync += d_chunk.eq(d_chunk + 1)
         # batches fully received, and that plus one counted alongside (no adder where it is used)
@@ -143,8 +164,7 @@ class InputBuffer(wiring.Component):
         # registered, so the comparisons behind the ports' ready stay off the many registers
         # the close resets or loads.  Nothing is accepted meanwhile (both readys are low once
         # it holds), so the state it reads is unchanged; a close vetoes the next cycle's.
-        close = Signal(name="close")
-        m.d.sync += close.eq(free_now & x_done & (d_smp == x_smp) & ~close)
+        m.d.sync += close.eq(free_now & x_done & d_le & ~d_lt & ~close)
         with m.If(close & x_closed):
             m.d.sync += [batches.eq(batches_p1), batches_p1.eq(batches_p1 + 1)]
         # inside a batch: a beat has come since the last close that ended a batch.  A flip-flop
@@ -156,11 +176,9 @@ class InputBuffer(wiring.Component):
             m.d.sync += self.mid.eq(0)
         with m.If(close):
             m.d.sync += [
-                slot_free[in_slot].eq(0), slot_full[in_slot].eq(1),
+                slot_full[in_slot].eq(1),
                 desc_m[in_slot].eq(x_smp), desc_last[in_slot].eq(x_closed),
                 desc_m1[in_slot].eq(x_smp - 1),
-                in_slot.eq(~in_slot),
-                x_smp.eq(0), x_closed.eq(0), d_smp.eq(0),
                 self.samples.eq(self.samples + x_smp),
             ]
             with m.If(over):
@@ -194,8 +212,13 @@ class InputBuffer(wiring.Component):
                      off_desc.eq(Mux(taken, next_desc, stay_desc))]
         with m.If(taken):
             m.d.sync += [slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot)]
-        with m.If(self.release):
-            m.d.sync += slot_free[self.release_slot].eq(1)
+        # a close takes the slot being filled and moves to the other; a release frees one (never
+        # the one a close takes: that one is free); ``free_now`` follows from the next values
+        nx_in_slot = in_slot ^ close
+        nx_free = [Mux(self.release & (self.release_slot == i), 1,
+                       Mux(close & (in_slot == i), 0, slot_free[i])) for i in range(2)]
+        m.d.sync += [in_slot.eq(nx_in_slot), free_now.eq(Mux(nx_in_slot, nx_free[1], nx_free[0]))]
+        m.d.sync += [slot_free[i].eq(nx_free[i]) for i in range(2)]
         with m.If(self.clear):
             m.d.sync += self.error.eq(0)
         return m

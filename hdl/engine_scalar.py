@@ -164,6 +164,7 @@ class ScalarUnit(wiring.Component):
         # moves: the task FIFO's read handshake (and ``idle``) read it instead of a decode of the
         # state register
         at_idle = Signal(init=1, name="at_idle")
+        at_sig_tr = Signal(name="at_sig_tr")
         m.d.comb += [self.idle.eq(at_idle), self.task.ready.eq(at_idle)]
 
         def to_idle() -> None:
@@ -238,15 +239,11 @@ class ScalarUnit(wiring.Component):
                 raise_sat("sigma", sc_big)
                 # below σ_min (> 0): any σ ≤ 0, or a magnitude below σ_min
                 m.d.sync += [SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag)),
-                             LOW[sc_c].eq(sc_neg | (sc_mag < smin))]
+                             LOW[sc_c].eq(sc_neg | (sc_mag < smin)), at_sig_tr.eq(1)]
                 m.next = "SIG_TR"
             with m.State("SIG_TR"):
+                # the σ trace word and the counts: ``sig_tr_go`` below
                 with m.If(self.trace_room):
-                    m.d.comb += self.push.eq(self.trace_en)
-                    n_next = Mux(d_last, s, sn + d_m)
-                    m.d.sync += rn.eq(n_next)
-                    with m.If(sc_c == k - 1):
-                        m.d.sync += [sub_pop.eq(1), sn.eq(n_next), count_sub.eq(1), count_batch.eq(d_last)]
                     m.next = "RCP_SEL"
             with m.State("RCP_SEL"):
                 # σ_c and whether it is below σ_min (kept beside σ: no comparison here)
@@ -272,6 +269,16 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += [self.rc.en.eq(1), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
                              self.rc.guard.eq(sc_guard)]
                 to_idle()
+        # SIG_TR's work, from a flip-flop of its own (``at_sig_tr`` == the state is SIG_TR) and
+        # the trace room: no decode of the state register before the trace push, the
+        # descriptor's pop and the counters' enables
+        sig_tr_go = at_sig_tr & self.trace_room
+        with m.If(sig_tr_go):
+            m.d.comb += self.push.eq(self.trace_en)
+            n_next = Mux(d_last, s, sn + d_m)
+            m.d.sync += [rn.eq(n_next), at_sig_tr.eq(0)]
+            with m.If(sc_c == k - 1):
+                m.d.sync += [sub_pop.eq(1), sn.eq(n_next), count_sub.eq(1), count_batch.eq(d_last)]
         # a σ load (engine idle at a batch boundary) sets σ_c and queues its reciprocal; it comes
         # after the state machine so that its pending bit wins over the IDLE state's clear
         with m.If(self.load.en):
