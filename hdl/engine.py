@@ -323,11 +323,13 @@ class SBPCAEngine(wiring.Component):
         raise_sat("D", acc_last_w & (uW.mat == MAT_D) & lanes_any("asat"))
         raise_sat("X_gs_v", gs_w & (uW.mat == MAT_X) & lanes_any("vsat"))
         raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & lanes_any("vsat"))
-        scale_w = uW.valid & (uW.op == OP_SCALE)
         qrow = Cat(*[ln.q for ln in lanes])
         # uW's SCALE job ends: its column is ready (decoded from uR2, uW's stage before)
         set_flag_early("col", uR2.valid & (uR2.op == OP_SCALE) & uR2.jlast, uR2.mat * k + uR2.c)
-        pipe_push = scale_w & uW.tr
+        # uW's trace push (a SCALE uop's word), registered from uR2 (the stage before uW): the
+        # scalar unit's trace room and the trace FIFO's credit read a flip-flop, not uW's tag
+        pipe_push = Signal(name="pipe_push")
+        m.d.sync += pipe_push.eq(uR2.valid & (uR2.op == OP_SCALE) & uR2.tr)
         raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & lanes_any("usat"))
         raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & lanes_any("msat"))
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))

@@ -6,6 +6,8 @@ slot closes when it holds s samples of both streams, or at the end of a batch
 offered to the sequencer on ``sub`` (slot, samples m and m − 1, end of batch) and comes back
 free on ``release``, when the sequencer has issued the sub-batch's last job that reads it.
 Chunks past a's or b's end (the last lane-wide word of a vector) are written as zeros.
+Both ports pass a full-rate register slice first (``hdl.engine_pipeline.SkidBuffer``: one
+cycle of latency), so the port side's handshake meets only flip-flops of this unit.
 Counters: samples and batches received, the size of the last complete batch, and the
 sticky ``error`` when a batch exceeds ``max_batch`` samples.
 """
@@ -17,7 +19,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
-from .engine_pipeline import index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
+from .engine_pipeline import SkidBuffer, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -76,6 +78,13 @@ class InputBuffer(wiring.Component):
         m.d.comb += [self.x_data.eq(read_next_cycle(m, xb, self.x_addr, "xb")),
                      self.d_data.eq(read_next_cycle(m, db, self.d_addr, "db"))]
 
+        # both ports through a register slice: what follows reads the slices' registers
+        m.submodules.x_slice = x_slice = SkidBuffer(self.x.payload.shape())
+        m.submodules.d_slice = d_slice = SkidBuffer(self.d.payload.shape())
+        wiring.connect(m, wiring.flipped(self.x), x_slice.i)
+        wiring.connect(m, wiring.flipped(self.d), d_slice.i)
+        xs, ds = x_slice.o, d_slice.o
+
         smpw = index_bits(s)
         in_slot = Signal()
         cmp_slot = Signal()  # the next slot offered to the sequencer
@@ -98,8 +107,8 @@ class InputBuffer(wiring.Component):
         x_done = Signal(name="x_done")  # == x_closed | (x_smp == s)
         d_lt, d_le = Signal(name="d_lt"), Signal(name="d_le", init=1)  # d_smp < x_smp, d_smp <= x_smp
         m.d.comb += [
-            self.x.ready.eq(free_now & ~x_done),
-            self.d.ready.eq(free_now & Mux(x_done, d_lt, d_le)),
+            xs.ready.eq(free_now & ~x_done),
+            ds.ready.eq(free_now & Mux(x_done, d_lt, d_le)),
         ]
 
         def masked(payload, chunk, n):
@@ -107,18 +116,18 @@ class InputBuffer(wiring.Component):
                 return payload
             return Cat(*[Mux(chunk * P + l < n, payload[l], 0) for l in range(P)])
 
-        x_take = self.x.valid & self.x.ready
-        d_take = self.d.valid & self.d.ready
+        x_take = xs.valid & xs.ready
+        d_take = ds.valid & ds.ready
         # the writes are registered (address, data, enable): the handshake logic then drives one
         # flip-flop instead of every write enable of a LUT-RAM buffer.  A write lands one cycle
         # after its beat; the slot it fills is read no earlier than two cycles after it closes
         # (offer, begin, issue), so the lanes never see it early.
         m.d.sync += [
             xb_w.addr.eq(mem_addr((x_chunk, Rb), (x_smp, s), (in_slot, 2))),
-            xb_w.data.eq(masked(self.x.payload.data, x_chunk, p.cols)),
+            xb_w.data.eq(masked(xs.payload.data, x_chunk, p.cols)),
             xb_w.en.eq(x_take),
             db_w.addr.eq(mem_addr((d_chunk, Ra), (d_smp, s), (in_slot, 2))),
-            db_w.data.eq(masked(self.d.payload.data, d_chunk, p.rows)),
+            db_w.data.eq(masked(ds.payload.data, d_chunk, p.rows)),
             db_w.en.eq(d_take),
         ]
         # samples of the open batch so far, counted as they arrive, and whether they exceed
@@ -136,7 +145,7 @@ class InputBuffer(wiring.Component):
         m.d.comb += [
             nx_x_smp.eq(Mux(close, 0, Mux(x_end, x_smp + 1, x_smp))),
             nx_d_smp.eq(Mux(close, 0, Mux(d_end, d_smp + 1, d_smp))),
-            nx_x_closed.eq(Mux(close, 0, Mux(x_end, self.x.payload.last, x_closed))),
+            nx_x_closed.eq(Mux(close, 0, Mux(x_end, xs.payload.last, x_closed))),
         ]
         m.d.sync += [
             x_smp.eq(nx_x_smp), d_smp.eq(nx_d_smp), x_closed.eq(nx_x_closed),
@@ -167,12 +176,15 @@ class InputBuffer(wiring.Component):
         m.d.sync += close.eq(free_now & x_done & d_le & ~d_lt & ~close)
         with m.If(close & x_closed):
             m.d.sync += [batches.eq(batches_p1), batches_p1.eq(batches_p1 + 1)]
-        # inside a batch: a beat has come since the last close that ended a batch.  A flip-flop
-        # equal to "any sample counter or the batch count non-zero" at every cycle (no beat is
-        # taken while a close holds), without the 32-bit OR behind ``load.ready``.
-        with m.If(x_take | d_take):
+        # inside a batch: a beat has come through a port since the last close that ended a
+        # batch.  A flip-flop equal at every cycle to "a slice holds a beat, or any sample
+        # counter or the batch count is non-zero" (no beat leaves a slice while a close holds),
+        # without the 32-bit OR behind ``load.ready``.  A close that ends a batch clears it
+        # only if neither slice holds a beat: such a beat belongs to the next batch.
+        port_take = (self.x.valid & self.x.ready) | (self.d.valid & self.d.ready)
+        with m.If(port_take):
             m.d.sync += self.mid.eq(1)
-        with m.Elif(close & x_closed):
+        with m.Elif(close & x_closed & ~xs.valid & ~ds.valid):
             m.d.sync += self.mid.eq(0)
         with m.If(close):
             m.d.sync += [

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from amaranth.hdl import Cat, Const, Module, Shape, Signal, Value
-from amaranth.lib import data
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from .synth import DUP_ATTR
 
-__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe"]
+__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "SkidBuffer"]
 
 
 def index_bits(n: int) -> int:
@@ -159,3 +160,33 @@ class UopPipe:
         for t in range(n):
             u = self.stage(u, f"{name}_{t}")
         return u
+
+
+class SkidBuffer(wiring.Component):
+    """A full-rate register slice on a stream: ``i.ready`` and ``o``'s valid and payload are
+    flip-flops, so neither side's handshake logic reaches the other's registers.
+
+    Why: the engine's input ports are fed from registers placed anywhere on the device (a
+    DMA, a FIFO, the synthesis wrapper); without a slice, the port's ``valid`` and the input
+    buffer's ``ready`` meet in the same LUTs that load the sample counters, one long net away.
+    A second register (the skid) takes the beat offered while ``o`` stalls, so a beat still
+    passes every cycle; the cost is one cycle of latency.
+    """
+
+    def __init__(self, layout) -> None:
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal.like(self.i.payload, name="skid", reset_less=True)
+        skid_valid = Signal(name="skid_valid")
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            # the output register is free (or moves): it takes the skid first, else the input
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
