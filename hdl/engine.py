@@ -426,7 +426,14 @@ class SBPCAEngine(wiring.Component):
         # IDLE) reads neither the state rows the dump reads nor what a load writes.
         quiet_r = Signal(name="quiet_r")
         m.d.sync += quiet_r.eq(quiet & ~seq.sub.ready)
-        load_ok = quiet_r & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping & ~req_pending
+        # ``load.ready`` is a flip-flop: the load condition of the next cycle (quiet_r, not in a
+        # batch, no beat in, no slot full, no dump, no request pending), formed from this
+        # cycle's state with each event that could break it vetoed: a begin, a beat at a port,
+        # a factor request latched.  (A dump starts only with a request pending; a slot fills
+        # only after a beat.)  It may rise a cycle later than the condition, never earlier.
+        load_ok = Signal(name="load_ok")
+        m.d.sync += load_ok.eq(quiet & ~seq.sub.ready & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping
+                               & ~req_pending & ~inbuf.beat & ~seq.req_latch)
         m.d.comb += self.load.ready.eq(load_ok)
         load_sigma = load_take & (ld.kind == Kind.SIGMA)
         m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]

@@ -52,6 +52,7 @@ class InputBuffer(wiring.Component):
             "d_addr": In(unsigned(len(mem_addr((0, p.chunks_a), (0, p.s), (0, 2))))),
             "d_data": Out(lane(signed(f.delta.bits))),
             "mid": Out(1),
+            "beat": Out(1),  # a beat is taken at a port (x or δ) this cycle
             "any_full": Out(1),
             "batches": Out(32),
             "batches_p1": Out(32, init=1),
@@ -147,11 +148,20 @@ class InputBuffer(wiring.Component):
             nx_d_smp.eq(Mux(close, 0, Mux(d_end, d_smp + 1, d_smp))),
             nx_x_closed.eq(Mux(close, 0, Mux(x_end, xs.payload.last, x_closed))),
         ]
-        m.d.sync += [
-            x_smp.eq(nx_x_smp), d_smp.eq(nx_d_smp), x_closed.eq(nx_x_closed),
-            x_done.eq(nx_x_closed | (nx_x_smp == s)),
-            d_lt.eq(nx_d_smp < nx_x_smp), d_le.eq(nx_d_smp <= nx_x_smp),
-        ]
+        m.d.sync += [x_smp.eq(nx_x_smp), d_smp.eq(nx_d_smp), x_closed.eq(nx_x_closed)]
+        # The readys' predicates at the next cycle, one case per event (a close; a sample's end
+        # on x, on δ, on both or neither), each formed from registers in parallel and picked
+        # last: a beat reaches them through the pick alone, not through the counters' adders
+        # and a comparison.  A close resets both counters (0 < 0 is false, 0 <= 0 true).
+        with m.If(close):
+            m.d.sync += [x_done.eq(0), d_lt.eq(0), d_le.eq(1)]
+        with m.Else():
+            with m.If(x_end):
+                m.d.sync += x_done.eq(xs.payload.last | (x_smp == s - 1))
+            with m.If(x_end & ~d_end):  # x_smp + 1
+                m.d.sync += [d_lt.eq(d_le), d_le.eq(d_smp <= x_smp + 1)]
+            with m.If(d_end & ~x_end):  # d_smp + 1
+                m.d.sync += [d_lt.eq(d_smp + 1 < x_smp), d_le.eq(d_lt)]
         with m.If(x_take):
             with m.If(x_chunk == Rb - 1):
                 m.d.sync += [x_chunk.eq(0), batch_cnt.eq(batch_cnt + 1)]
@@ -182,6 +192,7 @@ class InputBuffer(wiring.Component):
         # without the 32-bit OR behind ``load.ready``.  A close that ends a batch clears it
         # only if neither slice holds a beat: such a beat belongs to the next batch.
         port_take = (self.x.valid & self.x.ready) | (self.d.valid & self.d.ready)
+        m.d.comb += self.beat.eq(port_take)
         with m.If(port_take):
             m.d.sync += self.mid.eq(1)
         with m.Elif(close & x_closed & ~xs.valid & ~ds.valid):

@@ -165,6 +165,14 @@ class ScalarUnit(wiring.Component):
         # state register
         at_idle = Signal(init=1, name="at_idle")
         at_sig_tr = Signal(name="at_sig_tr")
+        # the writes of 1/‖v‖ (NORM with a zero norm, NDIV_SET) and of r_c (RCP_SET) are
+        # flip-flops set on the way into those states: the scoreboard bits they set, and the
+        # sequencer's scoreboard test behind them, start at a register, not at a state decode
+        inv_go, rc_go = Signal(name="inv_go"), Signal(name="rc_go")
+        m.d.sync += [inv_go.eq(0), rc_go.eq(0)]
+        m.d.comb += [self.inv.en.eq(inv_go), self.inv.data.eq(sc_q),
+                     self.rc.en.eq(rc_go), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
+                     self.rc.guard.eq(sc_guard)]
         m.d.comb += [self.idle.eq(at_idle), self.task.ready.eq(at_idle)]
 
         def to_idle() -> None:
@@ -182,13 +190,16 @@ class ScalarUnit(wiring.Component):
                     with m.If(tr_.sigma):
                         m.next = "SIG_NUM"
                     with m.Else():
+                        # a zero norm writes 1/‖v‖ = 0 in NORM, the next cycle
+                        with m.If(tr_.value == 0):
+                            m.d.sync += [inv_go.eq(1), sc_q.eq(0)]
                         m.next = "NORM"
                 with m.Elif(recip_pending != 0):
                     m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
                     m.next = "RCP_SEL"
             with m.State("NORM"):
                 with m.If(sc_zero):
-                    m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(0), self.degenerate.eq(1)]
+                    m.d.comb += self.degenerate.eq(1)  # (1/‖v‖ = 0 written: ``inv_go``)
                     to_idle()
                 with m.Else():
                     m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
@@ -200,9 +211,9 @@ class ScalarUnit(wiring.Component):
             with m.State("NDIV"):
                 with m.If(dv.done):
                     latch_quotient(inv_max)
+                    m.d.sync += inv_go.eq(1)
                     m.next = "NDIV_SET"
             with m.State("NDIV_SET"):
-                m.d.comb += [self.inv.en.eq(1), self.inv.data.eq(sc_q)]
                 raise_sat("X_inv", sc_big & (sc_mat == Mat.X))
                 raise_sat("Delta_inv", sc_big & (sc_mat == Mat.D))
                 to_idle()
@@ -264,10 +275,9 @@ class ScalarUnit(wiring.Component):
             with m.State("RCP_DIV"):
                 with m.If(dv.done):
                     latch_quotient(rc_max)
+                    m.d.sync += rc_go.eq(1)
                     m.next = "RCP_SET"
             with m.State("RCP_SET"):
-                m.d.comb += [self.rc.en.eq(1), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
-                             self.rc.guard.eq(sc_guard)]
                 to_idle()
         # SIG_TR's work, from a flip-flop of its own (``at_sig_tr`` == the state is SIG_TR) and
         # the trace room: no decode of the state register before the trace push, the

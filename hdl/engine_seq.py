@@ -86,6 +86,7 @@ class Sequencer(wiring.Component):
             "in_batches": In(32),  # batches received, and that plus one
             "in_batches_p1": In(32),
             "req_pending": Out(1),
+            "req_latch": Out(1),  # a factor request is latched this cycle (req_pending rises)
             "req_block": Out(1),  # a requested batch has begun: flush, dump, then the next sub-batch
             "req_col": Out(unsigned(colw)),
             "req_all": Out(1),
@@ -364,7 +365,7 @@ class Sequencer(wiring.Component):
         req_hit = Signal(init=1)
         inc_r = Signal(name="inc_r")
         latch = self.factor_req.valid & ~req_pending
-        m.d.comb += self.factor_req.ready.eq(~req_pending)
+        m.d.comb += [self.factor_req.ready.eq(~req_pending), self.req_latch.eq(latch)]
         with m.If(latch):
             m.d.sync += [req_pending.eq(1), self.req_col.eq(self.factor_req.payload.col),
                          self.req_all.eq(self.factor_req.payload.all),
