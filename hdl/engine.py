@@ -260,7 +260,7 @@ class SBPCAEngine(wiring.Component):
         # (64×64: H → the multiplexer → a lane across the device, 8.4 ns of routing).  The
         # scoreboard starts a job only after its h, 1/‖v‖ and r_c have landed, so the earlier
         # read sees the same values.
-        idx0 = u0.mat * k + u0.c
+        idx0 = seq.sel_idx  # == u0.mat * k + u0.c, from a register of the sequencer's own
         h_c = reg(signed(mw), H[idx0], "h_c")
         inv_c = reg(signed(iw), INV[idx0], "inv_c")
         u1 = stage(u1r, "u2")

@@ -140,7 +140,12 @@ class InputBuffer(wiring.Component):
         # a sample's last chunk taken; the sample counters' and x_closed's next values (a close
         # resets them; no beat is taken while it holds)
         x_end, d_end = Signal(name="x_end"), Signal(name="d_end")
-        m.d.comb += [x_end.eq(x_take & (x_chunk == Rb - 1)), d_end.eq(d_take & (d_chunk == Ra - 1))]
+        # whether each port's chunk counter is at the vector's last chunk, kept in a flip-flop
+        # (updated from the counter, not compared after it): a beat meets one flip-flop, not a
+        # comparison, on its way to the readys' predicates
+        x_chunk_last = Signal(name="x_chunk_last", init=int(Rb == 1))
+        d_chunk_last = Signal(name="d_chunk_last", init=int(Ra == 1))
+        m.d.comb += [x_end.eq(x_take & x_chunk_last), d_end.eq(d_take & d_chunk_last)]
         nx_x_smp, nx_d_smp = Signal.like(x_smp, name="nx_x_smp"), Signal.like(d_smp, name="nx_d_smp")
         nx_x_closed = Signal(name="nx_x_closed")
         m.d.comb += [
@@ -163,17 +168,17 @@ class InputBuffer(wiring.Component):
             with m.If(d_end & ~x_end):  # d_smp + 1
                 m.d.sync += [d_lt.eq(d_smp + 1 < x_smp), d_le.eq(d_lt)]
         with m.If(x_take):
-            with m.If(x_chunk == Rb - 1):
-                m.d.sync += [x_chunk.eq(0), batch_cnt.eq(batch_cnt + 1)]
+            with m.If(x_chunk_last):
+                m.d.sync += [x_chunk.eq(0), x_chunk_last.eq(int(Rb == 1)), batch_cnt.eq(batch_cnt + 1)]
                 with m.If(batch_cnt >= p.max_batch):
                     m.d.sync += over.eq(1)
             with m.Else():
-                m.d.sync += x_chunk.eq(x_chunk + 1)
+                m.d.sync += [x_chunk.eq(x_chunk + 1), x_chunk_last.eq(x_chunk == Rb - 2)]
         with m.If(d_take):
-            with m.If(d_chunk == Ra - 1):
-                m.d.sync += d_chunk.eq(0)
+            with m.If(d_chunk_last):
+                m.d.sync += [d_chunk.eq(0), d_chunk_last.eq(int(Ra == 1))]
             with m.Else():
-                m.d.sync += d_chunk.eq(d_chunk + 1)
+                m.d.sync += [d_chunk.eq(d_chunk + 1), d_chunk_last.eq(d_chunk == Ra - 2)]
         # batches fully received, and that plus one counted alongside (no adder where it is used)
         batches, batches_p1 = self.batches, self.batches_p1
         m.d.comb += [

@@ -39,6 +39,7 @@ from .engine_outputs import trace_depth
 from .engine_params import GEN_PREV, EngineParams, Mat, Op, Schedule
 from .engine_pipeline import index_bits, mem_addr
 from .engine_scalar import sub_layout
+from .synth import DUP_ATTR
 
 __all__ = ["Sequencer", "scoreboard_bits", "MODES"]
 
@@ -102,6 +103,8 @@ class Sequencer(wiring.Component):
             "flags": Out(nf, init=(1 << (2 * p.k)) - 1),
             "recip_check": Out(1),  # an X-pass ACC job starts: its r_c's flags count now
             "col": Out(unsigned(colw)),
+            # mat·k + col of the job, in a register of its own (see ``sel_idx`` in elaborate)
+            "sel_idx": Out(unsigned(index_bits(2 * p.k))),
             "uop": Out(uop_layout(p)),
             "x_addr": Out(unsigned(len(mem_addr((0, p.chunks_b), (0, p.s), (0, 2))))),
             "d_addr": Out(unsigned(len(mem_addr((0, p.chunks_a), (0, p.s), (0, 2))))),
@@ -254,8 +257,15 @@ class Sequencer(wiring.Component):
         # for ``pc1`` and ``j_end``) anything of the job.  A flush loads them again in its
         # ``flush_go`` cycle, when no program runs either.
         jd_load = ~prog | job_done
+        # The job's column index mat·k + col, loaded with the descriptor into a register kept
+        # apart from ``j_mat``/``j_col`` in synthesis (DUP_ATTR: with k a power of two it is
+        # their bits, which Yosys would otherwise merge): it selects h and 1/‖v‖ from their 2k
+        # registers, and the descriptor's registers fan out to the whole uop tag besides.
+        sel_idx = Signal(len(self.sel_idx), name="sel_idx", attrs={DUP_ATTR: 1})
+        m.d.comb += self.sel_idx.eq(sel_idx)
         with m.If(jd_load):
             m.d.sync += [jd[key].eq(nd[key]) for key in jd]
+            m.d.sync += sel_idx.eq(nd["mat"] * k + nd["col"])
             m.d.sync += [
                 j_slot.eq(nb["slot"]),
                 n_in_m1.eq(nb["in_m1"]), n_out_m1.eq(nb["out_m1"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from amaranth.sim import Simulator
 
 from hdl.engine import engine_layouts
@@ -24,8 +25,9 @@ def _vectors(rng, n, width, bits):
     return [[rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)) for _ in range(width)] for _ in range(n)]
 
 
-def test_input_buffer_slots_match_the_sub_batch_split():
-    p = EngineParams(rows=5, cols=7, rank=2, sub_batch=3, lanes=2, max_batch=8)
+@pytest.mark.parametrize("lanes", [2, 7])  # 7: one chunk per vector on both ports
+def test_input_buffer_slots_match_the_sub_batch_split(lanes):
+    p = EngineParams(rows=5, cols=7, rank=2, sub_batch=3, lanes=lanes, max_batch=8)
     f = p.fmts
     lay = engine_layouts(p)
     dut = InputBuffer(p, lay["x"], lay["d"])
@@ -66,10 +68,12 @@ def test_input_buffer_slots_match_the_sub_batch_split():
 
     async def sequencer(ctx):
         for n in range(len(expected)):
-            while True:
+            for _ in range(2000):
                 await ctx.tick()
                 if ctx.get(dut.sub.valid):
                     break
+            else:
+                raise AssertionError(f"sub-batch {n} never announced")
             sub = ctx.get(dut.sub.payload)
             assert sub.slot == n % 2, n
             seen.append((sub.m, bool(sub.last)))
