@@ -49,7 +49,7 @@ from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
-    MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, Kind, build_schedule,
+    ISSUE_STAGES, MAT_D, MAT_X, OP_ACC, OP_GS, OP_PROJ, OP_SCALE, SAT_NAMES, EngineParams, Job, Kind, build_schedule,
 )
 
 __all__ = ["SBPCAEngine", "EngineParams", "engine_manifest", "engine_layouts", "initial_state", "SAT_NAMES"]
@@ -225,8 +225,14 @@ class SBPCAEngine(wiring.Component):
             seq.dumping.eq(dump.dumping), seq.trace_en.eq(self.trace_en),
             seq.room_x.eq(tro.room_x), seq.room_d.eq(tro.room_d), seq.credit_pending.eq(tro.pending),
             tro.reserve.eq(seq.reserve),
-            inbuf.x_addr.eq(seq.x_addr), inbuf.d_addr.eq(seq.d_addr), seq_pq_addr.eq(seq.pq_addr),
-            seq_wm_addr.eq(seq.wm_addr),
+        ]
+        # the issue stage (``ISSUE_STAGES``): the read addresses registered with the uop tag below
+        assert ISSUE_STAGES == 1, ISSUE_STAGES
+        m.d.comb += [
+            inbuf.x_addr.eq(_reg(m, len(seq.x_addr), seq.x_addr, "iss_x_addr")),
+            inbuf.d_addr.eq(_reg(m, len(seq.d_addr), seq.d_addr, "iss_d_addr")),
+            seq_pq_addr.eq(_reg(m, len(seq.pq_addr), seq.pq_addr, "iss_pq_addr")),
+            seq_wm_addr.eq(_reg(m, len(seq.wm_addr), seq.wm_addr, "iss_wm_addr")),
         ]
         guard_inc = Signal()
         with m.If(seq.recip_check):
@@ -236,16 +242,15 @@ class SBPCAEngine(wiring.Component):
         dumping, dump_addr, dump_adv = dump.dumping, dump.addr, dump.advance
         take_pending = tro.pending
         uop = uop_layout(p)
-        u0 = seq.uop
-
         pipe = UopPipe(m, uop)
         stage, udelay = pipe.stage, pipe.delay
+        u0 = stage(seq.uop, "u0")  # the issue stage: cycle 0 of everything below
 
         def reg(shape, value, name):
             return _reg(m, shape, value, name)
 
         # ---------------------------------------------------------------- lanes
-        # Cycle numbers count from the issue (cycle 0); ``hdl.engine_lane`` has each lane's
+        # Cycle numbers count from the issue stage (cycle 0); ``hdl.engine_lane`` has each lane's
         # pipeline.  The central uop tag runs beside the lanes for the control that is not per
         # lane (sticky flags, column-memory and trace writes, the reduction).
         L1, LR, L2 = p.mul_latencies
@@ -254,13 +259,13 @@ class SBPCAEngine(wiring.Component):
         xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
         db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
         wm_d = reg(lane(signed(mw)), wm_rdata, "wm_d")
-        # h and 1/‖v‖ of the uop's column are selected at the issue (from the sequencer's
-        # descriptor registers) and registered centrally, r_c a cycle before its use likewise:
+        # h and 1/‖v‖ of the uop's column are selected at cycle 0 (by the sequencer's
+        # ``sel_idx``, registered in the issue stage) and registered centrally, r_c a cycle before its use likewise:
         # each lane's copy then loads from one central register, not from a 2k-way multiplexer
         # (64×64: H → the multiplexer → a lane across the device, 8.4 ns of routing).  The
         # scoreboard starts a job only after its h, 1/‖v‖ and r_c have landed, so the earlier
         # read sees the same values.
-        idx0 = seq.sel_idx  # == u0.mat * k + u0.c, from a register of the sequencer's own
+        idx0 = _reg(m, len(seq.sel_idx), seq.sel_idx, "iss_sel_idx")  # == u0.mat * k + u0.c
         h_c = reg(signed(mw), H[idx0], "h_c")
         inv_c = reg(signed(iw), INV[idx0], "inv_c")
         u1 = stage(u1r, "u2")
@@ -275,7 +280,7 @@ class SBPCAEngine(wiring.Component):
         uU3 = stage(uU2, "u_u3")
         u8 = stage(uU3, "u_v")  # V = PR + 4
         u9 = udelay(u8, L2, "u_m2")  # the lanes' reduction terms
-        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
+        assert ISSUE_STAGES + 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
         # a load beat is registered before it is written (the handshake logic stays off the
         # memories' wide write-data multiplexer); the write lands one cycle later, still idle
         load_take = Signal()

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import fit, round_shift
 from .dsp import tiled_mul
-from .engine_params import EngineParams, Kind, Mat, Op
+from .engine_params import ISSUE_STAGES, EngineParams, Kind, Mat, Op
 from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
@@ -235,7 +235,7 @@ class Lane(wiring.Component):
             ]
         m.d.comb += [dr_w.addr.eq(mem_addr((uW.i, Ra), (uW.c, k))), dr_w.data.eq(mra_w),
                      dr_w.en.eq(uW.valid & (uW.op == Op.ACC) & uW.lj & (uW.mat == Mat.D))]
-        assert 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
+        assert ISSUE_STAGES + 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
 
         # ------------------------------------------------------------ m_r (P1+2 .. PR)
         prr, LR = tiled_mul(m, mra, mrb, name="mr", primitive=prim, fabric_reg=True)

@@ -27,7 +27,7 @@ from .dsp import PRIMITIVES, tile_latency
 
 __all__ = [
     "EngineParams", "Job", "Op", "Mat", "Kind", "OP_PROJ", "OP_ACC", "OP_GS", "OP_SCALE", "MAT_X", "MAT_D",
-    "SAT_NAMES", "Schedule", "build_program", "build_schedule", "model_program", "model_steady",
+    "SAT_NAMES", "ISSUE_STAGES", "Schedule", "build_program", "build_schedule", "model_program", "model_steady",
 ]
 
 class Op(enum.IntEnum, shape=2):
@@ -53,6 +53,13 @@ class Kind(enum.IntEnum, shape=2):
     D = 1
     SIGMA = 2
 
+
+#: Register stages between the sequencer's issue and the engine's cycle 0 (the uop tag, the
+#: memories' read addresses and the h / 1/‖v‖ select, all registered together).  Why: on a
+#: large engine the sequencer and the sample and column memories' block RAMs sit far apart
+#: (64×64, P = 8: the issue logic → a DP16KD's address pins, 8 ns of routing in one cycle);
+#: the stage splits that distance over two cycles.  Every latency below counts from the issue.
+ISSUE_STAGES = 1
 
 OP_PROJ, OP_ACC, OP_GS, OP_SCALE = Op.PROJ, Op.ACC, Op.GS, Op.SCALE
 OP_NAMES = {op: op.name for op in Op}
@@ -296,12 +303,12 @@ class EngineParams:
     def lat_final(self) -> int:
         """Cycles from a uop's issue until its reduction result is written (stage F) and visible."""
         l1, lr, l2 = self.mul_latencies
-        return l1 + lr + l2 + self.tree_latency + 12
+        return ISSUE_STAGES + l1 + lr + l2 + self.tree_latency + 12
 
     @property
     def lat_state(self) -> int:
         """Cycles from a SCALE uop's issue to its state write."""
-        return self.mul_latencies[0] + 5
+        return ISSUE_STAGES + self.mul_latencies[0] + 5
 
     @property
     def norm_cycles(self) -> int:
