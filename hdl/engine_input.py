@@ -6,7 +6,7 @@ slot closes when it holds s samples of both streams, or at the end of a batch
 offered to the sequencer on ``sub`` (slot, samples m and m − 1, end of batch) and comes back
 free on ``release``, when the sequencer has issued the sub-batch's last job that reads it.
 Chunks past a's or b's end (the last lane-wide word of a vector) are written as zeros.
-Both ports pass a full-rate register slice first (``hdl.engine_pipeline.SkidBuffer``: one
+Both ports pass a full-rate register slice first (``hdl.engine_pipeline.StreamSlice``: one
 cycle of latency), so the port side's handshake meets only flip-flops of this unit.
 Counters: samples and batches received, the size of the last complete batch, and the
 sticky ``error`` when a batch exceeds ``max_batch`` samples.
@@ -19,7 +19,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
-from .engine_pipeline import SkidBuffer, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
+from .engine_pipeline import StreamSlice, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -79,9 +79,9 @@ class InputBuffer(wiring.Component):
         m.d.comb += [self.x_data.eq(read_next_cycle(m, xb, self.x_addr, "xb")),
                      self.d_data.eq(read_next_cycle(m, db, self.d_addr, "db"))]
 
-        # both ports through a register slice: what follows reads the slices' registers
-        m.submodules.x_slice = x_slice = SkidBuffer(self.x.payload.shape())
-        m.submodules.d_slice = d_slice = SkidBuffer(self.d.payload.shape())
+        # both ports through a register slice: what follows reads the slices' flip-flops
+        m.submodules.x_slice = x_slice = StreamSlice(self.x.payload.shape())
+        m.submodules.d_slice = d_slice = StreamSlice(self.d.payload.shape())
         wiring.connect(m, wiring.flipped(self.x), x_slice.i)
         wiring.connect(m, wiring.flipped(self.d), d_slice.i)
         xs, ds = x_slice.o, d_slice.o

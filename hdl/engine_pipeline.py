@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Const, Module, Shape, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .synth import DUP_ATTR
 
-__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "SkidBuffer"]
+__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "StreamSlice"]
 
 
 def index_bits(n: int) -> int:
@@ -162,15 +162,19 @@ class UopPipe:
         return u
 
 
-class SkidBuffer(wiring.Component):
-    """A full-rate register slice on a stream: ``i.ready`` and ``o``'s valid and payload are
-    flip-flops, so neither side's handshake logic reaches the other's registers.
+class StreamSlice(wiring.Component):
+    """A full-rate register slice on a stream, built as a two-entry buffer: ``i.ready`` and
+    ``o.valid`` are flip-flops, and the payload registers load from ``i`` alone.
 
     Why: the engine's input ports are fed from registers placed anywhere on the device (a
     DMA, a FIFO, the synthesis wrapper); without a slice, the port's ``valid`` and the input
     buffer's ``ready`` meet in the same LUTs that load the sample counters, one long net away.
-    A second register (the skid) takes the beat offered while ``o`` stalls, so a beat still
-    passes every cycle; the cost is one cycle of latency.
+    A skid buffer (output register plus skid) gives the same but its output register loads on
+    ``o.ready``, a net to the enables of every payload bit (64×64, P = 8: 2 × 129 flip-flops),
+    which pulled the consumer's ``ready`` logic across the device.  Here a pop moves only the
+    read pointer and the fill state; ``o.payload`` is the entry under the read pointer (one LUT
+    level before the consumer's registers).  A beat still passes every cycle, one cycle of
+    latency.
     """
 
     def __init__(self, layout) -> None:
@@ -178,15 +182,22 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid = Signal.like(self.i.payload, name="skid", reset_less=True)
-        skid_valid = Signal(name="skid_valid")
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):
-            # the output register is free (or moves): it takes the skid first, else the input
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+        ent = [Signal.like(self.i.payload, name=f"ent{e}", reset_less=True) for e in range(2)]
+        wp, rp = Signal(name="wp"), Signal(name="rp")
+        count = Signal(range(3), name="count")
+        full = Signal(name="full")  # == (count == 2)
+        push = self.i.valid & ~full
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(Mux(rp, ent[1], ent[0]))]
+        with m.If(push):
+            m.d.sync += wp.eq(~wp)
+            with m.If(wp):
+                m.d.sync += ent[1].eq(self.i.payload)
             with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+                m.d.sync += ent[0].eq(self.i.payload)
+        with m.If(pop):
+            m.d.sync += rp.eq(~rp)
+        nxt = Signal(range(3), name="count_next")
+        m.d.comb += nxt.eq(count + push - pop)
+        m.d.sync += [count.eq(nxt), full.eq(nxt == 2), self.o.valid.eq(nxt != 0)]
         return m

@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from hdl.engine import SBPCAEngine
 from hdl.engine_params import EngineParams
-from hdl.engine_pipeline import LUTRAM_MAX_BITS, SkidBuffer, distributed, ram_attrs, read_next_cycle
+from hdl.engine_pipeline import LUTRAM_MAX_BITS, StreamSlice, distributed, ram_attrs, read_next_cycle
 
 
 def test_ram_style_rule():
@@ -81,10 +81,10 @@ def test_small_engine_memories_are_lut_ram_and_large_ones_are_left_to_yosys():
 
 
 @pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.7, 0.5), (0.3, 0.9), (1.0, 0.2)])
-def test_skid_buffer_passes_every_beat_in_order_at_full_rate(p_valid, p_ready):
+def test_stream_slice_passes_every_beat_in_order_at_full_rate(p_valid, p_ready):
     """Random valid gaps and back-pressure: every beat out once, in order; with both sides
     always willing, one beat a cycle; ``i.ready`` does not follow ``o.ready`` within a cycle."""
-    dut = SkidBuffer(16)
+    dut = StreamSlice(16)
     rng = random.Random(int(p_valid * 10 + p_ready * 100))
     n_beats, sent, got, cycles_out = 300, [], [], []
 
