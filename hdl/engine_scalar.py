@@ -170,6 +170,11 @@ class ScalarUnit(wiring.Component):
         # sequencer's scoreboard test behind them, start at a register, not at a state decode
         inv_go, rc_go = Signal(name="inv_go"), Signal(name="rc_go")
         m.d.sync += [inv_go.eq(0), rc_go.eq(0)]
+        # σ_c's write (SIG_SET) likewise: σ's registers load from flip-flops and the σ load, not
+        # from a decode of the state register (64×64: the state → the trace-room and SIG_TR
+        # logic → every σ register's input, 6 levels, 7.2–7.6 ns of routing)
+        sig_go = Signal(name="sig_go")
+        m.d.sync += sig_go.eq(0)
         m.d.comb += [self.inv.en.eq(inv_go), self.inv.data.eq(sc_q),
                      self.rc.en.eq(rc_go), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
                      self.rc.guard.eq(sc_guard)]
@@ -244,13 +249,10 @@ class ScalarUnit(wiring.Component):
                 # saturate the magnitude: |min_int| = max_int + 1 for a negative result
                 lim = Mux(sc_neg, f.sigma.max_int + 1, f.sigma.max_int)
                 big = sc_big | (sc_quot > lim)
-                m.d.sync += [sc_mag.eq(Mux(big, lim, sc_quot)), sc_big.eq(big)]
+                m.d.sync += [sc_mag.eq(Mux(big, lim, sc_quot)), sc_big.eq(big), sig_go.eq(1)]
                 m.next = "SIG_SET"
             with m.State("SIG_SET"):
-                raise_sat("sigma", sc_big)
-                # below σ_min (> 0): any σ ≤ 0, or a magnitude below σ_min
-                m.d.sync += [SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag)),
-                             LOW[sc_c].eq(sc_neg | (sc_mag < smin)), at_sig_tr.eq(1)]
+                # σ_c's write: ``sig_go`` below
                 m.next = "SIG_TR"
             with m.State("SIG_TR"):
                 # the σ trace word and the counts: ``sig_tr_go`` below
@@ -279,6 +281,11 @@ class ScalarUnit(wiring.Component):
                     m.next = "RCP_SET"
             with m.State("RCP_SET"):
                 to_idle()
+        with m.If(sig_go):  # the state is SIG_SET
+            raise_sat("sigma", sc_big)
+            # below σ_min (> 0): any σ ≤ 0, or a magnitude below σ_min
+            m.d.sync += [SIG[sc_c].eq(Mux(sc_neg, -sc_mag, sc_mag)),
+                         LOW[sc_c].eq(sc_neg | (sc_mag < smin)), at_sig_tr.eq(1)]
         # SIG_TR's work, from a flip-flop of its own (``at_sig_tr`` == the state is SIG_TR) and
         # the trace room: no decode of the state register before the trace push, the
         # descriptor's pop and the counters' enables
