@@ -107,6 +107,16 @@ def _ignore_sigint_plugin() -> Any:
     return IgnoreSigint()
 
 
+def _quiet_distributed_logs() -> None:
+    """Raise every ``distributed`` logger to CRITICAL (here, or on a worker or nanny by
+    ``Client.run``).  Why: when the study stops its local cluster on Ctrl-C, a worker whose
+    heartbeat races the scheduler's shutdown logs an ERROR with a traceback (seen on a loaded
+    machine); that is the shutdown the user asked for, not an error of the study's."""
+    names = ["distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 class SerialEngine:
     """Runs in this process, highest priority first (then in submission order)."""
 
@@ -239,6 +249,13 @@ class DaskEngine:
                 pass
         if getattr(self, "_futures", None):
             self._futures.clear()
+        if cancel and self.cluster is not None:
+            for nanny in (False, True):
+                try:
+                    self.client.run(_quiet_distributed_logs, nanny=nanny)
+                except Exception:  # noqa: BLE001 - closing anyway
+                    pass
+            _quiet_distributed_logs()
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
