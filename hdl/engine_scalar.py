@@ -170,6 +170,9 @@ class ScalarUnit(wiring.Component):
         # sequencer's scoreboard test behind them, start at a register, not at a state decode
         inv_go, rc_go = Signal(name="inv_go"), Signal(name="rc_go")
         m.d.sync += [inv_go.eq(0), rc_go.eq(0)]
+        deg_go = Signal(name="deg_go")  # with ``inv_go``: the 1/‖v‖ = 0 written is a degenerate column
+        m.d.sync += deg_go.eq(0)
+        m.d.comb += self.degenerate.eq(deg_go)
         # σ_c's write (SIG_SET) likewise: σ's registers load from flip-flops and the σ load, not
         # from a decode of the state register (64×64: the state → the trace-room and SIG_TR
         # logic → every σ register's input, 6 levels, 7.2–7.6 ns of routing)
@@ -195,16 +198,16 @@ class ScalarUnit(wiring.Component):
                     with m.If(tr_.sigma):
                         m.next = "SIG_NUM"
                     with m.Else():
-                        # a zero norm writes 1/‖v‖ = 0 in NORM, the next cycle
-                        with m.If(tr_.value == 0):
-                            m.d.sync += [inv_go.eq(1), sc_q.eq(0)]
                         m.next = "NORM"
                 with m.Elif(recip_pending != 0):
                     m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
                     m.next = "RCP_SEL"
             with m.State("NORM"):
                 with m.If(sc_zero):
-                    m.d.comb += self.degenerate.eq(1)  # (1/‖v‖ = 0 written: ``inv_go``)
+                    # a zero norm writes 1/‖v‖ = 0 in the next cycle, from the registered test
+                    # (``sc_zero``): the task FIFO's data → a wide zero test → the enables of
+                    # ``sc_q`` was a 16×16 engine's critical path
+                    m.d.sync += [inv_go.eq(1), sc_q.eq(0), deg_go.eq(1)]
                     to_idle()
                 with m.Else():
                     m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
