@@ -169,10 +169,14 @@ class RoundDivider(wiring.Component):
         deciding = Signal()  # the first iteration, when the range check (registered) is acted on
         too_big = Signal()
         m.d.sync += self.done.eq(0)
+        # register the operands first: the caller's operand multiplexers and the wide comparison
+        # below would otherwise share one cycle.  They load at every idle cycle (they are read
+        # only while busy), so ``start`` drives two flip-flops, not the enables of every operand
+        # bit: a caller's state decode behind ``start`` stays off the operands' clock enables
+        with m.If(~self.busy):
+            m.d.sync += [den.eq(self.den), two_num.eq(self.num << 1)]
         with m.If(self.start & ~self.busy):
-            # register the operands first: the caller's operand multiplexers and the wide
-            # comparison below would otherwise share one cycle
-            m.d.sync += [den.eq(self.den), two_num.eq(self.num << 1), checking.eq(1), self.busy.eq(1)]
+            m.d.sync += [checking.eq(1), self.busy.eq(1)]
         # the branches below are separate: ``checking`` and the iteration both imply ``busy``, so
         # ``start`` (accepted only while idle) stays off their registers' enables
         with m.If(checking):

@@ -45,7 +45,7 @@ from .engine_lane import Lane, uop_layout
 from .engine_outputs import FactorDump, Status, TraceOut
 from .engine_reduce import Reducer
 from .engine_seq import Sequencer, scoreboard_bits
-from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
+from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs, read_from_register, read_next_cycle
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
@@ -171,7 +171,8 @@ class SBPCAEngine(wiring.Component):
         # read addresses come from the sequencer's issue logic (cycle 0), data one cycle later
         seq_pq_addr = Signal(len(_addr((0, s), (0, k), (0, 2))), name="pq_addr")
         seq_wm_addr = Signal(len(_addr((0, Rm), (0, k), (0, 2))), name="wm_addr")
-        pq_rdata = read_next_cycle(m, pq, seq_pq_addr, "pq")
+        # the projection memory's data leave a register beside it (read by every lane)
+        pq_rdata = read_from_register(m, pq, seq_pq_addr, "pq")
         wm_rdata = read_next_cycle(m, wm, seq_wm_addr, "wm")
 
         # ---------------------------------------------------------------- scoreboard values

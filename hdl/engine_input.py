@@ -19,6 +19,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
+from .synth import DUP_ATTR
 from .engine_pipeline import StreamSlice, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
@@ -100,17 +101,21 @@ class InputBuffer(wiring.Component):
         x_closed = Signal()
         d_smp = Signal(range(s + 1))
         d_chunk = Signal(range(Ra))
-        # The ports' readys read flip-flops only: whether the slot being filled is free, whether
-        # its x side is done (end of batch or s samples) and the two comparisons of the sample
-        # counters are registered from the next values of what they depend on (below), so no
-        # slot multiplexer or counter comparison sits between a beat and the registers it loads.
+        # The ports' readys are flip-flops: whether the slot being filled is free, whether its x
+        # side is done (end of batch or s samples) and the two comparisons of the sample counters
+        # are registered from the next values of what they depend on (below), and so are the two
+        # readys themselves (``x_rdy`` == free_now & ~x_done, ``d_rdy`` == free_now &
+        # (d_lt if x_done else d_le)), each in two copies: one for the slice and the counters,
+        # one private to the predicates' next values.  A beat meets one LUT (valid & ready &
+        # last chunk) before the picks of those next values; the ready decode, and a net that
+        # also reaches every counter's enable, are off that loop.
         free_now = Signal(name="free_now", init=1)  # == slot_free[in_slot]
         x_done = Signal(name="x_done")  # == x_closed | (x_smp == s)
         d_lt, d_le = Signal(name="d_lt"), Signal(name="d_le", init=1)  # d_smp < x_smp, d_smp <= x_smp
-        m.d.comb += [
-            xs.ready.eq(free_now & ~x_done),
-            ds.ready.eq(free_now & Mux(x_done, d_lt, d_le)),
-        ]
+        x_rdy, d_rdy = Signal(name="x_rdy", init=1), Signal(name="d_rdy", init=1)
+        x_rdy_p = Signal(name="x_rdy_p", init=1, attrs={DUP_ATTR: 1})
+        d_rdy_p = Signal(name="d_rdy_p", init=1, attrs={DUP_ATTR: 1})
+        m.d.comb += [xs.ready.eq(x_rdy), ds.ready.eq(d_rdy)]
 
         def masked(payload, chunk, n):
             if n % P == 0:
@@ -146,6 +151,9 @@ class InputBuffer(wiring.Component):
         x_chunk_last = Signal(name="x_chunk_last", init=int(Rb == 1))
         d_chunk_last = Signal(name="d_chunk_last", init=int(Ra == 1))
         m.d.comb += [x_end.eq(x_take & x_chunk_last), d_end.eq(d_take & d_chunk_last)]
+        # the same two events from the private ready copies, for the predicates' next values
+        x_end_p, d_end_p = Signal(name="x_end_p"), Signal(name="d_end_p")
+        m.d.comb += [x_end_p.eq(xs.valid & x_rdy_p & x_chunk_last), d_end_p.eq(ds.valid & d_rdy_p & d_chunk_last)]
         nx_x_smp, nx_d_smp = Signal.like(x_smp, name="nx_x_smp"), Signal.like(d_smp, name="nx_d_smp")
         nx_x_closed = Signal(name="nx_x_closed")
         m.d.comb += [
@@ -158,15 +166,19 @@ class InputBuffer(wiring.Component):
         # on x, on δ, on both or neither), each formed from registers in parallel and picked
         # last: a beat reaches them through the pick alone, not through the counters' adders
         # and a comparison.  A close resets both counters (0 < 0 is false, 0 <= 0 true).
-        with m.If(close):
-            m.d.sync += [x_done.eq(0), d_lt.eq(0), d_le.eq(1)]
-        with m.Else():
-            with m.If(x_end):
-                m.d.sync += x_done.eq(xs.payload.last | (x_smp == s - 1))
-            with m.If(x_end & ~d_end):  # x_smp + 1
-                m.d.sync += [d_lt.eq(d_le), d_le.eq(d_smp <= x_smp + 1)]
-            with m.If(d_end & ~x_end):  # d_smp + 1
-                m.d.sync += [d_lt.eq(d_smp + 1 < x_smp), d_le.eq(d_lt)]
+        # A sample's end on x alone leaves d_smp <= x_smp + 1 true: δ's sample counter never
+        # passes x's by more than one (a δ beat needs d_smp <= x_smp), so no comparison there.
+        nx_x_done = Signal(name="nx_x_done")
+        nx_d_lt, nx_d_le = Signal(name="nx_d_lt"), Signal(name="nx_d_le")
+        d_lt_after_d = Signal(name="d_lt_after_d")  # d_smp + 1 < x_smp, in parallel with the beat
+        m.d.comb += d_lt_after_d.eq(d_smp + 1 < x_smp)
+        m.d.comb += [
+            nx_x_done.eq(Mux(close, 0, Mux(x_end_p, xs.payload.last | (x_smp == s - 1), x_done))),
+            nx_d_lt.eq(Mux(close, 0, Mux(x_end_p & ~d_end_p, d_le,
+                                         Mux(d_end_p & ~x_end_p, d_lt_after_d, d_lt)))),
+            nx_d_le.eq(Mux(close, 1, Mux(x_end_p & ~d_end_p, 1, Mux(d_end_p & ~x_end_p, d_lt, d_le)))),
+        ]
+        m.d.sync += [x_done.eq(nx_x_done), d_lt.eq(nx_d_lt), d_le.eq(nx_d_le)]
         with m.If(x_take):
             with m.If(x_chunk_last):
                 m.d.sync += [x_chunk.eq(0), x_chunk_last.eq(int(Rb == 1)), batch_cnt.eq(batch_cnt + 1)]
@@ -245,7 +257,12 @@ class InputBuffer(wiring.Component):
         nx_in_slot = in_slot ^ close
         nx_free = [Mux(self.release & (self.release_slot == i), 1,
                        Mux(close & (in_slot == i), 0, slot_free[i])) for i in range(2)]
-        m.d.sync += [in_slot.eq(nx_in_slot), free_now.eq(Mux(nx_in_slot, nx_free[1], nx_free[0]))]
+        nx_free_now = Signal(name="nx_free_now")
+        m.d.comb += nx_free_now.eq(Mux(nx_in_slot, nx_free[1], nx_free[0]))
+        m.d.sync += [in_slot.eq(nx_in_slot), free_now.eq(nx_free_now)]
+        nx_x_rdy = nx_free_now & ~nx_x_done
+        nx_d_rdy = nx_free_now & Mux(nx_x_done, nx_d_lt, nx_d_le)
+        m.d.sync += [x_rdy.eq(nx_x_rdy), x_rdy_p.eq(nx_x_rdy), d_rdy.eq(nx_d_rdy), d_rdy_p.eq(nx_d_rdy)]
         m.d.sync += [slot_free[i].eq(nx_free[i]) for i in range(2)]
         with m.If(self.clear):
             m.d.sync += self.error.eq(0)

@@ -182,6 +182,14 @@ class ScalarUnit(wiring.Component):
                      self.rc.en.eq(rc_go), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
                      self.rc.guard.eq(sc_guard)]
         m.d.comb += [self.idle.eq(at_idle), self.task.ready.eq(at_idle)]
+        # the divider's operands come from registers whatever the state: the numerator from
+        # ``sc_num`` (loaded with 2^(norm_frac + inv.frac) for a NORM, 2^(σ.frac + recip.frac)
+        # for a RECIP) and the denominator from the root while ``div_sqrt`` (a NORM between its
+        # square root and its division), else ``sc_den``.  Only ``start`` depends on the state:
+        # the state → ``sq.done`` → the operands' clock enables was a 16×16 engine's critical path
+        div_sqrt = Signal(name="div_sqrt")
+        m.d.comb += [dv.num.eq(sc_num.as_unsigned()[:p.div_num_bits]),
+                     dv.den.eq(Mux(div_sqrt, sq.root, sc_den))]
 
         def to_idle() -> None:
             m.d.sync += at_idle.eq(1)
@@ -211,10 +219,12 @@ class ScalarUnit(wiring.Component):
                     to_idle()
                 with m.Else():
                     m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
+                    m.d.sync += [sc_num.eq(num_inv), div_sqrt.eq(1)]
                     m.next = "SQRT"
             with m.State("SQRT"):
                 with m.If(sq.done):
-                    m.d.comb += [dv.start.eq(1), dv.num.eq(num_inv), dv.den.eq(sq.root)]
+                    m.d.comb += dv.start.eq(1)
+                    m.d.sync += div_sqrt.eq(0)
                     m.next = "NDIV"
             with m.State("NDIV"):
                 with m.If(dv.done):
@@ -240,7 +250,7 @@ class ScalarUnit(wiring.Component):
                              sc_den.eq(sn + d_m)]
                 m.next = "SIG_DIV0"
             with m.State("SIG_DIV0"):
-                m.d.comb += [dv.start.eq(1), dv.num.eq(sc_num), dv.den.eq(sc_den)]
+                m.d.comb += dv.start.eq(1)
                 m.next = "SIG_DIV"
             with m.State("SIG_DIV"):
                 with m.If(dv.done):
@@ -270,12 +280,12 @@ class ScalarUnit(wiring.Component):
                 m.next = "RCP_MUL1"
             with m.State("RCP_MUL1"):
                 with m.If(sc_wait == 0):
-                    m.d.sync += sc_den.eq(sc_prod)
+                    m.d.sync += [sc_den.eq(sc_prod), sc_num.eq(num_rc)]
                     m.next = "RCP_DIV0"
                 with m.Else():
                     m.d.sync += sc_wait.eq(sc_wait - 1)
             with m.State("RCP_DIV0"):
-                m.d.comb += [dv.start.eq(1), dv.num.eq(num_rc), dv.den.eq(sc_den)]
+                m.d.comb += dv.start.eq(1)
                 m.next = "RCP_DIV"
             with m.State("RCP_DIV"):
                 with m.If(dv.done):
