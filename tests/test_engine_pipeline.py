@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from hdl.engine import SBPCAEngine
 from hdl.engine_params import EngineParams
-from hdl.engine_pipeline import LUTRAM_MAX_BITS, StreamSlice, distributed, ram_attrs, read_next_cycle
+from hdl.engine_pipeline import LUTRAM_MAX_BITS, StreamSlice, distributed, ram_attrs, read_from_register, read_next_cycle, reg
 
 
 def test_ram_style_rule():
@@ -27,8 +27,8 @@ def test_ram_style_rule():
 class _Reader(wiring.Component):
     """A memory written through one port and read through :func:`read_next_cycle`."""
 
-    def __init__(self, depth: int, width: int) -> None:
-        self.depth, self.width = depth, width
+    def __init__(self, depth: int, width: int, from_register: bool = False) -> None:
+        self.depth, self.width, self.from_register = depth, width, from_register
         super().__init__({"waddr": In(range(depth)), "wdata": In(width), "wen": In(1),
                           "raddr": In(range(depth)), "rdata": Out(width)})
 
@@ -37,8 +37,12 @@ class _Reader(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=self.width, depth=self.depth, init=[],
                                                attrs=ram_attrs(self.depth, self.width))
         wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(self.waddr), wp.data.eq(self.wdata), wp.en.eq(self.wen),
-                     self.rdata.eq(read_next_cycle(m, mem, self.raddr, "t"))]
+        m.d.comb += [wp.addr.eq(self.waddr), wp.data.eq(self.wdata), wp.en.eq(self.wen)]
+        if self.from_register:  # the caller's address register, then read_from_register
+            ra = reg(m, range(self.depth), self.raddr, "t_addr")
+            m.d.comb += self.rdata.eq(read_from_register(m, mem, ra, "t"))
+        else:
+            m.d.comb += self.rdata.eq(read_next_cycle(m, mem, self.raddr, "t"))
         return m
 
 
@@ -69,6 +73,36 @@ def test_read_next_cycle_has_a_synchronous_reads_timing(depth, width):
     sim.add_testbench(bench)
     sim.run()
     assert seen == [(a, content[a]) for a in content]
+
+
+@pytest.mark.parametrize("depth, width", [(64, 16), (1024, 16)])  # LUT RAM, block RAM
+def test_read_from_register_reads_a_cycle_after_its_address_register(depth, width):
+    """Behind an address register, the data of an address appear two edges after it is set,
+    and a write lands before a read of its address issued on the next cycle."""
+    dut = _Reader(depth, width, from_register=True)
+    rng = random.Random(depth + 1)
+    addrs = rng.sample(range(depth), 24)
+    content = {a: rng.randrange(1 << width) for a in addrs}
+    seen = []
+
+    async def bench(ctx):
+        for a in addrs:  # each write, then a read of it set up in the next cycle
+            ctx.set(dut.waddr, a)
+            ctx.set(dut.wdata, content[a])
+            ctx.set(dut.wen, 1)
+            await ctx.tick()
+            ctx.set(dut.wen, 0)
+            ctx.set(dut.raddr, a)
+            await ctx.tick()
+            ctx.set(dut.raddr, (a + 1) % depth)
+            await ctx.tick()
+            seen.append((a, ctx.get(dut.rdata)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(a, content[a]) for a in addrs]
 
 
 def test_small_engine_memories_are_lut_ram_and_large_ones_are_left_to_yosys():
