@@ -253,9 +253,16 @@ class InputBuffer(wiring.Component):
         with m.If(taken):
             m.d.sync += [slot_full[cmp_slot].eq(0), cmp_slot.eq(~cmp_slot)]
         # a close takes the slot being filled and moves to the other; a release frees one (never
-        # the one a close takes: that one is free); ``free_now`` follows from the next values
+        # the one a close takes: that one is free); ``free_now`` follows from the next values.
+        # The sequencer's release is registered here first: the readys' next values then start
+        # at flip-flops of this unit, not at the sequencer's release logic (16×16 seed 1 of
+        # ``aab89ea``: close → the sequencer's release LUT → the slot's free bit → ``x_rdy``,
+        # 5.3 ns of routing there and back).  A slot comes free one cycle later.
+        release = Signal(name="release_r")
+        release_slot = Signal(name="release_slot_r")
+        m.d.sync += [release.eq(self.release), release_slot.eq(self.release_slot)]
         nx_in_slot = in_slot ^ close
-        nx_free = [Mux(self.release & (self.release_slot == i), 1,
+        nx_free = [Mux(release & (release_slot == i), 1,
                        Mux(close & (in_slot == i), 0, slot_free[i])) for i in range(2)]
         nx_free_now = Signal(name="nx_free_now")
         m.d.comb += nx_free_now.eq(Mux(nx_in_slot, nx_free[1], nx_free[0]))
