@@ -245,9 +245,16 @@ class InputBuffer(wiring.Component):
             return closing | valid_now, Mux(closing, new_desc, desc_now)
 
         other = ~cmp_slot
-        stay_valid, stay_desc = candidate(cmp_slot, off_valid, off_desc)
-        next_valid, next_desc = candidate(other, slot_full[other],
-                                          Cat(desc_m[other], desc_m1[other], desc_last[other]))
+        stay_valid_e, stay_desc = candidate(cmp_slot, off_valid, off_desc)
+        next_valid_e, next_desc = candidate(other, slot_full[other],
+                                            Cat(desc_m[other], desc_m1[other], desc_last[other]))
+        # the two candidates' valid bits are kept as nets of their own (``keep``: the LUT mapper
+        # must not fold the sequencer's begin into their cones): the begin then meets one LUT,
+        # the final pick, before ``offer_valid`` (16×16 seed 1 of ``cfb5633``: the begin → three
+        # LUT levels of the slot logic → ``offer_valid``, 7 levels with the begin's own)
+        stay_valid = Signal(name="offer_stay_valid", attrs={"keep": 1})
+        next_valid = Signal(name="offer_next_valid", attrs={"keep": 1})
+        m.d.comb += [stay_valid.eq(stay_valid_e), next_valid.eq(next_valid_e)]
         m.d.sync += [off_valid.eq(Mux(taken, next_valid, stay_valid)),
                      off_desc.eq(Mux(taken, next_desc, stay_desc))]
         with m.If(taken):
