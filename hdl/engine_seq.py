@@ -380,7 +380,10 @@ class Sequencer(wiring.Component):
             m.d.sync += [req_pending.eq(1), self.req_col.eq(self.factor_req.payload.col),
                          self.req_all.eq(self.factor_req.payload.all),
                          req_target.eq(Mux(self.in_mid, self.in_batches_p1, self.in_batches))]
-        req_block = req_pending & req_hit
+        # req_block == req_pending & req_hit at every cycle, a flip-flop of its own loaded from
+        # their next values (below): ``begin`` reads it instead of an AND of the two (16×16 seed
+        # 1 of ``57b48ab``: req_hit → req_block → begin → the program counter, 7 levels)
+        req_block = Signal(name="req_block_r")
         m.d.comb += self.req_block.eq(req_block)
         # the dump blocks a begin from a flip-flop of this unit's own (set by the dump's start,
         # held while the dump runs, so it clears a cycle after the dump ends): ``dumping`` is
@@ -405,10 +408,9 @@ class Sequencer(wiring.Component):
         e_b1_c = same(self.in_batches_p1, cmp_batches)
         e_b_c1 = same(self.in_batches, cmp_p1)  # (in_batches + 1 == cmp + 1 is e_b_c)
         new_now, new_inc = Mux(self.in_mid, e_b1_c, e_b_c), Mux(self.in_mid, e_b_c, e_b_c1)
-        with m.If(latch):
-            m.d.sync += req_hit.eq(Mux(inc_r, new_inc, new_now))
-        with m.Elif(inc_r):
-            m.d.sync += req_hit.eq(same(req_target, cmp_p1))
+        nx_hit = Mux(latch, Mux(inc_r, new_inc, new_now), Mux(inc_r, same(req_target, cmp_p1), req_hit))
+        nx_pending = Mux(self.dump_start, 0, Mux(latch, 1, req_pending))
+        m.d.sync += [req_hit.eq(nx_hit), req_block.eq(nx_pending & nx_hit)]
         with m.If(begin):
             m.d.comb += load_desc.eq(1)
             m.d.sync += prog.eq(1)
