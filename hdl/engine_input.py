@@ -112,7 +112,10 @@ class InputBuffer(wiring.Component):
         free_now = Signal(name="free_now", init=1)  # == slot_free[in_slot]
         x_done = Signal(name="x_done")  # == x_closed | (x_smp == s)
         d_lt, d_le = Signal(name="d_lt"), Signal(name="d_le", init=1)  # d_smp < x_smp, d_smp <= x_smp
-        x_rdy, d_rdy = Signal(name="x_rdy", init=1), Signal(name="d_rdy", init=1)
+        # both copies carry DUP_ATTR: with it on one alone, Yosys merged the other into it (the
+        # 64×64 engine at ``aab89ea``: one flip-flop again, its LUTs shared with the counters')
+        x_rdy = Signal(name="x_rdy", init=1, attrs={DUP_ATTR: 1})
+        d_rdy = Signal(name="d_rdy", init=1, attrs={DUP_ATTR: 1})
         x_rdy_p = Signal(name="x_rdy_p", init=1, attrs={DUP_ATTR: 1})
         d_rdy_p = Signal(name="d_rdy_p", init=1, attrs={DUP_ATTR: 1})
         m.d.comb += [xs.ready.eq(x_rdy), ds.ready.eq(d_rdy)]
