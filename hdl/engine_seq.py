@@ -293,9 +293,17 @@ class Sequencer(wiring.Component):
         # ``begin`` nor a job's end reaches these registers through the AND trees.
         ok_cur, ok_nd, ok_src_nd, started = Signal(), Signal(), Signal(), Signal()
         start = Signal()
+        # the two AND trees end in nets of their own (``keep``): the LUT mapper, which sees no
+        # routing, put ``start`` at the head of a tree (16×16 seed 1 of ``32e94ef``: the trace
+        # credit → ``start`` → four LUTs of the tree → ``ok_cur``); kept apart, ``start`` meets
+        # one LUT before each register
+        tree_cur = Signal(name="ok_cur_tree", attrs={"keep": 1})
+        tree_nd = Signal(name="ok_nd_tree", attrs={"keep": 1})
+        m.d.comb += [tree_cur.eq((flags_pre | ~jd["wait"]) == all_ones),
+                     tree_nd.eq((flags_pre | ~nd["wait"]) == all_ones)]
         m.d.sync += [
-            ok_cur.eq(((flags_pre | ~jd["wait"]) == all_ones) & ~start),
-            ok_nd.eq(((flags_pre | ~nd["wait"]) == all_ones) & ~start),
+            ok_cur.eq(tree_cur & ~start),
+            ok_nd.eq(tree_nd & ~start),
             ok_src_nd.eq(jd_load),
         ]
         flags_ok = Mux(ok_src_nd, ok_nd, ok_cur)

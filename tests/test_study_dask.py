@@ -22,10 +22,12 @@ import pymodel
 from pymodel.cli import main
 
 ROOT = Path(pymodel.__file__).resolve().parents[1]
-# 10 runs (4 tuning + 6 final) of 0.1-0.7 s on the 2-core machine; the NumPy reference of SBPCA,
-# so no worker compiles (or loads) a kernel and the fixed-point runs stay the longest
+# 10 runs (4 tuning + 6 final); the NumPy reference of SBPCA, so no worker compiles (or loads) a
+# kernel and the fixed-point runs stay the longest.  The training set is large enough that the
+# runs after the first two take seconds, not a fraction of one: with 96 samples (about 0.07 s a
+# run) a loaded CI machine let the whole study finish before the test's Ctrl-C reached it
 STUDY = ["study", "--dataset", "digits", "--methods", "mbgd,sbpca", "--ranks", "1", "--formats", "float,q8",
-         "--seeds", "2", "--lrs", "0.05,0.5", "--epochs", "1", "--batch", "32", "--train-limit", "96",
+         "--seeds", "2", "--lrs", "0.05,0.5", "--epochs", "1", "--batch", "32", "--train-limit", "960",
          "--test-limit", "50", "--backend", "numpy", "--quiet"]
 N_RUNS = 10
 WHERE = ("time_s", "host", "pid", "worker", "finished_at")  # how and when, not what: may differ
