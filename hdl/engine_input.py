@@ -14,7 +14,7 @@ sticky ``error`` when a batch exceeds ``max_batch`` samples.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -111,7 +111,12 @@ class InputBuffer(wiring.Component):
         # also reaches every counter's enable, are off that loop.
         free_now = Signal(name="free_now", init=1)  # == slot_free[in_slot]
         x_done = Signal(name="x_done")  # == x_closed | (x_smp == s)
-        d_lt, d_le = Signal(name="d_lt"), Signal(name="d_le", init=1)  # d_smp < x_smp, d_smp <= x_smp
+        # x_smp − d_smp (from −1 to s) as a thermometer code: bit i says x_smp − d_smp >= i, so
+        # d_smp <= x_smp (``d_le``), d_smp < x_smp (``d_lt``) and d_smp + 1 < x_smp are single
+        # flip-flops, not comparisons of the counters (a carry chain in front of the readys'
+        # next values: 16×16 seed 2 of ``d960e43``, 122.0 MHz); a sample's end shifts it
+        d_ge = Signal(s + 2, name="d_ge", init=1)
+        d_le, d_lt = d_ge[0], d_ge[1]
         # both copies carry DUP_ATTR: with it on one alone, Yosys merged the other into it (the
         # 64×64 engine at ``aab89ea``: one flip-flop again, its LUTs shared with the counters')
         x_rdy = Signal(name="x_rdy", init=1, attrs={DUP_ATTR: 1})
@@ -172,16 +177,15 @@ class InputBuffer(wiring.Component):
         # A sample's end on x alone leaves d_smp <= x_smp + 1 true: δ's sample counter never
         # passes x's by more than one (a δ beat needs d_smp <= x_smp), so no comparison there.
         nx_x_done = Signal(name="nx_x_done")
-        nx_d_lt, nx_d_le = Signal(name="nx_d_lt"), Signal(name="nx_d_le")
-        d_lt_after_d = Signal(name="d_lt_after_d")  # d_smp + 1 < x_smp, in parallel with the beat
-        m.d.comb += d_lt_after_d.eq(d_smp + 1 < x_smp)
+        nx_d_ge = Signal.like(d_ge, name="nx_d_ge")
+        nx_d_le, nx_d_lt = nx_d_ge[0], nx_d_ge[1]
+        ge_up = Cat(Const(1, 1), d_ge[:-1])  # x_smp + 1 (the difference is at least −1)
+        ge_down = Cat(d_ge[1:], Const(0, 1))  # d_smp + 1 (the difference is at most s)
         m.d.comb += [
             nx_x_done.eq(Mux(close, 0, Mux(x_end_p, xs.payload.last | (x_smp == s - 1), x_done))),
-            nx_d_lt.eq(Mux(close, 0, Mux(x_end_p & ~d_end_p, d_le,
-                                         Mux(d_end_p & ~x_end_p, d_lt_after_d, d_lt)))),
-            nx_d_le.eq(Mux(close, 1, Mux(x_end_p & ~d_end_p, 1, Mux(d_end_p & ~x_end_p, d_lt, d_le)))),
+            nx_d_ge.eq(Mux(close, 1, Mux(x_end_p & ~d_end_p, ge_up, Mux(d_end_p & ~x_end_p, ge_down, d_ge)))),
         ]
-        m.d.sync += [x_done.eq(nx_x_done), d_lt.eq(nx_d_lt), d_le.eq(nx_d_le)]
+        m.d.sync += [x_done.eq(nx_x_done), d_ge.eq(nx_d_ge)]
         with m.If(x_take):
             with m.If(x_chunk_last):
                 m.d.sync += [x_chunk.eq(0), x_chunk_last.eq(int(Rb == 1)), batch_cnt.eq(batch_cnt + 1)]
