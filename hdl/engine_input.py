@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
 from .synth import DUP_ATTR
-from .engine_pipeline import StreamSlice, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
+from .engine_pipeline import StreamSlice, kept_net, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -174,8 +174,8 @@ class InputBuffer(wiring.Component):
         # on x, on δ, on both or neither), each formed from registers in parallel and picked
         # last: a beat reaches them through the pick alone, not through the counters' adders
         # and a comparison.  A close resets both counters (0 < 0 is false, 0 <= 0 true).
-        # A sample's end on x alone leaves d_smp <= x_smp + 1 true: δ's sample counter never
-        # passes x's by more than one (a δ beat needs d_smp <= x_smp), so no comparison there.
+        # The counters' difference is a thermometer code (``d_ge``): its next value is a shift
+        # (δ's counter never passes x's by more than one: a δ beat needs d_smp <= x_smp).
         nx_x_done = Signal(name="nx_x_done")
         nx_d_ge = Signal.like(d_ge, name="nx_d_ge")
         nx_d_le, nx_d_lt = nx_d_ge[0], nx_d_ge[1]
@@ -259,9 +259,8 @@ class InputBuffer(wiring.Component):
         # must not fold the sequencer's begin into their cones): the begin then meets one LUT,
         # the final pick, before ``offer_valid`` (16×16 seed 1 of ``cfb5633``: the begin → three
         # LUT levels of the slot logic → ``offer_valid``, 7 levels with the begin's own)
-        stay_valid = Signal(name="offer_stay_valid", attrs={"keep": 1})
-        next_valid = Signal(name="offer_next_valid", attrs={"keep": 1})
-        m.d.comb += [stay_valid.eq(stay_valid_e), next_valid.eq(next_valid_e)]
+        stay_valid = kept_net(m, stay_valid_e, "offer_stay_valid")
+        next_valid = kept_net(m, next_valid_e, "offer_next_valid")
         m.d.sync += [off_valid.eq(Mux(taken, next_valid, stay_valid)),
                      off_desc.eq(Mux(taken, next_desc, stay_desc))]
         with m.If(taken):

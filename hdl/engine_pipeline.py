@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .synth import DUP_ATTR
 
-__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "read_from_register", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "StreamSlice"]
+__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "read_from_register", "kept_net", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "StreamSlice"]
 
 
 def index_bits(n: int) -> int:
@@ -111,6 +111,15 @@ def read_from_register(m: Module, mem, addr_reg, name: str):
     rp = mem.read_port()
     m.d.comb += rp.addr.eq(addr_reg)
     return rp.data
+
+
+def kept_net(m: Module, value, name: str) -> Signal:
+    """``value`` on a one-bit net of its own that Yosys keeps (``keep``): the LUT mapper, which
+    sees no routing, cannot fold a late signal into the cone behind it, so that signal meets
+    only the LUTs after this net."""
+    net = Signal(name=name, attrs={"keep": 1})
+    m.d.comb += net.eq(value)
+    return net
 
 
 def reg(m: Module, shape, value, name: str) -> Signal:

@@ -37,7 +37,7 @@ from .engine_input import sub_batch_layout
 from .engine_lane import uop_layout
 from .engine_outputs import trace_depth
 from .engine_params import GEN_PREV, EngineParams, Mat, Op, Schedule
-from .engine_pipeline import index_bits, mem_addr
+from .engine_pipeline import index_bits, kept_net, mem_addr
 from .engine_scalar import sub_layout
 from .synth import DUP_ATTR
 
@@ -297,10 +297,8 @@ class Sequencer(wiring.Component):
         # routing, put ``start`` at the head of a tree (16×16 seed 1 of ``32e94ef``: the trace
         # credit → ``start`` → four LUTs of the tree → ``ok_cur``); kept apart, ``start`` meets
         # one LUT before each register
-        tree_cur = Signal(name="ok_cur_tree", attrs={"keep": 1})
-        tree_nd = Signal(name="ok_nd_tree", attrs={"keep": 1})
-        m.d.comb += [tree_cur.eq((flags_pre | ~jd["wait"]) == all_ones),
-                     tree_nd.eq((flags_pre | ~nd["wait"]) == all_ones)]
+        tree_cur = kept_net(m, (flags_pre | ~jd["wait"]) == all_ones, "ok_cur_tree")
+        tree_nd = kept_net(m, (flags_pre | ~nd["wait"]) == all_ones, "ok_nd_tree")
         m.d.sync += [
             ok_cur.eq(tree_cur & ~start),
             ok_nd.eq(tree_nd & ~start),
