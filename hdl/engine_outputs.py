@@ -21,7 +21,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import SAT_NAMES, EngineParams, Kind
-from .engine_pipeline import distributed, index_bits, ram_attrs
+from .engine_pipeline import distributed, dup_reg, index_bits, ram_attrs
 
 __all__ = ["TraceOut", "FactorDump", "Status", "trace_depth"]
 
@@ -162,7 +162,16 @@ class TraceOut(wiring.Component):
 
 
 class FactorDump(wiring.Component):
-    """The factor dump (module docstring); ``layout`` is the factors payload."""
+    """The factor dump (module docstring); ``layout`` is the factors payload.
+
+    Three stages: ``addr`` issues the lanes' state-row reads, the rows arrive one cycle later
+    (stage f, its column and kind in per-lane register copies), and the selected words are
+    registered into the output stage that drives ``factors``.  Why the output register: the
+    payload's multiplexers sit beside each lane's state memory, and a port driven straight
+    from them carried a chip-wide net from the column select into whatever consumes the
+    stream (the 64×64 engine's critical path at ``2c55987``).  ``dumping`` holds until the
+    last beat has left, so nothing sees the dump finished while a beat is still in flight.
+    """
 
     def __init__(self, params: EngineParams, layout: data.StructLayout) -> None:
         p, f = params, params.fmts
@@ -187,47 +196,58 @@ class FactorDump(wiring.Component):
         p = self.params
         k, Ra, Rb = p.k, p.chunks_a, p.chunks_b
         colw, chw = index_bits(k), index_bits(p.chunks_max)
+        sigw = p.fmts.sigma.bits
         d_col = Signal(colw)
         d_end = Signal(colw)
         d_kind = Signal()
         d_more = Signal()
+        # stage f: the rows read at the previous advance are on sx_rows / sd_rows
         f_valid = Signal()
         f_col = Signal(colw)
         f_kind = Signal()
         f_chunk = Signal(chw)
         f_last = Signal()
-        f_sigma = Signal(signed(p.fmts.sigma.bits))
+        f_sigma = Signal(signed(sigw))
+        # the output stage
+        out = self.factors
+        o_valid = Signal()
+        o = Signal(self.layout, reset_less=True)  # no reset net into the payload's flip-flops
+        m.d.comb += [out.valid.eq(o_valid), out.payload.eq(o)]
         dumping, addr = self.dumping, self.addr
+        o_load = Signal()
+        m.d.comb += o_load.eq(~o_valid | out.ready)
         with m.If(self.start & ~dumping):
             m.d.sync += [
                 dumping.eq(1), d_more.eq(1), d_kind.eq(0), addr.eq(0),
                 d_col.eq(Mux(self.all, 0, self.col)), d_end.eq(Mux(self.all, k - 1, self.col)),
             ]
-        m.d.comb += self.advance.eq(dumping & (~f_valid | self.factors.ready))
+        m.d.comb += self.advance.eq(dumping & d_more & (~f_valid | o_load))
         with m.If(self.advance):
-            with m.If(d_more):
-                last_chunk = addr == Mux(d_kind, Rb, Ra) - 1
-                m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(addr),
-                             f_sigma.eq(self.sigma[d_col]),
-                             f_last.eq(last_chunk & d_kind & (d_col == d_end))]
-                with m.If(last_chunk):
-                    m.d.sync += [addr.eq(0), d_kind.eq(~d_kind)]
-                    with m.If(d_kind == 1):
-                        m.d.sync += d_col.eq(d_col + 1)
-                        with m.If(d_col == d_end):
-                            m.d.sync += d_more.eq(0)
-                with m.Else():
-                    m.d.sync += addr.eq(addr + 1)
+            last_chunk = addr == Mux(d_kind, Rb, Ra) - 1
+            m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(addr),
+                         f_sigma.eq(self.sigma[d_col]),
+                         f_last.eq(last_chunk & d_kind & (d_col == d_end))]
+            with m.If(last_chunk):
+                m.d.sync += [addr.eq(0), d_kind.eq(~d_kind)]
+                with m.If(d_kind == 1):
+                    m.d.sync += d_col.eq(d_col + 1)
+                    with m.If(d_col == d_end):
+                        m.d.sync += d_more.eq(0)
             with m.Else():
-                m.d.sync += [f_valid.eq(0), dumping.eq(0)]
-        fl = self.factors.payload
-        m.d.comb += [
-            self.factors.valid.eq(f_valid),
-            fl.data.eq(Mux(f_kind, Cat(*[self.sx_rows[l][f_col] for l in range(p.P)]),
-                           Cat(*[self.sd_rows[l][f_col] for l in range(p.P)]))),
-            fl.sigma.eq(f_sigma), fl.col.eq(f_col), fl.kind.eq(f_kind), fl.chunk.eq(f_chunk),
-            fl.last.eq(f_last),
-        ]
+                m.d.sync += addr.eq(addr + 1)
+        with m.Elif(o_load):
+            m.d.sync += f_valid.eq(0)
+        # Each lane selects its word with its own copy of (column, kind), loaded with stage f.
+        words = []
+        for ln in range(p.P):
+            sel = dup_reg(m, unsigned(colw + 1), Cat(d_col, d_kind), f"dump_sel_l{ln}", dup=True,
+                          en=self.advance)
+            words.append(Mux(sel[-1], self.sx_rows[ln][sel[:colw]], self.sd_rows[ln][sel[:colw]]))
+        with m.If(o_load):
+            m.d.sync += [o_valid.eq(f_valid), o.data.eq(Cat(*words)), o.sigma.eq(f_sigma),
+                         o.col.eq(f_col), o.kind.eq(f_kind), o.chunk.eq(f_chunk), o.last.eq(f_last)]
+            with m.If(o_valid & o.last):
+                m.d.sync += dumping.eq(0)
         return m
 
 
