@@ -11,7 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.engine import engine_layouts
-from hdl.engine_outputs import TraceOut, trace_depth
+from hdl.engine_outputs import FactorDump, TraceOut, trace_depth
 from hdl.engine_params import EngineParams
 
 
@@ -122,3 +122,87 @@ def test_trace_passes_a_word_every_cycle(rows, cols, lanes):
     sim.run()
     assert popped == [(w["mat"], w["chunk"], tuple(w["data"])) for w in words]
     assert out_cycles == list(range(out_cycles[0], out_cycles[0] + run)), "a bubble in the trace stream"
+
+
+def _dump_expected(p: EngineParams, sx, sd, sigma, cols) -> list:
+    """The factor dump's beats in order: per column, Δ's chunks (kind 0) then X's (kind 1)."""
+    beats = []
+    for c in cols:
+        for kind, mem, chunks in ((0, sd, p.chunks_a), (1, sx, p.chunks_b)):
+            for ch in range(chunks):
+                beats.append((tuple(mem[ln][ch][c] for ln in range(p.P)), sigma[c], c, kind, ch,
+                              int(kind == 1 and ch == chunks - 1 and c == cols[-1])))
+    return beats
+
+
+@pytest.mark.parametrize("rows, cols, rank, lanes, ready_p", [
+    (10, 65, 4, 1, 1.0), (16, 16, 2, 2, 0.5), (64, 64, 4, 8, 0.3), (12, 5, 3, 3, 0.7)])
+def test_factor_dump_beats(rows, cols, rank, lanes, ready_p):
+    """``FactorDump`` against a model of the lanes' state rows (read one cycle after ``addr``
+    with ``advance``): every beat of one column or all columns, in order and with its fields,
+    under random back-pressure; the payload holds while it waits; ``dumping`` holds until the
+    last beat has left; with ``factors`` always ready the beats leave one per cycle."""
+    p = EngineParams(rows=rows, cols=cols, rank=rank, sub_batch=4, lanes=lanes)
+    dut = FactorDump(p, engine_layouts(p)["factors"])
+    rng = random.Random(rows * 100 + lanes)
+    half = 1 << (p.fmts.state.bits - 1)
+
+    def mem():
+        return [[[rng.randrange(-half, half) for _ in range(p.k)] for _ in range(p.chunks_max)]
+                for _ in range(p.P)]
+
+    sx, sd = mem(), mem()
+    sigma = [rng.randrange(1 << (p.fmts.sigma.bits - 1)) for _ in range(p.k)]
+    requests = [(True, 0)] + [(False, c) for c in range(p.k)] + [(True, 0)]
+    got: list[list] = []
+    cycles: list[list] = []
+
+    async def bench(ctx):
+        for i, c in enumerate(sigma):
+            ctx.set(dut.sigma[i], c)
+        rd = [[0] * p.k for _ in range(p.P)], [[0] * p.k for _ in range(p.P)]
+        for all_cols, col in requests:
+            beats, when = [], []
+            ctx.set(dut.start, 1)
+            ctx.set(dut.all, int(all_cols))
+            ctx.set(dut.col, col)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            assert ctx.get(dut.dumping)
+            held = None
+            cycle = 0
+            while ctx.get(dut.dumping):
+                ready = int(rng.random() < ready_p)
+                ctx.set(dut.factors.ready, ready)
+                for ln in range(p.P):
+                    for j in range(p.k):
+                        ctx.set(dut.sx_rows[ln][j], rd[0][ln][j])
+                        ctx.set(dut.sd_rows[ln][j], rd[1][ln][j])
+                if ctx.get(dut.factors.valid):
+                    o = ctx.get(dut.factors.payload)
+                    beat = (tuple(o.data), o.sigma, o.col, o.kind, o.chunk, o.last)
+                    assert held is None or beat == held, "the payload changed while it waited"
+                    held = None if ready else beat
+                    if ready:
+                        beats.append(beat)
+                        when.append(cycle)
+                read = ctx.get(dut.advance) or not ctx.get(dut.dumping)
+                a = ctx.get(dut.addr)
+                await ctx.tick()
+                cycle += 1
+                if read:
+                    rd = ([row[a][:] for row in sx], [row[a][:] for row in sd])
+                assert cycle < 10_000
+            assert not ctx.get(dut.factors.valid)
+            got.append(beats)
+            cycles.append(when)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for (all_cols, col), beats, when in zip(requests, got, cycles):
+        cols = list(range(p.k)) if all_cols else [col]
+        assert beats == _dump_expected(p, sx, sd, sigma, cols)
+        if ready_p == 1.0:
+            assert when == list(range(when[0], when[0] + len(beats))), "a bubble in the factor dump"
