@@ -45,7 +45,7 @@ from .engine_lane import Lane, uop_layout
 from .engine_outputs import FactorDump, Status, TraceOut
 from .engine_reduce import Reducer
 from .engine_seq import Sequencer, scoreboard_bits
-from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs, read_from_register, read_next_cycle
+from .engine_pipeline import UopPipe, index_bits, mem_addr, mem_depth, ram_attrs, read_from_register, read_next_cycle, rreg
 from .engine_pipeline import reg as _reg
 from .engine_scalar import ScalarUnit, task_layout
 from .engine_params import (
@@ -316,19 +316,31 @@ class SBPCAEngine(wiring.Component):
         sxd = [ln.sx_row for ln in lanes]
         sdd = [ln.sd_row for ln in lanes]
 
-        def lanes_any(name):
-            """A saturation check of every lane (each registered in its lane), OR-ed."""
-            return Cat(*[getattr(ln, name) for ln in lanes]).any()
+        lanes_any_r: dict[str, Signal] = {}
+
+        def raise_lane_sat(flag: str, cond, check: str):
+            """Raise ``flag`` a cycle after ``cond`` held with lane check ``check`` (each lane's
+            check a flip-flop of its own) set in any lane.  Why a cycle later: the lanes sit
+            across the device, and their OR, with the tag's condition and the sticky flags
+            behind it, made one path (64×64: a lane's ``vsat`` → the OR → ``sat_r``, 7.5–8.2 ns
+            of routing).  The OR and the condition are registered apart, and ``busy`` still
+            covers the flag: the tag's next stage keeps the engine active meanwhile."""
+            if check not in lanes_any_r:
+                lanes_any_r[check] = rreg(m, Cat(*[getattr(ln, check) for ln in lanes]).any(),
+                                          f"lanes_{check}_r")
+            cond_r = Signal(name=f"sat_{flag}_cond_r")  # reset, like the tag's valid it follows
+            m.d.sync += cond_r.eq(cond)
+            raise_sat(flag, cond_r & lanes_any_r[check])
 
         v_scale_r2 = uR2.valid & (uR2.op == OP_SCALE)
-        raise_sat("X_q", v_scale_r2 & (uR2.mat == MAT_X) & lanes_any("qsat"))
-        raise_sat("Delta_q", v_scale_r2 & (uR2.mat == MAT_D) & lanes_any("qsat"))
+        raise_lane_sat("X_q", v_scale_r2 & (uR2.mat == MAT_X), "qsat")
+        raise_lane_sat("Delta_q", v_scale_r2 & (uR2.mat == MAT_D), "qsat")
         acc_last_w = uW.valid & (uW.op == OP_ACC) & uW.lj
         gs_w = uW.valid & (uW.op == OP_GS)
-        raise_sat("A", acc_last_w & (uW.mat == MAT_X) & lanes_any("asat"))
-        raise_sat("D", acc_last_w & (uW.mat == MAT_D) & lanes_any("asat"))
-        raise_sat("X_gs_v", gs_w & (uW.mat == MAT_X) & lanes_any("vsat"))
-        raise_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D) & lanes_any("vsat"))
+        raise_lane_sat("A", acc_last_w & (uW.mat == MAT_X), "asat")
+        raise_lane_sat("D", acc_last_w & (uW.mat == MAT_D), "asat")
+        raise_lane_sat("X_gs_v", gs_w & (uW.mat == MAT_X), "vsat")
+        raise_lane_sat("Delta_gs_v", gs_w & (uW.mat == MAT_D), "vsat")
         qrow = Cat(*[ln.q for ln in lanes])
         # uW's SCALE job ends: its column is ready (decoded from uR2, uW's stage before)
         set_flag_early("col", uR2.valid & (uR2.op == OP_SCALE) & uR2.jlast, uR2.mat * k + uR2.c)
@@ -336,8 +348,8 @@ class SBPCAEngine(wiring.Component):
         # scalar unit's trace room and the trace FIFO's credit read a flip-flop, not uW's tag
         pipe_push = Signal(name="pipe_push")
         m.d.sync += pipe_push.eq(uR2.valid & (uR2.op == OP_SCALE) & uR2.tr)
-        raise_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj & lanes_any("usat"))
-        raise_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj & lanes_any("msat"))
+        raise_lane_sat("M_update", uU2.valid & (uU2.op == OP_ACC) & uU2.lj, "usat")
+        raise_lane_sat("M", u8.valid & (u8.op == OP_ACC) & u8.lj, "msat")
         w8 = u8.valid & (((u8.op == OP_ACC) & u8.lj) | (u8.op == OP_GS))
         m.d.comb += [
             wm_w.addr.eq(_addr((u8.i, Rm), (u8.c, k), (u8.mat, 2))),
