@@ -323,8 +323,9 @@ class SBPCAEngine(wiring.Component):
             check a flip-flop of its own) set in any lane.  Why a cycle later: the lanes sit
             across the device, and their OR, with the tag's condition and the sticky flags
             behind it, made one path (64×64: a lane's ``vsat`` → the OR → ``sat_r``, 7.5–8.2 ns
-            of routing).  The OR and the condition are registered apart, and ``busy`` still
-            covers the flag: the tag's next stage keeps the engine active meanwhile."""
+            of routing).  The OR and the condition are registered apart; ``busy`` does not drop
+            between: the tag stage's valid holds it (``Status`` registers ``active``) in the
+            cycle the flag is registered, the status event register from the next."""
             if check not in lanes_any_r:
                 lanes_any_r[check] = rreg(m, Cat(*[getattr(ln, check) for ln in lanes]).any(),
                                           f"lanes_{check}_r")
