@@ -240,7 +240,7 @@ class SBPCAEngine(wiring.Component):
             raise_sat("recip", r_sat[seq.col])
             m.d.comb += guard_inc.eq(r_guard[seq.col])
         running, in_batch, req_pending, req_block = seq.running, seq.in_batch, seq.req_pending, seq.req_block
-        dumping, dump_addr, dump_adv = dump.dumping, dump.addr, dump.advance
+        dumping, dump_addr = dump.dumping, dump.addr
         take_pending = tro.pending
         uop = uop_layout(p)
         pipe = UopPipe(m, uop)
@@ -303,7 +303,7 @@ class SBPCAEngine(wiring.Component):
             m.submodules[f"lane{l}"] = ln = Lane(p, l, X0, D0)
             m.d.comb += [
                 ln.uop.valid.eq(u1r.valid), ln.uop.payload.eq(u1r),
-                ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr), ln.dump_adv.eq(dump_adv),
+                ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr),
                 # values every lane uses (the projection, h, 1/‖v‖, r_c) are read centrally
                 # one cycle ahead and registered in each lane (h, 1/‖v‖, r_c from central
                 # registers)

@@ -69,7 +69,6 @@ class Lane(wiring.Component):
             "s_addr": In(unsigned(chw)),  # cycle 0: the uop's chunk, the state rows' read address
             "dumping": In(1),  # factor dump: the state rows are read at dump_addr instead
             "dump_addr": In(unsigned(chw)),
-            "dump_adv": In(1),
             "pq": In(signed(f.proj.bits)),  # cycle 1: values every lane uses, registered here
             "h": In(signed(f.mat.bits)),
             "inv": In(signed(f.inv.bits)),
@@ -134,8 +133,7 @@ class Lane(wiring.Component):
         # index one cycle after the issue, so every operand is a register at cycle 2
         s_addr = copy(unsigned(index_bits(p.chunks_max)), self.s_addr, "s_addr")
         for rp in (sx_r, sd_r):
-            m.d.comb += [rp.addr.eq(Mux(self.dumping, self.dump_addr, s_addr)),
-                         rp.en.eq(~self.dumping | self.dump_adv)]
+            m.d.comb += rp.addr.eq(Mux(self.dumping, self.dump_addr, s_addr))
         sxd, sdd = sx_r.data, sd_r.data
         m.d.comb += [self.sx_row.eq(sxd), self.sd_row.eq(sdd)]
         u1r = data.View(lay, Cat(self.uop.valid, self.uop.payload.as_value()[1:]))

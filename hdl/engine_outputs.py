@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_params import SAT_NAMES, EngineParams, Kind
@@ -164,14 +164,20 @@ class TraceOut(wiring.Component):
 class FactorDump(wiring.Component):
     """The factor dump (module docstring); ``layout`` is the factors payload.
 
-    Three stages: ``addr`` issues the lanes' state-row reads, the rows arrive one cycle later
-    (stage f, its column and kind in per-lane register copies), and the selected words are
-    registered into the output stage that drives ``factors``.  Why the output register: the
-    payload's multiplexers sit beside each lane's state memory, and a port driven straight
-    from them carried a chip-wide net from the column select into whatever consumes the
-    stream (the 64×64 engine's critical path at ``2c55987``).  ``dumping`` holds until the
-    last beat has left, so nothing sees the dump finished while a beat is still in flight.
+    ``addr`` issues the lanes' state-row reads; the rows arrive one cycle later (stage f),
+    where each lane picks its word with its own copy of (column, kind), and the beat is
+    pushed into a small FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``, its output a register)
+    that drives ``factors``.  Why a FIFO, and reads issued by credit: a read is issued only
+    when the FIFO is sure to have room for it (its level and stage f, both registers), so
+    stage f never waits and the lanes read their state rows every cycle: neither the lanes'
+    read enables nor the dump's counters depend on ``factors.ready``.  (Held in the lanes'
+    read registers, the data put ``ready`` onto a chip-wide net to their enables: the 64×64
+    engine's path at ``8a29852``; driven straight from the lanes' multiplexers, the payload
+    carried a chip-wide net from the column select to the consumer: its path at ``2c55987``.)
+    ``dumping`` holds until the last beat has left.
     """
+
+    FIFO_DEPTH = 4  # a read per cycle: issue, stage f, the FIFO's memory, its output register
 
     def __init__(self, params: EngineParams, layout: data.StructLayout) -> None:
         p, f = params, params.fmts
@@ -187,7 +193,7 @@ class FactorDump(wiring.Component):
             "sd_rows": In(rows),
             "dumping": Out(1),
             "addr": Out(unsigned(chw)),
-            "advance": Out(1),  # the state rows are read this cycle
+            "advance": Out(1),  # a read is issued at ``addr`` this cycle
             "factors": Out(stream.Signature(layout)),
         })
 
@@ -196,37 +202,28 @@ class FactorDump(wiring.Component):
         p = self.params
         k, Ra, Rb = p.k, p.chunks_a, p.chunks_b
         colw, chw = index_bits(k), index_bits(p.chunks_max)
-        sigw = p.fmts.sigma.bits
+        depth = self.FIFO_DEPTH
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=self.layout.size, depth=depth)
         d_col = Signal(colw)
         d_end = Signal(colw)
         d_kind = Signal()
         d_more = Signal()
-        # stage f: the rows read at the previous advance are on sx_rows / sd_rows
+        # stage f: the rows read at the previous issue are on sx_rows / sd_rows
         f_valid = Signal()
-        f_col = Signal(colw)
-        f_kind = Signal()
-        f_chunk = Signal(chw)
-        f_last = Signal()
-        f_sigma = Signal(signed(sigw))
-        # the output stage
-        out = self.factors
-        o_valid = Signal()
-        o = Signal(self.layout, reset_less=True)  # no reset net into the payload's flip-flops
-        m.d.comb += [out.valid.eq(o_valid), out.payload.eq(o)]
-        dumping, addr = self.dumping, self.addr
-        o_load = Signal()
-        m.d.comb += o_load.eq(~o_valid | out.ready)
+        f = Signal(self.layout, reset_less=True)  # the beat's fields (data picked below)
+        dumping, addr, issue = self.dumping, self.addr, self.advance
         with m.If(self.start & ~dumping):
             m.d.sync += [
                 dumping.eq(1), d_more.eq(1), d_kind.eq(0), addr.eq(0),
                 d_col.eq(Mux(self.all, 0, self.col)), d_end.eq(Mux(self.all, k - 1, self.col)),
             ]
-        m.d.comb += self.advance.eq(dumping & d_more & (~f_valid | o_load))
-        with m.If(self.advance):
+        # room for the beat when it reaches the FIFO a cycle later: registers only
+        m.d.comb += issue.eq(dumping & d_more & (q.level + f_valid < depth))
+        m.d.sync += f_valid.eq(issue)
+        with m.If(issue):
             last_chunk = addr == Mux(d_kind, Rb, Ra) - 1
-            m.d.sync += [f_valid.eq(1), f_col.eq(d_col), f_kind.eq(d_kind), f_chunk.eq(addr),
-                         f_sigma.eq(self.sigma[d_col]),
-                         f_last.eq(last_chunk & d_kind & (d_col == d_end))]
+            m.d.sync += [f.col.eq(d_col), f.kind.eq(d_kind), f.chunk.eq(addr), f.sigma.eq(self.sigma[d_col]),
+                         f.last.eq(last_chunk & d_kind & (d_col == d_end))]
             with m.If(last_chunk):
                 m.d.sync += [addr.eq(0), d_kind.eq(~d_kind)]
                 with m.If(d_kind == 1):
@@ -235,19 +232,19 @@ class FactorDump(wiring.Component):
                         m.d.sync += d_more.eq(0)
             with m.Else():
                 m.d.sync += addr.eq(addr + 1)
-        with m.Elif(o_load):
-            m.d.sync += f_valid.eq(0)
-        # Each lane selects its word with its own copy of (column, kind), loaded with stage f.
+        # Each lane picks its word with its own copy of (column, kind), loaded with the read.
         words = []
         for ln in range(p.P):
-            sel = dup_reg(m, unsigned(colw + 1), Cat(d_col, d_kind), f"dump_sel_l{ln}", dup=True,
-                          en=self.advance)
+            sel = dup_reg(m, unsigned(colw + 1), Cat(d_col, d_kind), f"dump_sel_l{ln}", dup=True, en=issue)
             words.append(Mux(sel[-1], self.sx_rows[ln][sel[:colw]], self.sd_rows[ln][sel[:colw]]))
-        with m.If(o_load):
-            m.d.sync += [o_valid.eq(f_valid), o.data.eq(Cat(*words)), o.sigma.eq(f_sigma),
-                         o.col.eq(f_col), o.kind.eq(f_kind), o.chunk.eq(f_chunk), o.last.eq(f_last)]
-            with m.If(o_valid & o.last):
-                m.d.sync += dumping.eq(0)
+        beat = Signal(self.layout)
+        m.d.comb += [beat.eq(f), beat.data.eq(Cat(*words)),
+                     q.w_en.eq(f_valid), q.w_data.eq(beat.as_value())]
+        out = self.factors
+        o = data.View(self.layout, q.r_data)
+        m.d.comb += [out.valid.eq(q.r_rdy), out.payload.eq(o), q.r_en.eq(out.ready)]
+        with m.If(q.r_rdy & out.ready & o.last):
+            m.d.sync += dumping.eq(0)
         return m
 
 

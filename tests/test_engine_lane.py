@@ -83,7 +83,6 @@ def test_lane_state_load_and_dump_read():
         await ctx.tick()
         ctx.set(dut.load.en, 0)
         ctx.set(dut.dumping, 1)
-        ctx.set(dut.dump_adv, 1)
         ctx.set(dut.dump_addr, 2)
         await ctx.tick()
         row = ctx.get(dut.sx_row)
