@@ -191,6 +191,14 @@ class ScalarUnit(wiring.Component):
         m.d.comb += [dv.num.eq(sc_num.as_unsigned()[:p.div_num_bits]),
                      dv.den.eq(Mux(div_sqrt, sq.root, sc_den))]
 
+        # the square root starts from flip-flops: ``sq_go`` is set on the way into NORM (the
+        # one cycle NORM lasts) and the registered zero test vetoes it; decoded from the state,
+        # the start ran into the root's ~50 load enables and resets (16×16 seeds 1 and 3 of
+        # ``8d1b41d``: the state → ``sq.done`` / ``sc_zero`` LUTs → the count's reset, 5 levels)
+        sq_go = Signal(name="sq_go")
+        m.d.sync += sq_go.eq(0)
+        m.d.comb += [sq.start.eq(sq_go & ~sc_zero), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
+
         def to_idle() -> None:
             m.d.sync += at_idle.eq(1)
             m.next = "IDLE"
@@ -206,6 +214,7 @@ class ScalarUnit(wiring.Component):
                     with m.If(tr_.sigma):
                         m.next = "SIG_NUM"
                     with m.Else():
+                        m.d.sync += sq_go.eq(1)
                         m.next = "NORM"
                 with m.Elif(recip_pending != 0):
                     m.d.sync += [sc_c.eq(lowest), rn.eq(s), recip_pending.bit_select(lowest, 1).eq(0)]
@@ -218,7 +227,6 @@ class ScalarUnit(wiring.Component):
                     m.d.sync += [inv_go.eq(1), sc_q.eq(0), deg_go.eq(1)]
                     to_idle()
                 with m.Else():
-                    m.d.comb += [sq.start.eq(1), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
                     m.d.sync += [sc_num.eq(num_inv), div_sqrt.eq(1)]
                     m.next = "SQRT"
             with m.State("SQRT"):
