@@ -193,7 +193,6 @@ class FactorDump(wiring.Component):
             "sd_rows": In(rows),
             "dumping": Out(1),
             "addr": Out(unsigned(chw)),
-            "advance": Out(1),  # a read is issued at ``addr`` this cycle
             "factors": Out(stream.Signature(layout)),
         })
 
@@ -211,7 +210,8 @@ class FactorDump(wiring.Component):
         # stage f: the rows read at the previous issue are on sx_rows / sd_rows
         f_valid = Signal()
         f = Signal(self.layout, reset_less=True)  # the beat's fields (data picked below)
-        dumping, addr, issue = self.dumping, self.addr, self.advance
+        dumping, addr = self.dumping, self.addr
+        issue = Signal()  # a read is issued at ``addr`` this cycle
         with m.If(self.start & ~dumping):
             m.d.sync += [
                 dumping.eq(1), d_more.eq(1), d_kind.eq(0), addr.eq(0),
