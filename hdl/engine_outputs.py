@@ -3,8 +3,9 @@
 * :class:`TraceOut` — every state word written (a SCALE's row of q, one lane-wide word)
   and every σ' go into a FIFO that drains on ``trace``.  Words are never dropped: the
   sequencer reserves a SCALE job's words (``reserve``) before it starts, out of ``credit``
-  (free FIFO entries not yet promised); the reservation reaches ``credit`` one cycle later
-  (``pending`` meanwhile).  Since the FIFO is never written when full, it has no full check
+  (free FIFO entries not yet promised); the reservation, like a σ word's entry, reaches
+  ``credit`` one cycle later (``pending`` meanwhile: neither the sequencer nor the scalar
+  unit takes credit while it is high).  Since the FIFO is never written when full, it has no full check
   in front of its write enables, and its output is a register in LUT RAM and block RAM alike
   (``TraceOut._fifo``).
 * :class:`FactorDump` — on ``start``, the factor pairs (Δ_c then X_c, lane-wide chunks, with
@@ -82,15 +83,21 @@ class TraceOut(wiring.Component):
             m.d.comb += [word.kind.eq(Kind.SIGMA), word.col.eq(sg_col), word.sigma.eq(sg_value)]
         pop = self._fifo(m, depth, word, word_valid)
         # The reservation lands a cycle after the sequencer makes it (``taken``), so ``pending``
-        # is a flip-flop of its own rather than a comparison of ``taken``.  Each room bit is the
-        # sign of a counter kept at ``credit`` minus its threshold: the update is the credit's
-        # own (two carry chains) and no comparison follows it.
+        # is a flip-flop of its own rather than a comparison of ``taken``.  A σ word's credit
+        # lands a cycle after its push as well (``sigma_taken``), and ``pending`` covers it: the
+        # scalar unit's push decision (its trace room, the sequencer's pending reservation)
+        # then drives flip-flops, not the four credit counters' carry chains (16×16 seed 1 of
+        # ``541064c``: ``pending`` → the σ trace room → the push → ``room_sigma_offset``).
+        # Each room bit is the sign of a counter kept at ``credit`` minus its threshold: the
+        # update is the credit's own (two carry chains) and no comparison follows it.
         taken = Signal(range(depth + 1))
-        m.d.sync += [taken.eq(self.reserve), self.pending.eq(self.reserve != 0)]
+        sigma_taken = Signal(name="sigma_taken")
+        m.d.sync += [taken.eq(self.reserve), sigma_taken.eq(self.sigma.en),
+                     self.pending.eq((self.reserve != 0) | self.sigma.en)]
         p = self.params
 
         def advance(value):
-            return value - taken - self.sigma.en + pop
+            return value - taken - sigma_taken + pop
 
         m.d.sync += self.credit.eq(advance(self.credit))
         for room, threshold in ((self.room_x, p.chunks_b), (self.room_d, p.chunks_a),

@@ -107,7 +107,6 @@ class ScalarUnit(wiring.Component):
         sc_mat = Signal()
         sc_c = Signal(colw)
         sc_val = Signal(signed(VW))
-        sc_num = Signal(signed(p.div_num_bits + 1))
         sc_den = Signal(p.div_den_bits)
         sc_neg = Signal()
         sc_guard = Signal()
@@ -182,13 +181,25 @@ class ScalarUnit(wiring.Component):
                      self.rc.en.eq(rc_go), self.rc.data.eq(sc_q), self.rc.sat.eq(sc_big),
                      self.rc.guard.eq(sc_guard)]
         m.d.comb += [self.idle.eq(at_idle), self.task.ready.eq(at_idle)]
-        # the divider's operands come from registers whatever the state: the numerator from
-        # ``sc_num`` (loaded with 2^(norm_frac + inv.frac) for a NORM, 2^(σ.frac + recip.frac)
-        # for a RECIP) and the denominator from the root while ``div_sqrt`` (a NORM between its
-        # square root and its division), else ``sc_den``.  Only ``start`` depends on the state:
-        # the state → ``sq.done`` → the operands' clock enables was a 16×16 engine's critical path
+        # the divider's operands come from registers and constants whatever the state, chosen by
+        # two flip-flops: ``div_sqrt`` (a NORM between its square root and its division: the
+        # numerator 2^(norm_frac + inv.frac), the root) and ``rc_sel`` (a RECIP: the numerator
+        # 2^(σ.frac + recip.frac), the product n·max(σ, σ_min)); else σ's |n·σ + S| and n + m.
+        # Only ``start`` depends on the state: the state → ``sq.done`` → the operands' clock
+        # enables was a 16×16 engine's critical path
         div_sqrt = Signal(name="div_sqrt")
-        m.d.comb += [dv.num.eq(sc_num.as_unsigned()[:p.div_num_bits]),
+        rc_sel = Signal(name="rc_sel")
+        # σ's numerator |n·σ + S| and its sign, and the denominators (n + m for σ', n·max(σ, σ_min)
+        # for r_c), are registered every cycle from the multiplier and the held task, whatever
+        # the state: their operands hold from the multiply to the division's start and on
+        # through SIG_SET, so no state decode reaches the enables of these ~100 flip-flops
+        # (16×16 seed 3 of ``541064c``: the state → four LUTs → the numerator's enable)
+        sig_sum = Signal(signed(p.div_num_bits + 1), name="sig_sum")  # n·σ + S
+        sig_abs = Signal(signed(p.div_num_bits + 1), name="sig_abs")
+        m.d.sync += [sig_sum.eq(sc_prod + sc_val), sig_abs.eq(Mux(sig_sum < 0, -sig_sum, sig_sum)),
+                     sc_neg.eq(sig_sum < 0), sc_den.eq(Mux(rc_sel, sc_prod, sn + d_m))]
+        sig_num = sig_abs.as_unsigned()[:p.div_num_bits]
+        m.d.comb += [dv.num.eq(Mux(div_sqrt, num_inv, Mux(rc_sel, num_rc, sig_num))),
                      dv.den.eq(Mux(div_sqrt, sq.root, sc_den))]
 
         # the square root starts from flip-flops: ``sq_go`` is set on the way into NORM (the
@@ -200,7 +211,7 @@ class ScalarUnit(wiring.Component):
         m.d.comb += [sq.start.eq(sq_go & ~sc_zero), sq.value.eq(sc_val.as_unsigned() << (2 * f.norm_guard))]
 
         def to_idle() -> None:
-            m.d.sync += at_idle.eq(1)
+            m.d.sync += [at_idle.eq(1), rc_sel.eq(0)]
             m.next = "IDLE"
 
         with m.FSM(name="scalar"):
@@ -227,7 +238,7 @@ class ScalarUnit(wiring.Component):
                     m.d.sync += [inv_go.eq(1), sc_q.eq(0), deg_go.eq(1)]
                     to_idle()
                 with m.Else():
-                    m.d.sync += [sc_num.eq(num_inv), div_sqrt.eq(1)]
+                    m.d.sync += div_sqrt.eq(1)
                     m.next = "SQRT"
             with m.State("SQRT"):
                 with m.If(sq.done):
@@ -249,13 +260,12 @@ class ScalarUnit(wiring.Component):
             with m.State("SIG_MUL"):
                 # the product of the operands set above is valid sc_lat cycles after they are
                 with m.If(sc_wait == 0):
-                    m.d.sync += sc_num.eq(sc_prod + sc_val)
+                    # the product is valid: ``sig_sum`` holds n·σ + S in SIG_ABS, ``sig_abs`` in SIG_DIV0
                     m.next = "SIG_ABS"
                 with m.Else():
                     m.d.sync += sc_wait.eq(sc_wait - 1)
             with m.State("SIG_ABS"):
-                m.d.sync += [sc_num.eq(Mux(sc_num < 0, -sc_num, sc_num)), sc_neg.eq(sc_num < 0),
-                             sc_den.eq(sn + d_m)]
+                # |n·σ + S|, its sign and n + m are being registered (above)
                 m.next = "SIG_DIV0"
             with m.State("SIG_DIV0"):
                 m.d.comb += dv.start.eq(1)
@@ -281,14 +291,14 @@ class ScalarUnit(wiring.Component):
                     m.next = "RCP_SEL"
             with m.State("RCP_SEL"):
                 # σ_c and whether it is below σ_min (kept beside σ: no comparison here)
-                m.d.sync += [sc_sel.eq(SIG[sc_c]), sc_guard.eq(LOW[sc_c])]
+                m.d.sync += [sc_sel.eq(SIG[sc_c]), sc_guard.eq(LOW[sc_c]), rc_sel.eq(1)]
                 m.next = "RCP_MUL"
             with m.State("RCP_MUL"):
                 m.d.sync += [sc_ma.eq(rn), sc_mb.eq(Mux(sc_guard, smin, sc_sel)), sc_wait.eq(sc_lat)]
                 m.next = "RCP_MUL1"
             with m.State("RCP_MUL1"):
                 with m.If(sc_wait == 0):
-                    m.d.sync += [sc_den.eq(sc_prod), sc_num.eq(num_rc)]
+                    # the product is valid: ``sc_den`` holds it in RCP_DIV0
                     m.next = "RCP_DIV0"
                 with m.Else():
                     m.d.sync += sc_wait.eq(sc_wait - 1)

@@ -27,23 +27,24 @@ def test_room_bits_follow_the_credit(rows, cols, lanes):
     async def bench(ctx):
         owed = 0  # words reserved and not yet pushed
         credit_model = depth
-        taken = 0
+        taken = sigma_taken = 0  # what lands in the credit at this cycle's edge
         for _ in range(1500):
             credit = ctx.get(dut.credit)
             assert credit == credit_model
             room_x, room_d, room_sigma = ctx.get(dut.room_x), ctx.get(dut.room_d), ctx.get(dut.room_sigma)
             assert room_x == (credit >= p.chunks_b) and room_d == (credit >= p.chunks_a)
             assert room_sigma == (credit > p.chunks_max)
-            assert ctx.get(dut.pending) == (taken != 0)
+            assert ctx.get(dut.pending) == (taken != 0 or sigma_taken)
             seen["rooms"] += room_x + room_d + room_sigma
-            # the sequencer's rule: reserve only with room and nothing pending; σ only with room
+            # the sequencer's rule: reserve only with room and nothing pending; σ likewise
+            pending = bool(taken or sigma_taken)
             reserve = 0
-            if not taken and rng.random() < 0.3:
+            if not pending and rng.random() < 0.3:
                 mat_rows = rng.choice([p.chunks_a, p.chunks_b])
                 if credit >= mat_rows:
                     reserve = mat_rows
                     seen["reserved"] += 1
-            sigma = int(room_sigma and not taken and rng.random() < 0.1)
+            sigma = int(room_sigma and not pending and rng.random() < 0.1)
             push = int(owed > 0 and rng.random() < 0.7)
             ready = int(rng.random() < 0.4)
             ctx.set(dut.reserve, reserve)
@@ -66,9 +67,11 @@ def test_room_bits_follow_the_credit(rows, cols, lanes):
             seen["full"] += int(credit < min(p.chunks_a, p.chunks_b))
             await ctx.tick()
             owed += reserve - push
-            credit_model += -taken - (sigma if not push else 0) + pop
+            credit_model += -taken - sigma_taken + pop
             assert credit_model >= 0, "a word was promised that the FIFO has no entry for"
-            taken = reserve
+            # whatever is still in flight to the credit: the words held plus those promised fit
+            assert len(pushed) - len(popped) + owed <= depth, "the FIFO was promised more than it holds"
+            taken, sigma_taken = reserve, (sigma if not push else 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
