@@ -140,30 +140,55 @@ class Lane(wiring.Component):
         pq_d = copy(signed(pw), self.pq, "pq_d")
         h_sel = copy(signed(mw), self.h, "h_sel")
         inv_sel = copy(signed(iw), self.inv, "inv_sel")
-        ul = u1 = stage(u1r, "u2")
+        u1 = stage(u1r, "u2")
+
+        # The operands at cycle 2 are one-hot picks: which source each one takes is decoded
+        # from the tag at cycle 1 (``u1r``) into this lane's own select flip-flops, so the
+        # pick is an AND-OR of registers, three LUT levels, with no decode of the tag's op,
+        # matrix and column behind it (64×64 seed 2 of ``f6ac943``: lane 6's op bit → the
+        # 4-way op switch over the 8-way column selects → ``m1_fb``, 5 levels, 8.6 ns of routing)
+        op1, mat1, c1, step1 = u1r.op, u1r.mat, u1r.c, u1r.step
+        is_proj, is_acc, is_gs, is_scale = (op1 == Op.PROJ), (op1 == Op.ACC), (op1 == Op.GS), (op1 == Op.SCALE)
+
+        def col_sel(name: str, cond_x, cond_d):
+            """Select flip-flops for the state rows' columns: ``cond_x(j)`` picks X's column j,
+            ``cond_d(j)`` Δ's."""
+            return (copy(k, Cat(*[cond_x(j) for j in range(k)]), f"{name}_selx"),
+                    copy(k, Cat(*[cond_d(j) for j in range(k)]), f"{name}_seld"))
+
+        def pick(shape, name: str, terms) -> Signal:
+            """The one source of ``terms`` (select, value) whose select is set (0 if none)."""
+            out = Signal(shape, name=name)
+            acc = None
+            for sel, value in terms:
+                t = Mux(sel, value, 0)
+                acc = t if acc is None else acc | t
+            m.d.comb += out.eq(acc)
+            return out
+
+        def row_terms(sels):
+            selx, seld = sels
+            return [(selx[j], sxd[j]) for j in range(k)] + [(seld[j], sdd[j]) for j in range(k)]
+
+        # PROJ: the other matrix's column c; GS: the own matrix's column step (X: mat 0)
+        b1_rows = col_sel("b1", lambda j: (is_proj & mat1 & (c1 == j)) | (is_gs & ~mat1 & (step1 == j)),
+                          lambda j: (is_proj & ~mat1 & (c1 == j)) | (is_gs & mat1 & (step1 == j)))
+        b1_pq, b1_inv = copy(1, is_acc, "b1_selpq"), copy(1, is_scale, "b1_selinv")
+        a1_x = copy(1, (is_proj & mat1) | (is_acc & ~mat1), "a1_selx")
+        a1_d = copy(1, (is_proj & ~mat1) | (is_acc & mat1), "a1_seld")
+        a1_h, a1_wm = copy(1, is_gs, "a1_selh"), copy(1, is_scale, "a1_selwm")
+        # the next q of a GS step (the own column step + 1), else the own column 0; the own column c
+        cb_rows = col_sel("cb", lambda j: ~mat1 & Mux(is_gs, step1 + 1 == j, j == 0),
+                          lambda j: mat1 & Mux(is_gs, step1 + 1 == j, j == 0))
+        cx_rows = col_sel("cx", lambda j: ~mat1 & (c1 == j), lambda j: mat1 & (c1 == j))
         A1W = max(xw, dw, mw)
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
-
-        s_own_c = Mux(ul.mat, sdd[ul.c], sxd[ul.c])
-        s_j = Mux(ul.mat, sdd[ul.step], sxd[ul.step])
-        s_j1 = Mux(ul.mat, sdd[ul.step + 1], sxd[ul.step + 1])
-        s_0 = Mux(ul.mat, sdd[0], sxd[0])
-        s_oth_c = Mux(ul.mat, sxd[ul.c], sdd[ul.c])
-        a1 = Signal(signed(A1W), name="a1")
-        b1 = Signal(signed(B1W), name="b1")
-        with m.Switch(ul.op):
-            with m.Case(Op.PROJ):
-                m.d.comb += [a1.eq(Mux(ul.mat, self.x, self.d)), b1.eq(s_oth_c)]
-            with m.Case(Op.ACC):
-                m.d.comb += [a1.eq(Mux(ul.mat, self.d, self.x)), b1.eq(pq_d)]
-            with m.Case(Op.GS):
-                m.d.comb += [a1.eq(h_sel), b1.eq(s_j)]
-            with m.Case(Op.SCALE):
-                m.d.comb += [a1.eq(self.wm), b1.eq(inv_sel)]
+        a1 = pick(signed(A1W), "a1", [(a1_x, self.x), (a1_d, self.d), (a1_h, h_sel), (a1_wm, self.wm)])
+        b1 = pick(signed(B1W), "b1", row_terms(b1_rows) + [(b1_pq, pq_d), (b1_inv, inv_sel)])
         cv = reg(m, signed(mw), self.wm, "s2_v")
-        cb = reg(m, signed(sw), Mux(ul.op == Op.GS, s_j1, s_0), "s2_qn")
-        cx = reg(m, signed(sw), s_own_c, "s2_x")
+        cb = reg(m, signed(sw), pick(signed(sw), "s2_qn_pick", row_terms(cb_rows)), "s2_qn")
+        cx = reg(m, signed(sw), pick(signed(sw), "s2_x_pick", row_terms(cx_rows)), "s2_x")
 
         # ------------------------------------------------------------ m1 (cycles 2 .. P1)
         p1, L1 = tiled_mul(m, a1, b1, name="m1", primitive=prim, fabric_reg=True)
