@@ -299,17 +299,29 @@ class Sequencer(wiring.Component):
         # one LUT before each register
         tree_cur = kept_net(m, (flags_pre | ~jd["wait"]) == all_ones, "ok_cur_tree")
         tree_nd = kept_net(m, (flags_pre | ~nd["wait"]) == all_ones, "ok_nd_tree")
+        # A SCALE job with the trace on needs the trace FIFO's room for its matrix and nothing
+        # pending; that test is registered with the scoreboard's (so ``start`` reads five
+        # flip-flops of this unit: 64×64 seed 1 of ``cf4db4f``: the trace output's
+        # ``room_x_offset`` → the room pick → ``start`` → the loop counters' enables across the
+        # device, 8.86 ns of routing).  A test a cycle old is safe: with nothing pending the
+        # credit cannot have fallen since (a reservation or a σ word lands only while
+        # ``credit_pending``), a start vetoes the next cycle's test, and a σ word pushed
+        # meanwhile takes credit only beyond the largest reservation (``room_sigma``).  The
+        # sequencer reads ``trace_en`` a cycle late (``trace_on``), so the registered test and
+        # the reservation of a start after it see the same value.
+        trace_on = Signal(name="trace_on")
+        m.d.sync += trace_on.eq(self.trace_en)
+
+        def room_ok(scale, mat):
+            return ~scale | ~self.trace_en | (Mux(mat == Mat.X, self.room_x, self.room_d) & ~self.credit_pending)
+
         m.d.sync += [
-            ok_cur.eq(tree_cur & ~start),
-            ok_nd.eq(tree_nd & ~start),
+            ok_cur.eq(tree_cur & ~start & room_ok(jd["scale"], j_mat)),
+            ok_nd.eq(tree_nd & ~start & room_ok(nd["scale"], nd["mat"])),
             ok_src_nd.eq(jd_load),
         ]
         flags_ok = Mux(ok_src_nd, ok_nd, ok_cur)
-        # room_x, room_d and credit_pending are flip-flops of the trace output; ``j_scale`` is the
-        # descriptor's own bit (no decode of the op)
-        scale_block = jd["scale"] & self.trace_en & ~(Mux(j_mat == Mat.X, self.room_x, self.room_d)
-                                                       & ~self.credit_pending)
-        m.d.comb += start.eq(prog & ~active & flags_ok & ~scale_block)
+        m.d.comb += start.eq(prog & ~active & flags_ok)
         m.d.sync += started.eq(start)
         issue = active | start
         in_first = inner == 0
@@ -319,13 +331,13 @@ class Sequencer(wiring.Component):
         cj = Mux(is_proj, outer, Mux(is_acc, inner, 0))
         m.d.comb += self.col.eq(j_col)
         with m.If(start):
-            m.d.sync += [active.eq(1), job_tr.eq(self.trace_en)]
+            m.d.sync += [active.eq(1), job_tr.eq(trace_on)]
             for b in range(NF):
                 with m.If(jd["clear"][b]):
                     m.d.sync += flags[b].eq(0)
             with m.If(is_acc & (j_mat == Mat.X)):
                 m.d.comb += self.recip_check.eq(1)
-            with m.If(is_scale & self.trace_en):
+            with m.If(is_scale & trace_on):
                 m.d.comb += self.reserve.eq(chunks_mat)
         # results set their bits after a starting job's clears (a set wins), an outside clear last
         for b in range(NF):
@@ -453,7 +465,7 @@ class Sequencer(wiring.Component):
             u0.valid.eq(issue), u0.op.eq(j_op), u0.mat.eq(j_mat), u0.c.eq(j_col), u0.step.eq(j_step),
             u0.i.eq(ci), u0.smp.eq(cj), u0.norm.eq(j_norm),
             u0.jlast.eq(in_last & out_last),
-            u0.tr.eq(Mux(start, self.trace_en, job_tr)),
+            u0.tr.eq(Mux(start, trace_on, job_tr)),
             u0.fj.eq(is_acc & in_first), u0.lj.eq(is_acc & in_last),
             u0.red.eq(is_proj | is_gs | (is_acc & in_last) | (is_scale & (j_mat == Mat.D))),
             u0.rfirst.eq(Mux(is_acc, outer == 0, in_first)),
