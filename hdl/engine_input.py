@@ -167,7 +167,7 @@ class InputBuffer(wiring.Component):
         m.d.comb += [
             nx_x_smp.eq(Mux(close, 0, Mux(x_end, x_smp + 1, x_smp))),
             nx_d_smp.eq(Mux(close, 0, Mux(d_end, d_smp + 1, d_smp))),
-            nx_x_closed.eq(Mux(close, 0, Mux(x_end, xs.payload.last, x_closed))),
+            nx_x_closed.eq(Mux(close, 0, Mux(x_end_p, xs.payload.last, x_closed))),
         ]
         m.d.sync += [x_smp.eq(nx_x_smp), d_smp.eq(nx_d_smp), x_closed.eq(nx_x_closed)]
         # The readys' predicates at the next cycle, one case per event (a close; a sample's end
@@ -186,11 +186,21 @@ class InputBuffer(wiring.Component):
             nx_d_ge.eq(Mux(close, 1, Mux(x_end_p & ~d_end_p, ge_up, Mux(d_end_p & ~x_end_p, ge_down, d_ge)))),
         ]
         m.d.sync += [x_done.eq(nx_x_done), d_ge.eq(nx_d_ge)]
+        # the batch count follows a registered copy of the sample's end: its 32 enables and
+        # the comparison sit behind a flip-flop, not behind the beat's take (64×64 seed 3 of
+        # ``cf4db4f``: the slice's valid → the take → a LUT by the count's carry chain →
+        # ``x_closed``, two hops across the device).  It is read at the close, at least two
+        # cycles after the last beat, when the late count has landed; no beat is taken between
+        # the last beat and the close, so the reset at a close never meets a late count.
+        x_end_r = Signal(name="x_end_r")
+        m.d.sync += x_end_r.eq(x_end)
+        with m.If(x_end_r):
+            m.d.sync += batch_cnt.eq(batch_cnt + 1)
+            with m.If(batch_cnt >= p.max_batch):
+                m.d.sync += over.eq(1)
         with m.If(x_take):
             with m.If(x_chunk_last):
-                m.d.sync += [x_chunk.eq(0), x_chunk_last.eq(int(Rb == 1)), batch_cnt.eq(batch_cnt + 1)]
-                with m.If(batch_cnt >= p.max_batch):
-                    m.d.sync += over.eq(1)
+                m.d.sync += [x_chunk.eq(0), x_chunk_last.eq(int(Rb == 1))]
             with m.Else():
                 m.d.sync += [x_chunk.eq(x_chunk + 1), x_chunk_last.eq(x_chunk == Rb - 2)]
         with m.If(d_take):
