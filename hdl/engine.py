@@ -283,7 +283,9 @@ class SBPCAEngine(wiring.Component):
         u9 = udelay(u8, L2, "u_m2")  # the lanes' reduction terms
         assert ISSUE_STAGES + 2 + L1 + 3 == p.lat_state, (L1, p.lat_state)
         # a load beat is registered before it is written (the handshake logic stays off the
-        # memories' wide write-data multiplexer); the write lands one cycle later, still idle
+        # memories' wide write-data multiplexer); the write lands one cycle later, still idle.
+        # The state rows' beat is registered in each lane (its own copy beside its memories);
+        # ``load_r`` here feeds the scalar unit's σ load
         load_take = Signal()
         m.d.comb += load_take.eq(self.load.valid & self.load.ready)
         ld_v = Signal(name="load_v")
@@ -297,6 +299,7 @@ class SBPCAEngine(wiring.Component):
         ld_in = self.load.payload
         m.d.sync += unset_r.eq(flag_bit("r", load_take & (ld_in.kind == Kind.SIGMA), ld_in.col))
         ld = ld_r
+        load_take_in = load_take
         load_take = ld_v
         lanes = []
         for l in range(P):
@@ -309,8 +312,9 @@ class SBPCAEngine(wiring.Component):
                 # registers)
                 ln.pq.eq(pq_rdata), ln.h.eq(h_c), ln.inv.eq(inv_c), ln.rc.eq(rc_c),
                 ln.x.eq(xb_d[l]), ln.d.eq(db_d[l]), ln.wm.eq(wm_d[l]),
-                ln.load.en.eq(load_take), ln.load.kind.eq(ld.kind), ln.load.col.eq(ld.col),
-                ln.load.chunk.eq(ld.chunk), ln.load.data.eq(ld.data[l]),
+                # the load beat as the port takes it: each lane registers its own copy
+                ln.load.en.eq(load_take_in), ln.load.kind.eq(ld_in.kind), ln.load.col.eq(ld_in.col),
+                ln.load.chunk.eq(ld_in.chunk), ln.load.data.eq(ld_in.data[l]),
             ]
             lanes.append(ln)
         sxd = [ln.sx_row for ln in lanes]

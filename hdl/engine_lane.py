@@ -23,6 +23,8 @@ is registered in the lane (``*sat`` outputs) before the engine ORs the lanes.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -31,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import fit, round_shift
 from .dsp import tiled_mul
 from .engine_params import ISSUE_STAGES, EngineParams, Kind, Mat, Op
+from .synth import DUP_ATTR
 from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
@@ -76,6 +79,7 @@ class Lane(wiring.Component):
             "d": In(signed(f.delta.bits)),
             "wm": In(signed(f.mat.bits)),  # cycle 2: this lane's element of the column memory word
             "rc": In(signed(f.recip.bits)),  # cycle P1 + 1: r_c of the uop's column
+            # a state load beat as the engine's port takes it (registered here, written a cycle later)
             "load": In(wiring.Signature({"en": Out(1), "kind": Out(2), "col": Out(unsigned(colw)),
                                          "chunk": Out(unsigned(chw)), "data": Out(signed(f.state.bits))})),
             "sx_row": Out(row),  # the state rows read (one cycle after their address)
@@ -244,8 +248,20 @@ class Lane(wiring.Component):
         uW = stage(uR2, "u_w")  # P1 + 3: state write, D_r write
         cb, cx = delay(cb, 1, signed(sw), "w_qn"), delay(cx, 1, signed(sw), "w_x")
         # state writes from the lane's own uop copy, or a load beat (only while the engine is
-        # idle at a batch boundary, so never together with a SCALE)
-        ld = self.load
+        # idle at a batch boundary, so never together with a SCALE).  The beat comes from the
+        # engine's load port and is registered here, in this lane's own copy: the write
+        # enables' decode then starts at flip-flops beside the lane's memories (64×64 seed 3
+        # of ``6a5858b``: one central load register → lane 0's write-enable LUTs, 4.72 ns
+        # across the device, 102.5 MHz); the write lands one cycle after the beat, as before.
+        li = self.load
+        ld_en = Signal(name="ld_en", attrs={DUP_ATTR: 1} if dup else {})
+        m.d.sync += ld_en.eq(li.en)
+        ld = SimpleNamespace(
+            en=ld_en,
+            kind=copy(li.kind.shape(), li.kind, "ld_kind"),
+            col=copy(li.col.shape(), li.col, "ld_col"),
+            chunk=copy(li.chunk.shape(), li.chunk, "ld_chunk"),
+            data=copy(li.data.shape(), li.data, "ld_data"))
         scale_l = uW.valid & (uW.op == Op.SCALE)
         wcol = Mux(ld.en, ld.col, uW.c)
         wrow = Mux(ld.en, ld.data, q_w)

@@ -80,8 +80,9 @@ def test_lane_state_load_and_dump_read():
         ctx.set(dut.load.col, 1)
         ctx.set(dut.load.chunk, 2)
         ctx.set(dut.load.data, -1234)
-        await ctx.tick()
+        await ctx.tick()  # the lane registers the beat
         ctx.set(dut.load.en, 0)
+        await ctx.tick()  # and writes it
         ctx.set(dut.dumping, 1)
         ctx.set(dut.dump_addr, 2)
         await ctx.tick()
