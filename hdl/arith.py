@@ -168,6 +168,11 @@ class RoundDivider(wiring.Component):
         checking = Signal()  # the cycle after start: operands are registered, range compared
         deciding = Signal()  # the first iteration, when the range check (registered) is acted on
         too_big = Signal()
+        # ``count != 0`` kept in a flip-flop, updated with the count: the iteration's enables
+        # (rem, low, q2 and the count itself) start at one register, not at a decode of the
+        # count (16×16 seed 1 of ``e9decda``: ``count`` → two LUTs → the remainder's
+        # add/subtract → ``rem``, 5 levels, 128.4 MHz)
+        running = Signal()
         m.d.sync += self.done.eq(0)
         # register the operands first: the caller's operand multiplexers and the wide comparison
         # below would otherwise share one cycle.  They load at every idle cycle (they are read
@@ -185,7 +190,7 @@ class RoundDivider(wiring.Component):
                 checking.eq(0), deciding.eq(1),
                 low.eq(two_num[:qp] if nw > qp else two_num),
                 q2.eq(0),
-                count.eq(self.steps),
+                count.eq(self.steps), running.eq(1),
                 rem.eq(high),
                 self.overflow.eq(0),
                 # the wide comparison lands in one flip-flop: the first iteration runs meanwhile,
@@ -205,8 +210,8 @@ class RoundDivider(wiring.Component):
                 ge = ~r[-1]
                 lo = Cat(Const(0, 1), lo[:qp - 1]) if qp > 1 else Const(0, 1)
                 q = Cat(ge, q[:qp - 1]) if qp > 1 else ge
-            with m.If(count != 0):
-                m.d.sync += [rem.eq(r), low.eq(lo), q2.eq(q), count.eq(count - 1)]
+            with m.If(running):
+                m.d.sync += [rem.eq(r), low.eq(lo), q2.eq(q), count.eq(count - 1), running.eq(count != 1)]
                 # overflow if the padded quotient exceeds quot_bits
                 if qp > self.quot_bits:
                     with m.If(count == 1):
