@@ -23,8 +23,6 @@ is registered in the lane (``*sat`` outputs) before the engine ORs the lanes.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -253,24 +251,29 @@ class Lane(wiring.Component):
         # enables' decode then starts at flip-flops beside the lane's memories (64×64 seed 3
         # of ``6a5858b``: one central load register → lane 0's write-enable LUTs, 4.72 ns
         # across the device, 102.5 MHz); the write lands one cycle after the beat, as before.
+        # The per-column write enables are decoded before their registers, so each is one
+        # OR of two flip-flops: a SCALE's (decoded from the tag at P1 + 2, registered with the
+        # tag's W stage) and a load beat's (decoded from the port's beat, registered here)
+        # (10×65 seeds 1, 2 of ``6a5858b``: the W tag's valid → the op, matrix and column
+        # decode → the state rows' LUT RAM ``WRE``, 5 levels, 111.5 MHz).
         li = self.load
         ld_en = Signal(name="ld_en", attrs={DUP_ATTR: 1} if dup else {})
         m.d.sync += ld_en.eq(li.en)
-        ld = SimpleNamespace(
-            en=ld_en,
-            kind=copy(li.kind.shape(), li.kind, "ld_kind"),
-            col=copy(li.col.shape(), li.col, "ld_col"),
-            chunk=copy(li.chunk.shape(), li.chunk, "ld_chunk"),
-            data=copy(li.data.shape(), li.data, "ld_data"))
-        scale_l = uW.valid & (uW.op == Op.SCALE)
-        wcol = Mux(ld.en, ld.col, uW.c)
-        wrow = Mux(ld.en, ld.data, q_w)
+        ld_chunk = copy(li.chunk.shape(), li.chunk, "ld_chunk")
+        ld_data = copy(li.data.shape(), li.data, "ld_data")
+        wrow = Mux(ld_en, ld_data, q_w)
         for wp, kind, mat in ((sx_w, Kind.X, Mat.X), (sd_w, Kind.D, Mat.D)):
-            wsel = Mux(ld.en, ld.kind == kind, scale_l & (uW.mat == mat))
+            we = []
+            for c in range(k):
+                ld_we = Signal(name=f"ld_we_{mat.name.lower()}{c}", attrs={DUP_ATTR: 1} if dup else {})
+                sc_we = Signal(name=f"sc_we_{mat.name.lower()}{c}")
+                m.d.sync += [ld_we.eq(li.en & (li.kind == kind) & (li.col == c)),
+                             sc_we.eq(uR2.valid & (uR2.op == Op.SCALE) & (uR2.mat == mat) & (uR2.c == c))]
+                we.append(ld_we | sc_we)
             m.d.comb += [
-                wp.addr.eq(Mux(ld.en, ld.chunk, uW.i)),
+                wp.addr.eq(Mux(ld_en, ld_chunk, uW.i)),
                 wp.data.eq(Cat(*[wrow] * k)),
-                wp.en.eq(Cat(*[wsel & (wcol == c) for c in range(k)])),
+                wp.en.eq(Cat(*we)),
             ]
         m.d.comb += [dr_w.addr.eq(mem_addr((uW.i, Ra), (uW.c, k))), dr_w.data.eq(mra_w),
                      dr_w.en.eq(uW.valid & (uW.op == Op.ACC) & uW.lj & (uW.mat == Mat.D))]
