@@ -298,9 +298,6 @@ class SBPCAEngine(wiring.Component):
         unset_r = Signal(sb["total"], name="load_unset")
         ld_in = self.load.payload
         m.d.sync += unset_r.eq(flag_bit("r", load_take & (ld_in.kind == Kind.SIGMA), ld_in.col))
-        ld = ld_r
-        load_take_in = load_take
-        load_take = ld_v
         lanes = []
         for l in range(P):
             m.submodules[f"lane{l}"] = ln = Lane(p, l, X0, D0)
@@ -313,7 +310,7 @@ class SBPCAEngine(wiring.Component):
                 ln.pq.eq(pq_rdata), ln.h.eq(h_c), ln.inv.eq(inv_c), ln.rc.eq(rc_c),
                 ln.x.eq(xb_d[l]), ln.d.eq(db_d[l]), ln.wm.eq(wm_d[l]),
                 # the load beat as the port takes it: each lane registers its own copy
-                ln.load.en.eq(load_take_in), ln.load.kind.eq(ld_in.kind), ln.load.col.eq(ld_in.col),
+                ln.load.en.eq(load_take), ln.load.kind.eq(ld_in.kind), ln.load.col.eq(ld_in.col),
                 ln.load.chunk.eq(ld_in.chunk), ln.load.data.eq(ld_in.data[l]),
             ]
             lanes.append(ln)
@@ -458,8 +455,8 @@ class SBPCAEngine(wiring.Component):
         m.d.sync += load_ok.eq(quiet & ~seq.sub.ready & ~in_batch & ~inbuf.mid & ~inbuf.any_full & ~dumping
                                & ~req_pending & ~inbuf.beat & ~seq.req_latch)
         m.d.comb += self.load.ready.eq(load_ok)
-        load_sigma = load_take & (ld.kind == Kind.SIGMA)
-        m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld.col), sc.load.sigma.eq(ld.sigma)]
+        load_sigma = ld_v & (ld_r.kind == Kind.SIGMA)
+        m.d.comb += [sc.load.en.eq(load_sigma), sc.load.c.eq(ld_r.col), sc.load.sigma.eq(ld_r.sigma)]
         m.d.comb += seq.unset.eq(unset_r)
         wiring.connect(m, wiring.flipped(self.factors), dump.factors)
         m.d.comb += [

@@ -31,7 +31,6 @@ from amaranth.lib.wiring import In, Out
 from .arith import fit, round_shift
 from .dsp import tiled_mul
 from .engine_params import ISSUE_STAGES, EngineParams, Kind, Mat, Op
-from .synth import DUP_ATTR
 from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
@@ -257,18 +256,17 @@ class Lane(wiring.Component):
         # (10×65 seeds 1, 2 of ``6a5858b``: the W tag's valid → the op, matrix and column
         # decode → the state rows' LUT RAM ``WRE``, 5 levels, 111.5 MHz).
         li = self.load
-        ld_en = Signal(name="ld_en", attrs={DUP_ATTR: 1} if dup else {})
-        m.d.sync += ld_en.eq(li.en)
+        ld_en = dup_reg(m, 1, li.en, "ld_en", dup=dup, reset=True)
         ld_chunk = copy(li.chunk.shape(), li.chunk, "ld_chunk")
         ld_data = copy(li.data.shape(), li.data, "ld_data")
         wrow = Mux(ld_en, ld_data, q_w)
         for wp, kind, mat in ((sx_w, Kind.X, Mat.X), (sd_w, Kind.D, Mat.D)):
             we = []
             for c in range(k):
-                ld_we = Signal(name=f"ld_we_{mat.name.lower()}{c}", attrs={DUP_ATTR: 1} if dup else {})
+                ld_we = dup_reg(m, 1, li.en & (li.kind == kind) & (li.col == c),
+                                f"ld_we_{mat.name.lower()}{c}", dup=dup, reset=True)
                 sc_we = Signal(name=f"sc_we_{mat.name.lower()}{c}")
-                m.d.sync += [ld_we.eq(li.en & (li.kind == kind) & (li.col == c)),
-                             sc_we.eq(uR2.valid & (uR2.op == Op.SCALE) & (uR2.mat == mat) & (uR2.c == c))]
+                m.d.sync += sc_we.eq(uR2.valid & (uR2.op == Op.SCALE) & (uR2.mat == mat) & (uR2.c == c))
                 we.append(ld_we | sc_we)
             m.d.comb += [
                 wp.addr.eq(Mux(ld_en, ld_chunk, uW.i)),

@@ -142,11 +142,11 @@ def delay(m: Module, vals: list, n: int, shape, name: str) -> list:
     return vals
 
 
-def dup_reg(m: Module, shape, value, name: str, *, dup: bool, en=None) -> Signal:
-    """``value`` registered (no reset), loaded when ``en`` (always if None); ``dup``: one of
-    several per-lane copies, kept apart in synthesis (:data:`hdl.synth.DUP_ATTR`) instead of
-    merged into one high-fanout register."""
-    r = Signal(shape, name=name, reset_less=True, attrs={DUP_ATTR: 1} if dup else {})
+def dup_reg(m: Module, shape, value, name: str, *, dup: bool, en=None, reset: bool = False) -> Signal:
+    """``value`` registered (with a reset only if ``reset``: enables and valid bits), loaded
+    when ``en`` (always if None); ``dup``: one of several per-lane copies, kept apart in
+    synthesis (:data:`hdl.synth.DUP_ATTR`) instead of merged into one high-fanout register."""
+    r = Signal(shape, name=name, reset_less=not reset, attrs={DUP_ATTR: 1} if dup else {})
     if en is None:
         m.d.sync += r.eq(value)
     else:
