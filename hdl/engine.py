@@ -227,11 +227,13 @@ class SBPCAEngine(wiring.Component):
             seq.room_x.eq(tro.room_x), seq.room_d.eq(tro.room_d), seq.credit_pending.eq(tro.pending),
             tro.reserve.eq(seq.reserve),
         ]
-        # the issue stage (``ISSUE_STAGES``): the read addresses registered with the uop tag below
+        # the issue stage (``ISSUE_STAGES``): the read addresses registered with the uop tag below;
+        # the sample buffers take the sequencer's a cycle earlier and give their data two cycles
+        # later (``InputBuffer``), from a register beside the block RAM, at cycle 1 as the others
         assert ISSUE_STAGES == 1, ISSUE_STAGES
         m.d.comb += [
-            inbuf.x_addr.eq(_reg(m, len(seq.x_addr), seq.x_addr, "iss_x_addr")),
-            inbuf.d_addr.eq(_reg(m, len(seq.d_addr), seq.d_addr, "iss_d_addr")),
+            inbuf.x_addr.eq(seq.x_addr),
+            inbuf.d_addr.eq(seq.d_addr),
             seq_pq_addr.eq(_reg(m, len(seq.pq_addr), seq.pq_addr, "iss_pq_addr")),
             seq_wm_addr.eq(_reg(m, len(seq.wm_addr), seq.wm_addr, "iss_wm_addr")),
         ]
@@ -256,7 +258,9 @@ class SBPCAEngine(wiring.Component):
         # lane (sticky flags, column-memory and trace writes, the reduction).
         L1, LR, L2 = p.mul_latencies
         u1r = stage(u0, "u1")
-        # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on ECP5)
+        # cycle 1: block-RAM read data are registered (a DP16KD's clock-to-out is ~5.6 ns on ECP5);
+        # the sample words leave a register of the input buffer and are registered again here,
+        # on their way to the lanes
         xb_d = reg(lane(signed(xw)), inbuf.x_data, "xb_d")
         db_d = reg(lane(signed(dw)), inbuf.d_data, "db_d")
         wm_d = reg(lane(signed(mw)), wm_rdata, "wm_d")
@@ -304,6 +308,7 @@ class SBPCAEngine(wiring.Component):
             m.d.comb += [
                 ln.uop.valid.eq(u1r.valid), ln.uop.payload.eq(u1r),
                 ln.s_addr.eq(u0.i), ln.dumping.eq(dumping), ln.dump_addr.eq(dump_addr),
+                ln.op0.op.eq(u0.op), ln.op0.mat.eq(u0.mat), ln.op0.c.eq(u0.c), ln.op0.step.eq(u0.step),
                 # values every lane uses (the projection, h, 1/‖v‖, r_c) are read centrally
                 # one cycle ahead and registered in each lane (h, 1/‖v‖, r_c from central
                 # registers)

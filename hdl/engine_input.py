@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .engine_params import EngineParams
 from .synth import DUP_ATTR
-from .engine_pipeline import StreamSlice, kept_net, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle
+from .engine_pipeline import StreamSlice, kept_net, index_bits, mem_addr, mem_depth, ram_attrs, read_next_cycle, reg
 
 __all__ = ["InputBuffer", "sub_batch_layout"]
 
@@ -35,7 +35,12 @@ class InputBuffer(wiring.Component):
     """Sample slots and their stream side (module docstring).
 
     ``x_addr``/``d_addr`` read the sample memories (chunk, sample, slot fields of
-    :func:`mem_addr`); the data are there one cycle later (``x_data``, ``d_data``).
+    :func:`mem_addr`); the data are there two cycles later (``x_data``, ``d_data``), from a
+    register of this unit.  Why two: a block RAM's read data (a DP16KD without its output
+    register, ~5.8 ns clock-to-out) then meet only a register placed beside it, and the net
+    on to the lanes starts at a flip-flop (the 64×64 engine's δ buffer → its data register
+    across the device: 114.3 MHz at seed 3 of ``d3d4f9d``).  The engine gives the address a
+    cycle earlier (the sequencer's, unregistered), so the lanes see the same cycle as before.
     """
 
     def __init__(self, params: EngineParams, x_layout, d_layout) -> None:
@@ -77,8 +82,8 @@ class InputBuffer(wiring.Component):
         m.submodules.db = db = memory.Memory(shape=lane(signed(f.delta.bits)), depth=ddepth, init=[],
                                              attrs=ram_attrs(ddepth, P * f.delta.bits, no_rw_check=1))
         xb_w, db_w = xb.write_port(), db.write_port()
-        m.d.comb += [self.x_data.eq(read_next_cycle(m, xb, self.x_addr, "xb")),
-                     self.d_data.eq(read_next_cycle(m, db, self.d_addr, "db"))]
+        m.d.comb += [self.x_data.eq(reg(m, xb.shape, read_next_cycle(m, xb, self.x_addr, "xb"), "xb_q")),
+                     self.d_data.eq(reg(m, db.shape, read_next_cycle(m, db, self.d_addr, "db"), "db_q"))]
 
         # both ports through a register slice: what follows reads the slices' flip-flops
         m.submodules.x_slice = x_slice = StreamSlice(self.x.payload.shape())

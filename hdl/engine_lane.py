@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import fit, round_shift
 from .dsp import tiled_mul
 from .engine_params import ISSUE_STAGES, EngineParams, Kind, Mat, Op
-from .engine_pipeline import dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
+from .engine_pipeline import distributed, dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
 
@@ -67,6 +67,9 @@ class Lane(wiring.Component):
         super().__init__({
             "uop": In(stream.Signature(uop_layout(p), always_ready=True)),  # cycle 1
             "s_addr": In(unsigned(chw)),  # cycle 0: the uop's chunk, the state rows' read address
+            # cycle 0: the uop's op, matrix, column and GS step (m1's state column is picked a
+            # cycle ahead, from these)
+            "op0": In(data.StructLayout({"op": 2, "mat": 1, "c": colw, "step": colw})),
             "dumping": In(1),  # factor dump: the state rows are read at dump_addr instead
             "dump_addr": In(unsigned(chw)),
             "pq": In(signed(f.proj.bits)),  # cycle 1: values every lane uses, registered here
@@ -138,9 +141,7 @@ class Lane(wiring.Component):
         sxd, sdd = sx_r.data, sd_r.data
         m.d.comb += [self.sx_row.eq(sxd), self.sd_row.eq(sdd)]
         u1r = data.View(lay, Cat(self.uop.valid, self.uop.payload.as_value()[1:]))
-        pq_d = copy(signed(pw), self.pq, "pq_d")
         h_sel = copy(signed(mw), self.h, "h_sel")
-        inv_sel = copy(signed(iw), self.inv, "inv_sel")
         u1 = stage(u1r, "u2")
 
         # The operands at cycle 2 are one-hot picks: which source each one takes is decoded
@@ -171,10 +172,37 @@ class Lane(wiring.Component):
             selx, seld = sels
             return [(selx[j], sxd[j]) for j in range(k)] + [(seld[j], sdd[j]) for j in range(k)]
 
-        # PROJ: the other matrix's column c; GS: the own matrix's column step (X: mat 0)
-        b1_rows = col_sel("b1", lambda j: (is_proj & mat1 & (c1 == j)) | (is_gs & ~mat1 & (step1 == j)),
-                          lambda j: (is_proj & ~mat1 & (c1 == j)) | (is_gs & mat1 & (step1 == j)))
-        b1_pq, b1_inv = copy(1, is_acc, "b1_selpq"), copy(1, is_scale, "b1_selinv")
+        # m1's state operand.  PROJ: the other matrix's column c; GS: the own matrix's column
+        # step (X: mat 0).  With the state rows in LUT RAM, that column is picked a cycle
+        # ahead, in cycle 1, from an asynchronous read of the rows at ``s_addr`` (a second read
+        # port: one more LUT-RAM copy) by select flip-flops decoded from the cycle-0 tag, and
+        # registered beside the rows: at cycle 2 the operand is one LUT (that register, or the
+        # projection / 1/‖v‖ copy) before m1's fabric register (64×64 seed 1 of ``d3d4f9d``:
+        # lane 6's select flip-flop → the 10-way pick → 4.11 ns across the device → the pick's
+        # last LUTs → ``m1_fb``, 108.1 MHz).  Rows in block RAM have no asynchronous read: the
+        # column is then picked at cycle 2 from the registered rows.
+        def b1_conds(op, mat, c, step):
+            proj, gs = op == Op.PROJ, op == Op.GS
+            return (lambda j: (proj & mat & (c == j)) | (gs & ~mat & (step == j)),
+                    lambda j: (proj & ~mat & (c == j)) | (gs & mat & (step == j)))
+
+        early = distributed(Rb, k * sw) and distributed(Ra, k * sw)
+        if early:
+            o0 = self.op0
+            sel0x, sel0d = b1_conds(o0.op, o0.mat, o0.c, o0.step)
+            b1_sels = (copy(k, Cat(*[sel0x(j) for j in range(k)]), "b1_selx"),
+                       copy(k, Cat(*[sel0d(j) for j in range(k)]), "b1_seld"))
+            ax_r, ad_r = sx.read_port(domain="comb"), sd.read_port(domain="comb")
+            m.d.comb += [ax_r.addr.eq(s_addr), ad_r.addr.eq(s_addr)]
+            selx, seld = b1_sels
+            early_terms = [(selx[j], ax_r.data[j]) for j in range(k)] + [(seld[j], ad_r.data[j]) for j in range(k)]
+            b1_col = reg(m, signed(sw), pick(signed(sw), "b1_col_pick", early_terms), "b1_col")
+        else:
+            b1_col = pick(signed(sw), "b1_col", row_terms(col_sel("b1", *b1_conds(op1, mat1, c1, step1))))
+        # the projection (ACC) or 1/‖v‖ (SCALE), picked before this lane's copy
+        pi_w = max(pw, iw)
+        b1_pi = copy(signed(pi_w), Mux(is_scale, self.inv, self.pq), "b1_pi")
+        b1_selpi = copy(1, is_acc | is_scale, "b1_selpi")
         a1_x = copy(1, (is_proj & mat1) | (is_acc & ~mat1), "a1_selx")
         a1_d = copy(1, (is_proj & ~mat1) | (is_acc & mat1), "a1_seld")
         a1_h, a1_wm = copy(1, is_gs, "a1_selh"), copy(1, is_scale, "a1_selwm")
@@ -186,7 +214,7 @@ class Lane(wiring.Component):
         B1W = max(sw, pw, iw)
         MRB = max(rw, sw)
         a1 = pick(signed(A1W), "a1", [(a1_x, self.x), (a1_d, self.d), (a1_h, h_sel), (a1_wm, self.wm)])
-        b1 = pick(signed(B1W), "b1", row_terms(b1_rows) + [(b1_pq, pq_d), (b1_inv, inv_sel)])
+        b1 = pick(signed(B1W), "b1", [(1, b1_col), (b1_selpi, b1_pi)])
         cv = reg(m, signed(mw), self.wm, "s2_v")
         cb = reg(m, signed(sw), pick(signed(sw), "s2_qn_pick", row_terms(cb_rows)), "s2_qn")
         cx = reg(m, signed(sw), pick(signed(sw), "s2_x_pick", row_terms(cx_rows)), "s2_x")

@@ -78,12 +78,14 @@ def test_input_buffer_slots_match_the_sub_batch_split(lanes):
             assert sub.slot == n % 2, n
             seen.append((sub.m, bool(sub.last)))
             assert sub.m1 == sub.m - 1
-            # read the slot back through the read ports: one cycle of read latency
+            # read the slot back through the read ports: two cycles of read latency
             for smp in range(sub.m):
                 for which, R, vecs, addr, dat in (("x", p.chunks_b, sub_x[n], dut.x_addr, dut.x_data),
                                                   ("d", p.chunks_a, sub_d[n], dut.d_addr, dut.d_data)):
                     for c in range(R):
                         ctx.set(addr, _addr(c, R, smp, sub.slot))
+                        await ctx.tick()
+                        ctx.set(addr, 0)  # the data follow the address of two cycles before
                         await ctx.tick()
                         want = chunks(vecs[smp], p.P)[c]
                         assert [int(v) for v in ctx.get(dat)] == want, (which, n, smp, c)

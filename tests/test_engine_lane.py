@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from amaranth.sim import Simulator
+
+from hdl import engine_pipeline
 
 from hdl.engine import initial_state
 from hdl.engine_lane import Lane
 from hdl.engine_params import EngineParams, Kind, Mat, Op
+from hdl.engine_pipeline import LUTRAM_MAX_BITS
 
 
 def _uop(**kw) -> dict:
@@ -24,7 +28,11 @@ def _uop(**kw) -> dict:
     return u
 
 
-def test_lane_projection_terms_are_exact_products():
+@pytest.mark.parametrize("lutram_bits", [LUTRAM_MAX_BITS, 0], ids=["rows-in-lutram", "rows-in-bram"])
+def test_lane_projection_terms_are_exact_products(monkeypatch, lutram_bits):
+    # state rows in LUT RAM: m1's state column is picked a cycle ahead; in block RAM it is
+    # picked from the registered rows (hdl.engine_lane): both must give the same terms
+    monkeypatch.setattr(engine_pipeline, "LUTRAM_MAX_BITS", lutram_bits)
     p = EngineParams(rows=7, cols=9, rank=3, sub_batch=4, lanes=2, formats="q16")
     f = p.fmts
     X0, D0, _ = initial_state(p, seed=3)
@@ -42,7 +50,8 @@ def test_lane_projection_terms_are_exact_products():
             i, c = rng.randrange(R), rng.randrange(p.k)
             xv = rng.randrange(f.x.min_int, f.x.max_int + 1)
             dv = rng.randrange(f.delta.min_int, f.delta.max_int + 1)
-            ctx.set(dut.s_addr, i)  # cycle 0: the state rows' address
+            ctx.set(dut.s_addr, i)  # cycle 0: the state rows' address and the uop's column
+            ctx.set(dut.op0, {"op": Op.PROJ, "mat": mat, "c": c, "step": 0})
             await ctx.tick()
             ctx.set(dut.uop.valid, 1)  # cycle 1: the uop
             ctx.set(dut.uop.payload, _uop(op=Op.PROJ, mat=mat, c=c, i=i))
