@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import fit, round_shift
 from .dsp import tiled_mul
 from .engine_params import ISSUE_STAGES, EngineParams, Kind, Mat, Op
-from .engine_pipeline import distributed, dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
+from .engine_pipeline import LUTRAM_DEPTH, distributed, dup_reg, index_bits, mem_addr, mem_depth, ram_attrs, reg, rreg, tag_stage
 
 __all__ = ["Lane", "uop_layout", "state_rows"]
 
@@ -62,6 +62,9 @@ class Lane(wiring.Component):
             raise ValueError(f"lane must be in 0..{p.P - 1}, not {lane}")
         self.params, self.lane = params, lane
         self.X0, self.D0 = X0, D0
+        #: m1's state column picked a cycle ahead (rows one LUT RAM deep; see ``elaborate``)
+        self.early_pick = all(distributed(R, p.k * f.state.bits) and R <= LUTRAM_DEPTH
+                              for R in (p.chunks_b, p.chunks_a))
         colw, chw = index_bits(p.k), index_bits(p.chunks_max)
         row = data.ArrayLayout(signed(f.state.bits), p.k)
         super().__init__({
@@ -179,14 +182,18 @@ class Lane(wiring.Component):
         # registered beside the rows: at cycle 2 the operand is one LUT (that register, or the
         # projection / 1/‖v‖ copy) before m1's fabric register (64×64 seed 1 of ``d3d4f9d``:
         # lane 6's select flip-flop → the 10-way pick → 4.11 ns across the device → the pick's
-        # last LUTs → ``m1_fb``, 108.1 MHz).  Rows in block RAM have no asynchronous read: the
-        # column is then picked at cycle 2 from the registered rows.
+        # last LUTs → ``m1_fb``, 108.1 MHz).  Only where the rows are one LUT RAM deep (at most
+        # 16 words, one ``TRELLIS_DPR16X4`` level, no read multiplexer): deeper, the read and its
+        # multiplexer before the pick outweigh it (the 10×65 engine's 65 rows: ``s_addr`` → the
+        # rows' read → their register was its seed-1 path at ``d3d4f9d``, 8.27 ns), and rows in
+        # block RAM have no asynchronous read.  Then the column is picked at cycle 2 from the
+        # registered rows.
         def b1_conds(op, mat, c, step):
             proj, gs = op == Op.PROJ, op == Op.GS
             return (lambda j: (proj & mat & (c == j)) | (gs & ~mat & (step == j)),
                     lambda j: (proj & ~mat & (c == j)) | (gs & mat & (step == j)))
 
-        early = distributed(Rb, k * sw) and distributed(Ra, k * sw)
+        early = self.early_pick
         if early:
             o0 = self.op0
             sel0x, sel0d = b1_conds(o0.op, o0.mat, o0.c, o0.step)

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .synth import DUP_ATTR
 
-__all__ = ["LUTRAM_MAX_BITS", "distributed", "ram_attrs", "read_next_cycle", "read_from_register", "kept_net", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "StreamSlice"]
+__all__ = ["LUTRAM_MAX_BITS", "LUTRAM_DEPTH", "distributed", "ram_attrs", "read_next_cycle", "read_from_register", "kept_net", "index_bits", "mem_addr", "mem_depth", "reg", "rreg", "delay", "dup_reg", "tag_stage", "UopPipe", "StreamSlice"]
 
 
 def index_bits(n: int) -> int:
@@ -56,6 +56,11 @@ def mem_depth(*ns: int) -> int:
 #: engine's input buffer alone closed at 136 MHz); a LUT RAM read is one LUT before the same
 #: flip-flop.  A few kbit of LUT RAM costs ~1-2 LUTs per 64 bits plus the read multiplexer.
 LUTRAM_MAX_BITS = 8192
+
+
+#: Words of one LUT-RAM primitive (ECP5 ``TRELLIS_DPR16X4``): a deeper memory adds a read
+#: multiplexer after its asynchronous read.
+LUTRAM_DEPTH = 16
 
 
 def distributed(depth: int, width: int) -> bool:

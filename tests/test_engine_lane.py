@@ -38,6 +38,7 @@ def test_lane_projection_terms_are_exact_products(monkeypatch, lutram_bits):
     X0, D0, _ = initial_state(p, seed=3)
     l = 1
     dut = Lane(p, l, X0, D0)
+    assert dut.early_pick == (lutram_bits > 0)
     rng = random.Random(5)
     # a uop presented at cycle 1 gives its term at P2 = L1 + LR + L2 + 8 (hdl.engine_lane)
     wait = sum(p.mul_latencies) + 7
